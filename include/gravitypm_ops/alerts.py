@@ -1,0 +1,104 @@
+"""Slack alerts with the runbook's severities, sent through the slack provider's webhook hook.
+
+- `FailureAlert(severity)`: a task-level ``on_failure_callback`` (set for every task by
+  `dag_defaults`): DAG, task, run, try number, the reason and a link to the task log.
+- `RecoveryAlert()`: a DAG-level ``on_success_callback``: says "recovered" when the run
+  before this one failed, and nothing otherwise (no noise on every green run).
+
+Messages never carry secrets: exception text is scrubbed of URI credentials and
+``key=value`` secrets before it leaves the worker.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from airflow.sdk import BaseNotifier
+
+from gravitypm_ops.names import SLACK_CONN_ID
+
+
+class Severity(str, Enum):
+    """Runbook "Alert Categories"."""
+
+    CRITICAL = "Critical"  # immediate response: service down, DB unreachable, data loss
+    WARNING = "Warning"  # within 1 hour: high resource usage, backup failures
+    INFO = "Info"  # monitor: maintenance notifications, config changes
+
+    @property
+    def icon(self) -> str:
+        return {"Critical": ":red_circle:", "Warning": ":large_orange_circle:", "Info": ":large_blue_circle:"}[
+            self.value
+        ]
+
+
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+_KEY_VALUE_SECRET = re.compile(
+    r"(?P<key>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)[\w-]*\b\s*[=:]\s*)"
+    r"(?P<quote>['\"]?)[^\s'\",;&]+",
+    re.IGNORECASE,
+)
+# Slack webhook paths (/services/T…/B…/<token>) are credentials in a URL.
+_SLACK_WEBHOOK_PATH = re.compile(r"/services/[A-Z0-9]+/[A-Z0-9]+/[A-Za-z0-9]+")
+
+
+def scrub(text: str) -> str:
+    """Remove credentials from free text (exception messages, URLs) before it is sent anywhere."""
+    text = _URI_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    text = _KEY_VALUE_SECRET.sub(r"\g<key>\g<quote>***", text)
+    return _SLACK_WEBHOOK_PATH.sub("/services/***", text)
+
+
+def send_slack(text: str, conn_id: str = SLACK_CONN_ID) -> None:
+    """Post one message to the ops channel through the Slack webhook connection."""
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=text, unfurl_links=False)
+
+
+def failure_message(context, severity: Severity) -> str:
+    ti = context["ti"]
+    error = context.get("exception")
+    reason = scrub(str(error).strip().splitlines()[0])[:400] if error and str(error).strip() else "see the task log"
+    tries = f"try {ti.try_number} of {ti.max_tries + 1}" if getattr(ti, "max_tries", None) is not None else ""
+    return "\n".join(
+        [
+            f"{severity.icon} *[{severity.value}] {ti.dag_id} failed* at task `{ti.task_id}`",
+            f"• Run: `{ti.run_id}` ({tries})" if tries else f"• Run: `{ti.run_id}`",
+            f"• Reason: {type(error).__name__ + ': ' if error else ''}{reason}",
+            f"• Log: <{ti.log_url}|open the task log>",
+        ]
+    )
+
+
+class FailureAlert(BaseNotifier):
+    """Task failure → Slack, tagged with the runbook severity of what the task guards."""
+
+    def __init__(self, severity: Severity = Severity.WARNING, slack_conn_id: str = SLACK_CONN_ID):
+        super().__init__()
+        self.severity = Severity(severity)
+        self.slack_conn_id = slack_conn_id
+
+    def notify(self, context) -> None:
+        send_slack(failure_message(context, self.severity), self.slack_conn_id)
+
+
+class RecoveryAlert(BaseNotifier):
+    """DAG run success → Slack "recovered", only when the previous run of the DAG had failed."""
+
+    def __init__(self, slack_conn_id: str = SLACK_CONN_ID):
+        super().__init__()
+        self.slack_conn_id = slack_conn_id
+
+    def notify(self, context) -> None:
+        ti = context.get("ti")
+        previous = ti.get_previous_dagrun() if ti is not None else None
+        if previous is None or str(getattr(previous.state, "value", previous.state)) != "failed":
+            return
+        dag_id = context["dag"].dag_id
+        send_slack(
+            f"{Severity.INFO.icon} *[Info] {dag_id} recovered*: run `{context['run_id']}` succeeded "
+            f"after run `{previous.run_id}` failed.",
+            self.slack_conn_id,
+        )

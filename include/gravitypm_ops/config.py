@@ -1,0 +1,196 @@
+"""The one config object: runbook defaults, overridden by the JSON Variable ``gravitypm_ops``.
+
+Read it inside tasks only (``load_config()``), never at DAG-parse time. Unknown keys
+and bad values fail loudly with the key's name, so a typo in the Variable cannot
+silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from gravitypm_ops.names import BACKUP_KINDS, CONFIG_VARIABLE
+
+RUNBOOK_APP_ROOT = "/opt/gravitypm/production"
+
+
+# Runbook "Health Check Endpoints".
+RUNBOOK_HEALTH_URLS = {
+    "application": "https://api.gravitypm.com/health",
+    "database": "https://api.gravitypm.com/health/db",
+    "cache": "https://api.gravitypm.com/health/redis",
+    "load_balancer": "https://gravitypm.com/health",
+}
+# A backup older than this many hours is stale (the schedule plus slack).
+RUNBOOK_FRESHNESS_HOURS = {"db": 7.0, "fs": 26.0, "config": 26.0, "logs": 26.0}
+
+
+class ConfigError(ValueError):
+    """The gravitypm_ops Variable holds something we refuse to guess about."""
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    vault_bucket: str = "gravitypm-backups"
+    vault_prefix: str = "production"
+    app_root: str = RUNBOOK_APP_ROOT
+    # Empty means "<app_root>/logs"; read the resolved value from `logs_path`.
+    logs_dir: str = ""
+    # Relative entries are resolved against app_root (see `config_files`).
+    config_paths: tuple[str, ...] = ("docker-compose.production.yml", ".env", "nginx", "config")
+    mongo_databases: tuple[str, ...] = ("gravitypm_production",)
+    health_urls: Mapping[str, str] = field(default_factory=lambda: dict(RUNBOOK_HEALTH_URLS))
+    # Runbook "Evening Checklist": disk > 20 % free; "System Metrics": memory < 85 %.
+    disk_min_free_percent: float = 20.0
+    memory_max_used_percent: float = 85.0
+    freshness_hours: Mapping[str, float] = field(default_factory=lambda: dict(RUNBOOK_FRESHNESS_HOURS))
+
+    @property
+    def logs_path(self) -> str:
+        return self.logs_dir or os.path.join(self.app_root, "logs")
+
+    @property
+    def config_files(self) -> tuple[str, ...]:
+        return tuple(os.path.join(self.app_root, p) for p in self.config_paths)
+
+    @property
+    def disk_paths(self) -> tuple[str, ...]:
+        """Paths whose filesystems must keep enough free space."""
+        return tuple(dict.fromkeys((self.app_root, self.logs_path)))
+
+
+# --- value checkers: each returns the normalised value or raises ValueError -------------
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _absolute_path(value: Any) -> str:
+    value = _text(value)
+    if not os.path.isabs(value):
+        raise ValueError("must be an absolute path")
+    return os.path.normpath(value)
+
+
+def _optional_absolute_path(value: Any) -> str:
+    return "" if value in ("", None) else _absolute_path(value)
+
+
+def _relative_or_absolute_paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of paths")
+    out = []
+    for item in value:
+        item = _text(item)
+        if ".." in item.split("/"):
+            raise ValueError(f"{item!r}: '..' is not allowed")
+        out.append(item)
+    return tuple(out)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of names")
+    return tuple(_text(v) for v in value)
+
+
+def _bucket(value: Any) -> str:
+    value = _text(value)
+    if not (3 <= len(value) <= 63) or value != value.lower() or " " in value or "/" in value:
+        raise ValueError("must be a valid S3 bucket name (3-63 lowercase characters, no '/')")
+    return value
+
+
+def _prefix(value: Any) -> str:
+    value = _text(value).strip("/")
+    if not value or ".." in value.split("/"):
+        raise ValueError("must be a key prefix like 'production' (no '..')")
+    return value
+
+
+def _urls(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise ValueError('must be an object of name -> URL, e.g. {"application": "https://host/health"}')
+    for name, url in value.items():
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"{name!r}: {url!r} is not an http(s) URL")
+    return dict(value)
+
+
+def _percent(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
+        raise ValueError("must be a number between 0 and 100 (exclusive)")
+    return float(value)
+
+
+def _hours_per_kind(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be an object of kind -> hours, kinds: {', '.join(BACKUP_KINDS)}")
+    merged = dict(RUNBOOK_FRESHNESS_HOURS)
+    for kind, hours in value.items():
+        if kind not in BACKUP_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(BACKUP_KINDS)}")
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0:
+            raise ValueError(f"{kind!r}: must be a positive number of hours")
+        merged[kind] = float(hours)
+    return merged
+
+
+_CHECKERS: dict[str, Callable[[Any], Any]] = {
+    "vault_bucket": _bucket,
+    "vault_prefix": _prefix,
+    "app_root": _absolute_path,
+    "logs_dir": _optional_absolute_path,
+    "config_paths": _relative_or_absolute_paths,
+    "mongo_databases": _names,
+    "health_urls": _urls,
+    "disk_min_free_percent": _percent,
+    "memory_max_used_percent": _percent,
+    "freshness_hours": _hours_per_kind,
+}
+assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
+
+
+def parse_config(overrides: Mapping[str, Any] | None) -> OpsConfig:
+    """Runbook defaults updated with `overrides` (the decoded Variable); None means defaults."""
+    if overrides is None:
+        return OpsConfig()
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"Variable {CONFIG_VARIABLE!r} must be a JSON object, got {type(overrides).__name__}")
+    unknown = sorted(set(overrides) - set(_CHECKERS))
+    if unknown:
+        raise ConfigError(
+            f"Variable {CONFIG_VARIABLE!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"known keys: {', '.join(sorted(_CHECKERS))}"
+        )
+    values = {}
+    for key, raw in overrides.items():
+        try:
+            values[key] = _CHECKERS[key](raw)
+        except ValueError as err:
+            raise ConfigError(f"Variable {CONFIG_VARIABLE!r}: key {key!r} {err}") from None
+    return OpsConfig(**values)
+
+
+def parse_config_json(text: str | None) -> OpsConfig:
+    if text is None or not text.strip():
+        return OpsConfig()
+    try:
+        decoded = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"Variable {CONFIG_VARIABLE!r} is not valid JSON: {err}") from None
+    return parse_config(decoded)
+
+
+def load_config() -> OpsConfig:
+    """Read the Variable (or AIRFLOW_VAR_GRAVITYPM_OPS). Call inside a task, never at parse time."""
+    from airflow.sdk import Variable
+
+    return parse_config_json(Variable.get(CONFIG_VARIABLE, default=None))

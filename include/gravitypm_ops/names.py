@@ -1,0 +1,45 @@
+"""Parse-time constants shared by DAGs, the library, deployment files and tests.
+
+These names are public: users, connections and other DAGs rely on them.
+Nothing here does I/O; reading one environment variable is the only lookup.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Airflow connections.
+MONGO_CONN_ID = "gravitypm_mongo"
+MONGO_SCRATCH_CONN_ID = "gravitypm_mongo_scratch"
+AWS_CONN_ID = "gravitypm_aws"
+AWS_OFFSITE_CONN_ID = "gravitypm_aws_offsite"
+SLACK_CONN_ID = "gravitypm_slack"
+
+# The single JSON Variable that overrides the runbook defaults (see config.py).
+CONFIG_VARIABLE = "gravitypm_ops"
+
+# Pools and the queue for tasks that must run on the application host.
+DB_POOL = "gravitypm_db"  # 1 slot: a DB backup never overlaps a DB restore.
+HOST_POOL = "gravitypm_host"
+HOST_QUEUE = "gravitypm_host"
+
+# Backup kinds, in runbook order; each has one Asset.
+BACKUP_KINDS = ("db", "fs", "config", "logs")
+ASSET_URI_PREFIX = "gravitypm://vault/"
+
+DAG_ID_PREFIX = "gravitypm_"
+OWNER = "gravitypm-ops"
+TAG = "gravitypm"
+
+# Schedules are cron expressions evaluated in this timezone (an IANA name).
+TIMEZONE_ENV = "GRAVITYPM_OPS_TZ"
+
+
+def schedule_timezone() -> str:
+    return os.environ.get(TIMEZONE_ENV, "UTC") or "UTC"
+
+
+def asset_uri(kind: str) -> str:
+    if kind not in BACKUP_KINDS:
+        raise ValueError(f"unknown backup kind {kind!r}; expected one of {BACKUP_KINDS}")
+    return ASSET_URI_PREFIX + kind

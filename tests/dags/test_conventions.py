@@ -1,0 +1,58 @@
+"""Every gravitypm_* DAG follows the house conventions (see include/gravitypm_ops/dag_defaults.py)."""
+
+import pytest
+from airflow.sdk import CronTriggerTimetable
+
+from gravitypm_ops.alerts import FailureAlert, RecoveryAlert
+from gravitypm_ops.names import DAG_ID_PREFIX, OWNER, TAG
+
+# Tasks whose only job is to turn the run red; they alert through the tasks they watch.
+WATCHERS = {"fail_run_if_any_check_failed"}
+
+
+@pytest.fixture(scope="module")
+def dags(dagbag):
+    assert dagbag.dags, "no DAGs found"
+    return list(dagbag.dags.values())
+
+
+def test_dag_ids_prefix_docs_and_tags(dags):
+    for dag in dags:
+        assert dag.dag_id.startswith(DAG_ID_PREFIX), dag.dag_id
+        assert dag.doc_md and len(dag.doc_md.strip()) > 80, f"{dag.dag_id}: doc_md missing or too short"
+        assert TAG in dag.tags, dag.dag_id
+        assert dag.owner == OWNER, dag.dag_id
+        assert dag.catchup is False, dag.dag_id
+
+
+def test_schedules_are_cron_in_the_ops_timezone(dags):
+    for dag in dags:
+        if dag.schedule is not None:
+            assert isinstance(dag.schedule, CronTriggerTimetable), dag.dag_id
+            assert str(dag.schedule.timezone) == "UTC", dag.dag_id  # GRAVITYPM_OPS_TZ is unset in tests
+
+
+def test_ops_timezone_comes_from_the_environment(monkeypatch):
+    from gravitypm_ops.dag_defaults import cron
+
+    monkeypatch.setenv("GRAVITYPM_OPS_TZ", "Europe/Berlin")
+    assert str(cron("0 8 * * *").timezone) == "Europe/Berlin"
+
+
+def test_retries_are_explicit_and_failures_alert(dags):
+    for dag in dags:
+        assert "retries" in dag.default_args, f"{dag.dag_id}: default_args must set retries explicitly"
+        for task in dag.tasks:
+            if task.task_id in WATCHERS:
+                continue
+            callbacks = task.on_failure_callback
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            assert any(isinstance(c, FailureAlert) for c in callbacks), f"{dag.dag_id}.{task.task_id}: no Slack alert"
+            if task.retries:
+                assert task.retry_exponential_backoff, f"{dag.dag_id}.{task.task_id}: retries without backoff"
+
+
+def test_recovery_is_announced(dags):
+    for dag in dags:
+        callbacks = dag.on_success_callback if isinstance(dag.on_success_callback, list) else [dag.on_success_callback]
+        assert any(isinstance(c, RecoveryAlert) for c in callbacks), dag.dag_id

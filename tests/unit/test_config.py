@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from gravitypm_ops.config import ConfigError, OpsConfig, parse_config, parse_config_json
+
+
+def test_defaults_are_the_runbooks_numbers():
+    cfg = parse_config(None)
+    assert cfg.app_root == "/opt/gravitypm/production"
+    assert cfg.logs_path == "/opt/gravitypm/production/logs"
+    assert cfg.mongo_databases == ("gravitypm_production",)
+    assert cfg.disk_min_free_percent == 20  # "Check disk space (> 20% free)"
+    assert cfg.memory_max_used_percent == 85  # "Memory Usage: < 85%"
+    assert cfg.freshness_hours == {"db": 7, "fs": 26, "config": 26, "logs": 26}
+    assert cfg.health_urls["application"] == "https://api.gravitypm.com/health"
+    assert cfg.health_urls["database"] == "https://api.gravitypm.com/health/db"
+    assert cfg.health_urls["cache"] == "https://api.gravitypm.com/health/redis"
+    assert "/opt/gravitypm/production/docker-compose.production.yml" in cfg.config_files
+    assert "/opt/gravitypm/production/.env" in cfg.config_files
+
+
+def test_missing_or_empty_variable_means_defaults():
+    assert parse_config_json(None) == OpsConfig()
+    assert parse_config_json("  ") == OpsConfig()
+
+
+def test_overrides_apply_and_derived_paths_follow_app_root():
+    cfg = parse_config_json(json.dumps({"app_root": "/srv/gpm", "vault_bucket": "my-vault", "freshness_hours": {"db": 3}}))
+    assert cfg.vault_bucket == "my-vault"
+    assert cfg.logs_path == "/srv/gpm/logs"
+    assert cfg.config_files[0] == "/srv/gpm/docker-compose.production.yml"
+    assert cfg.disk_paths == ("/srv/gpm", "/srv/gpm/logs")
+    # Overriding one kind keeps the runbook value of the others.
+    assert cfg.freshness_hours == {"db": 3, "fs": 26, "config": 26, "logs": 26}
+
+
+def test_explicit_logs_dir_wins():
+    assert parse_config({"logs_dir": "/var/log/gpm"}).logs_path == "/var/log/gpm"
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"vault_buckt": "x"}, "vault_buckt"),
+        ({"app_root": "relative/path"}, "app_root"),
+        ({"vault_bucket": "Has Spaces"}, "vault_bucket"),
+        ({"vault_prefix": "../escape"}, "vault_prefix"),
+        ({"mongo_databases": "gravitypm_production"}, "mongo_databases"),
+        ({"mongo_databases": []}, "mongo_databases"),
+        ({"health_urls": {"api": "ftp://x"}}, "health_urls"),
+        ({"health_urls": ["https://x/health"]}, "health_urls"),
+        ({"disk_min_free_percent": 120}, "disk_min_free_percent"),
+        ({"disk_min_free_percent": True}, "disk_min_free_percent"),
+        ({"memory_max_used_percent": "85"}, "memory_max_used_percent"),
+        ({"freshness_hours": {"database": 7}}, "freshness_hours"),
+        ({"freshness_hours": {"db": -1}}, "freshness_hours"),
+        ({"config_paths": ["../etc/passwd"]}, "config_paths"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=repr(key)):
+        parse_config(overrides)
+
+
+def test_not_an_object_or_not_json_is_a_clear_error():
+    with pytest.raises(ConfigError, match="JSON object"):
+        parse_config_json("[1, 2]")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        parse_config_json("{vault_bucket: x}")
