@@ -298,3 +298,14 @@ class LocalStack:
         env = {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(c) for cid, c in self.connections().items()}
         env["AIRFLOW_VAR_GRAVITYPM_OPS"] = json.dumps(self.ops_config())
         return env
+
+
+def repo_airflow_env(airflow_home: Path) -> dict[str, str]:
+    """Airflow pointed at this repository's dags/, plugins/ and include/ (no examples)."""
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "include"), os.environ.get("PYTHONPATH")) if p),
+    }

@@ -19,18 +19,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DAGS = REPO / "dags"
 
-AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="gravitypm-test-airflow-"))
-os.environ.update(
-    AIRFLOW_HOME=str(AIRFLOW_HOME),
-    AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-    AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-    AIRFLOW__CORE__LOAD_EXAMPLES="False",
-    AIRFLOW__API__BASE_URL="http://airflow.test:8080",
-    PYTHONPATH=os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-)
-os.environ.pop("AIRFLOW_VAR_GRAVITYPM_OPS", None)
+from dev.stack import LocalStack, repo_airflow_env  # noqa: E402  (imports no Airflow)
 
-from dev.stack import LocalStack  # noqa: E402
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="gravitypm-test-airflow-"))
+os.environ.update(repo_airflow_env(AIRFLOW_HOME), AIRFLOW__API__BASE_URL="http://airflow.test:8080")
+for name in list(os.environ):
+    if name.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):  # a developer's shell must not leak in
+        del os.environ[name]
 
 
 @pytest.fixture(scope="session")

@@ -61,11 +61,11 @@ def failure_message(context, severity: Severity) -> str:
     ti = context["ti"]
     error = context.get("exception")
     reason = scrub(str(error).strip().splitlines()[0])[:400] if error and str(error).strip() else "see the task log"
-    tries = f"try {ti.try_number} of {ti.max_tries + 1}" if getattr(ti, "max_tries", None) is not None else ""
     return "\n".join(
         [
             f"{severity.icon} *[{severity.value}] {ti.dag_id} failed* at task `{ti.task_id}`",
-            f"• Run: `{ti.run_id}` ({tries})" if tries else f"• Run: `{ti.run_id}`",
+            # on_failure_callback fires once retries are exhausted (or skipped), so this try was the last.
+            f"• Run: `{ti.run_id}` (failed on try {ti.try_number})",
             f"• Reason: {type(error).__name__ + ': ' if error else ''}{reason}",
             f"• Log: <{ti.log_url}|open the task log>",
         ]
@@ -84,16 +84,18 @@ class FailureAlert(BaseNotifier):
         send_slack(failure_message(context, self.severity), self.slack_conn_id)
 
 
-class RecoveryAlert(BaseNotifier):
-    """DAG run success → Slack "recovered", only when the previous run of the DAG had failed."""
+class RecoveryAlert:
+    """DAG run success → Slack "recovered", only when the previous run of the DAG had failed.
+
+    A plain callable, not a BaseNotifier: it renders no templates, and dag.test() hands DAG
+    callbacks a serialized DAG that cannot render them.
+    """
 
     def __init__(self, slack_conn_id: str = SLACK_CONN_ID):
-        super().__init__()
         self.slack_conn_id = slack_conn_id
 
-    def notify(self, context) -> None:
-        ti = context.get("ti")
-        previous = ti.get_previous_dagrun() if ti is not None else None
+    def __call__(self, context) -> None:
+        previous = _previous_dag_run(context)
         if previous is None or str(getattr(previous.state, "value", previous.state)) != "failed":
             return
         dag_id = context["dag"].dag_id
@@ -102,3 +104,24 @@ class RecoveryAlert(BaseNotifier):
             f"after run `{previous.run_id}` failed.",
             self.slack_conn_id,
         )
+
+
+def _previous_dag_run(context):
+    """The run before this one (by logical date), or None for the first or a date-less manual run."""
+    ti = context.get("ti")
+    if ti is None:
+        return None
+    try:
+        return ti.get_previous_dagrun()
+    except NameError:
+        # dag.test() runs DAG callbacks in its own process, without the supervisor channel
+        # that the DAG processor provides (SUPERVISOR_COMMS); the metadata DB is at hand there.
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            run = DagRun.find(dag_id=ti.dag_id, run_id=ti.run_id, session=session)
+            previous = DagRun.get_previous_dagrun(run[0], session=session) if run else None
+            if previous is not None:
+                session.expunge(previous)
+            return previous

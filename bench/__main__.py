@@ -1,0 +1,59 @@
+"""The single benchmark entry point: `make bench` (= python -m bench).
+
+Each benchmark prints its figures next to a baseline measured in the same run, so the
+numbers compare across machines as ratios. Later issues add their benchmarks here.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.dag_parse import parse_dags_isolated
+
+MINIMAL_DAG = """\
+from airflow.sdk import dag, task
+
+@dag(dag_id="baseline_minimal", schedule=None)
+def baseline_minimal():
+    @task
+    def noop():
+        pass
+    noop()
+
+baseline_minimal()
+"""
+
+
+def bench_dag_parse(repeats: int = 5) -> dict:
+    """Whole dags/ folder parse time vs one minimal TaskFlow DAG (goal: folder < 2 s)."""
+    ours = [parse_dags_isolated() for _ in range(repeats)]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "baseline_minimal.py").write_text(MINIMAL_DAG)
+        base = [parse_dags_isolated(Path(tmp)) for _ in range(repeats)]
+    ours_s = statistics.median(r["seconds"] for r in ours)
+    base_s = statistics.median(r["seconds"] for r in base)
+    return {
+        "dags": len(ours[0]["dag_ids"]),
+        "folder_parse_s": round(ours_s, 4),
+        "baseline_one_minimal_dag_s": round(base_s, 4),
+        "ratio_vs_baseline": round(ours_s / base_s, 2),
+        "goal_folder_parse_s": 2.0,
+        "meets_goal": ours_s < 2.0,
+        "per_file_s": ours[0]["files"],
+    }
+
+
+def main() -> None:
+    report = {
+        "machine": f"{platform.machine()} {platform.system()} Python {platform.python_version()}",
+        "dag_parse": bench_dag_parse(),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""A tiny client for Airflow 3's REST API (/api/v2), used by `make up`'s smoke run and the e2e test."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+class AirflowAPI:
+    def __init__(self, base_url: str, username: str = "admin", password: str | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self._token: str | None = None
+
+    @staticmethod
+    def standalone_password(airflow_home: Path, username: str = "admin") -> str | None:
+        path = Path(airflow_home) / "simple_auth_manager_passwords.json.generated"
+        return json.loads(path.read_text()).get(username) if path.exists() else None
+
+    def _request(self, method: str, path: str, body=None, auth: bool = True):
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return json.loads(raw) if raw else None
+
+    def token(self) -> str:
+        if self._token is None:
+            answer = self._request(
+                "POST", "/auth/token", {"username": self.username, "password": self.password}, auth=False
+            )
+            self._token = answer["access_token"]
+        return self._token
+
+    def healthy(self) -> bool:
+        try:
+            health = self._request("GET", "/api/v2/monitor/health", auth=False)
+        except (OSError, urllib.error.URLError):
+            return False
+        return all(
+            (health.get(part) or {}).get("status") == "healthy" for part in ("metadatabase", "scheduler")
+        )
+
+    def wait_healthy(self, timeout: float = 180.0, alive=lambda: True) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not alive():
+                raise RuntimeError("Airflow exited during start-up")
+            if self.healthy():
+                return
+            time.sleep(1)
+        raise TimeoutError(f"Airflow at {self.base_url} not healthy within {timeout:.0f}s")
+
+    def get(self, path: str):
+        return self._request("GET", path)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                return self.get(f"/api/v2/dags/{dag_id}")
+            except urllib.error.HTTPError as err:
+                if err.code != 404:
+                    raise
+            time.sleep(1)
+        raise TimeoutError(f"DAG {dag_id} not parsed within {timeout:.0f}s")
+
+    def unpause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return run
+            time.sleep(1)
+        raise TimeoutError(f"{dag_id} run {run_id} did not finish within {timeout:.0f}s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in tis}
