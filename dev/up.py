@@ -39,6 +39,8 @@ def airflow_env(state: Path, stack: LocalStack, port: int) -> dict[str, str]:
     return {
         **repo_airflow_env(state / "airflow"),
         **stack.airflow_env(),
+        # standalone starts its components as `airflow …` found on PATH: use this venv's.
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__PARALLELISM": "4",  # ~12 processes and ~1 GB instead of dozens
@@ -66,7 +68,7 @@ def smoke_run(api: AirflowAPI, stack: LocalStack) -> bool:
     return run["state"] == "success" and not errors
 
 
-def up(state: Path, smoke: bool, port: int) -> int:
+def up(state: Path, smoke: bool, port: int, free_ports: bool = False) -> int:
     pidfile = state / "up.pid"
     if pidfile.exists() and _alive(int(pidfile.read_text())):
         print(f"already running (pid {pidfile.read_text().strip()}); stop it with: make stop")
@@ -77,7 +79,7 @@ def up(state: Path, smoke: bool, port: int) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
 
-    stack = LocalStack(state, ports=dict(DEFAULT_PORTS))
+    stack = LocalStack(state, ports={} if free_ports else dict(DEFAULT_PORTS))
     airflow = None
     try:
         print("-- starting the local stack (S3, MongoDB, Slack receiver, production host) …", flush=True)
@@ -153,10 +155,11 @@ def main() -> int:
     parser.add_argument("command", nargs="?", choices=["up", "stop"], default="up")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("GRAVITYPM_OPS_STATE", REPO / ".state")))
     parser.add_argument("--port", type=int, default=AIRFLOW_PORT)
+    parser.add_argument("--free-ports", action="store_true", help="pick free ports for the local stack")
     parser.add_argument("--no-smoke", dest="smoke", action="store_false", help="skip the first checklist run")
     args = parser.parse_args()
     state = args.state_dir.resolve()
-    return stop(state) if args.command == "stop" else up(state, args.smoke, args.port)
+    return stop(state) if args.command == "stop" else up(state, args.smoke, args.port, args.free_ports)
 
 
 if __name__ == "__main__":

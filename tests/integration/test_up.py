@@ -1,0 +1,95 @@
+"""`make up` end to end: the real launcher, airflow standalone, the scheduler, a real DAG run,
+then one SIGINT and nothing left running. The slowest test (~1 min), and the one that proves
+the start command works."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dev.airflow_api import AirflowAPI
+from dev.stack import REPO, free_port
+
+BANNER = "== GravityPM Ops is up"
+
+
+def descendants(pid: int) -> set[int]:
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, set()).add(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def up_process(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port), "--free-ports"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    yield proc, port, tmp_path / "state"
+    if proc.poll() is None:
+        proc.kill()
+
+
+def read_until(proc, marker: str, timeout: float) -> str:
+    out, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out.append(line)
+        if marker in line:
+            return "".join(out)
+    raise AssertionError(f"{marker!r} not printed within {timeout}s; output:\n{''.join(out)}")
+
+
+def test_up_runs_the_suite_and_one_sigint_stops_everything(up_process):
+    proc, port, state = up_process
+    output = read_until(proc, "== running;", timeout=300)
+
+    assert BANNER in output and f"http://127.0.0.1:{port}" in output and "login: admin / " in output
+    assert "smoke run success" in output, output
+    api = AirflowAPI(f"http://127.0.0.1:{port}", password=AirflowAPI.standalone_password(state / "airflow"))
+    dags = {d["dag_id"] for d in api.get("/api/v2/dags?limit=100")["dags"]}
+    assert "gravitypm_morning_checklist" in dags
+    assert not any(d.startswith("example_") for d in dags)  # examples off
+    assert api.get("/api/v2/importErrors")["total_entries"] == 0
+    pools = {p["name"]: p["slots"] for p in api.get("/api/v2/pools")["pools"]}
+    assert pools.get("gravitypm_db") == 1 and "gravitypm_host" in pools
+    # The smoke run's summary reached the local Slack receiver.
+    messages = [json.loads(line) for line in (state / "slack" / "messages.jsonl").read_text().splitlines()]
+    assert any("Morning checklist" in m["payload"]["text"] for m in messages)
+
+    started = descendants(proc.pid)
+    assert len(started) >= 5  # 4 stack services + airflow standalone and its children
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=90) == 0, rest
+    assert "nothing left running" in rest
+    assert [pid for pid in started if alive(pid)] == []
+    assert not (state / "up.pid").exists()
