@@ -5,7 +5,8 @@
 SHELL := /bin/bash
 
 # The local MongoDB server (mongoeco) needs Python >= 3.13, so the whole project runs on 3.13.
-PYTHON ?= $(shell command -v python3.13 2>/dev/null || ls "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+PYTHON ?= $(shell for p in $$(command -v python3.13) "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info >= (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
