@@ -69,10 +69,15 @@ def spawn(argv: list[str], log_path: Path, env: dict | None = None) -> subproces
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """SIGINT the whole process group, then escalate; returns once every member is gone."""
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    """SIGINT the leader (it stops its own children), then escalate on the whole process group.
+
+    Returns once every member of the group is gone.
+    """
+    steps = ((proc.send_signal, signal.SIGINT, grace), (_killpg(proc), signal.SIGTERM, 5.0),
+             (_killpg(proc), signal.SIGKILL, 5.0))
+    for send, sig, wait in steps:
         try:
-            os.killpg(proc.pid, sig)
+            send(sig)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
@@ -82,6 +87,10 @@ def stop_process(proc: subprocess.Popen, grace: float = 20.0) -> None:
                 return
             time.sleep(0.1)
     proc.wait(timeout=5)
+
+
+def _killpg(proc: subprocess.Popen):
+    return lambda sig: os.killpg(proc.pid, sig)
 
 
 def _group_alive(pgid: int) -> bool:

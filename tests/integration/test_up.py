@@ -63,7 +63,9 @@ def test_up_runs_the_suite_and_one_sigint_stops_everything(up_process):
     started = descendants(proc.pid)
     assert len(started) >= 5  # 4 stack services + airflow standalone and its children
     proc.send_signal(signal.SIGINT)
+    stopping = time.monotonic()
     rest = proc.stdout.read()
+    print(f"stopped in {time.monotonic() - stopping:.1f}s")
     assert proc.wait(timeout=90) == 0, rest
     assert "nothing left running" in rest
     assert [pid for pid in started if alive(pid)] == []
