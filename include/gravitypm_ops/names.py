@@ -40,6 +40,18 @@ def schedule_timezone() -> str:
 
 
 def asset_uri(kind: str) -> str:
+    """`gravitypm://vault/<kind>`: the asset a backup DAG updates (never the bucket name)."""
     if kind not in BACKUP_KINDS:
         raise ValueError(f"unknown backup kind {kind!r}; expected one of {BACKUP_KINDS}")
     return ASSET_URI_PREFIX + kind
+
+
+def asset_name(kind: str) -> str:
+    return f"gravitypm_{kind}_backup"
+
+
+def backup_asset(kind: str):
+    """The Airflow Asset announced when a backup of `kind` is committed."""
+    from airflow.sdk import Asset
+
+    return Asset(name=asset_name(kind), uri=asset_uri(kind))

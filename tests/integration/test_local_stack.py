@@ -126,3 +126,15 @@ def test_health_db_reports_503_when_mongo_is_down_and_stop_leaves_nothing(tmp_pa
             urllib.request.urlopen(own.url("host") + "/health/db", timeout=5)
         assert down.value.code == 503
     assert [pid for pid in started if alive(pid)] == []
+
+
+def test_a_second_start_reuses_the_state_directory(tmp_path):
+    state = tmp_path / "stack"
+    with LocalStack(state) as first:
+        secrets = first.secrets
+        first.mongo_client()[seed_data.DB_NAME].users.update_one({}, {"$set": {"touched": True}})
+    with LocalStack(state) as second:
+        assert second.secrets == secrets
+        db = second.mongo_client()[seed_data.DB_NAME]
+        assert db.users.count_documents({}) == seed_data.EXPECTED_COUNTS["users"]  # not seeded twice
+        assert db.users.count_documents({"touched": True}) == 1  # data survived the restart
