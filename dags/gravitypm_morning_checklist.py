@@ -9,6 +9,7 @@ Every day at 08:00 (`GRAVITYPM_OPS_TZ`), one task per check:
 | `check_disk_space` | Check disk space (> 20% free) | a configured path's filesystem has ≤ `disk_min_free_percent` free |
 | `check_memory` | Monitor memory usage (< 85%) | used memory ≥ `memory_max_used_percent` |
 | `check_backup_age` | Verify backup completion | the newest backup of a kind is older than `freshness_hours` |
+| `check_vault_hygiene` | (backups stay recoverable) | the vault bucket lacks versioning or the lifecycle rules that abort failed uploads and expire old versions |
 
 "No backup yet" for a kind is a warning in the summary, not a failure.
 `post_summary` always runs and posts one message to Slack; `fail_run_if_any_check_failed`
@@ -26,7 +27,9 @@ from gravitypm_ops.alerts import FailureAlert, Severity
 from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE
 
-CHECK_TASKS = ("check_service_health", "check_disk_space", "check_memory", "check_backup_age")
+CHECK_TASKS = (
+    "check_service_health", "check_disk_space", "check_memory", "check_backup_age", "check_vault_hygiene"
+)
 
 
 @dag(
@@ -58,6 +61,12 @@ def gravitypm_morning_checklist():
 
         return daily_checks.backup_age()
 
+    @task
+    def check_vault_hygiene():
+        from gravitypm_ops import daily_checks
+
+        return daily_checks.vault_hygiene()
+
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def post_summary():
         from gravitypm_ops import daily_checks
@@ -72,7 +81,7 @@ def gravitypm_morning_checklist():
 
         raise AirflowFailException("at least one morning check failed: see the red tasks and the Slack summary")
 
-    checks = [check_service_health(), check_disk_space(), check_memory(), check_backup_age()]
+    checks = [check_service_health(), check_disk_space(), check_memory(), check_backup_age(), check_vault_hygiene()]
     checks >> post_summary()
     checks >> fail_run_if_any_check_failed()
 

@@ -31,7 +31,7 @@ for name in list(os.environ):
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The local stack (S3, MongoDB, Slack receiver, production host), up for the whole session."""
-    with LocalStack(tmp_path_factory.mktemp("stack")) as running:
+    with LocalStack(tmp_path_factory.mktemp("stack"), mongo_engine="memory") as running:
         os.environ.update(running.airflow_env())
         yield running
 

@@ -125,3 +125,24 @@ def _previous_dag_run(context):
             if previous is not None:
                 session.expunge(previous)
             return previous
+
+
+def deadline_message(context: dict | None, what: str, severity: Severity = Severity.WARNING) -> str:
+    run = (context or {}).get("dag_run") or {}
+    return (
+        f"{severity.icon} *[{severity.value}] {run.get('dag_id', 'a gravitypm DAG')}* run "
+        f"`{run.get('dag_run_id') or run.get('run_id', '?')}` {what}"
+    )
+
+
+async def deadline_missed(*, what: str, context: dict | None = None, slack_conn_id: str = SLACK_CONN_ID) -> None:
+    """A DeadlineAlert callback (runs in the triggerer): tell Slack a run is late.
+
+    Referenced by its import path from DAG files, so parsing a DAG never imports the Slack provider.
+    The triggerer hands over a small context: {"dag_run": {...}, "deadline": {...}}.
+    """
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    await SlackWebhookHook(slack_webhook_conn_id=slack_conn_id).async_send(
+        text=deadline_message(context, what), unfurl_links=False
+    )

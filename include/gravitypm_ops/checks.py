@@ -112,6 +112,38 @@ def check_backup_age(
     return CheckResult("backup_age", tuple(findings))
 
 
+def _rule_covers(rule: Mapping, prefix: str) -> bool:
+    if rule.get("Status") != "Enabled":
+        return False
+    flt = rule.get("Filter", {})
+    rule_prefix = flt.get("Prefix", flt.get("And", {}).get("Prefix", rule.get("Prefix", "")))
+    return prefix.startswith(rule_prefix or "")
+
+
+def check_vault_hygiene(settings: Mapping, prefix: str) -> CheckResult:
+    """The bucket settings that make retention and failed uploads safe (README: "Vault bucket")."""
+    rules = [r for r in settings.get("lifecycle_rules", []) if _rule_covers(r, prefix + "/")]
+    versioned = settings.get("versioning") == "Enabled"
+    findings = [
+        Finding("versioning", OK if versioned else BREACH,
+                "enabled" if versioned else "off: an overwritten or deleted backup cannot be recovered"),
+        Finding("abort_incomplete_multipart",
+                OK if any("AbortIncompleteMultipartUpload" in r for r in rules) else BREACH,
+                "lifecycle rule present" if any("AbortIncompleteMultipartUpload" in r for r in rules)
+                else "no lifecycle rule aborts incomplete multipart uploads: failed uploads keep costing"),
+    ]
+    if versioned:
+        expires = any("NoncurrentVersionExpiration" in r for r in rules)
+        findings.append(Finding(
+            "noncurrent_version_expiration", OK if expires else BREACH,
+            "lifecycle rule present" if expires
+            else "no lifecycle rule expires noncurrent versions: retention never frees space",
+        ))
+    lock = settings.get("object_lock")
+    findings.append(Finding("object_lock", OK, "enabled" if lock == "Enabled" else "off (optional: immutable vaults)"))
+    return CheckResult("vault_hygiene", tuple(findings))
+
+
 STATUS_ICON = {OK: ":white_check_mark:", WARNING: ":warning:", BREACH: ":x:"}
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gravitypm_ops.names import BACKUP_KINDS, CONFIG_VARIABLE
+from gravitypm_ops.retention import DEFAULT_RETENTION, RetentionPolicy
 
 RUNBOOK_APP_ROOT = "/opt/gravitypm/production"
 
@@ -48,6 +49,12 @@ class OpsConfig:
     disk_min_free_percent: float = 20.0
     memory_max_used_percent: float = 85.0
     freshness_hours: Mapping[str, float] = field(default_factory=lambda: dict(RUNBOOK_FRESHNESS_HOURS))
+    # Per kind; a kind given in the Variable replaces that kind's default policy whole.
+    retention: Mapping[str, RetentionPolicy] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
+    # Encryption at rest: SSE-S3 unless a KMS key id is given (then SSE-KMS).
+    kms_key_id: str = ""
+    # > 0: every object written gets COMPLIANCE Object Lock retention for this many days.
+    object_lock_days: int = 0
 
     @property
     def logs_path(self) -> str:
@@ -143,6 +150,32 @@ def _hours_per_kind(value: Any) -> dict[str, float]:
     return merged
 
 
+def _retention(value: Any) -> dict[str, RetentionPolicy]:
+    if not isinstance(value, dict):
+        raise ValueError(f'must be an object of kind -> policy, e.g. {{"db": {{"last": 4, "daily": 7}}}}')
+    merged = dict(DEFAULT_RETENTION)
+    for kind, policy in value.items():
+        if kind not in BACKUP_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(BACKUP_KINDS)}")
+        if not isinstance(policy, dict):
+            raise ValueError(f"{kind!r}: must be an object like {{\"daily\": 7}}")
+        try:
+            merged[kind] = RetentionPolicy.from_dict(policy)
+        except ValueError as err:
+            raise ValueError(f"{kind!r}: {err}") from None
+    return merged
+
+
+def _optional_text(value: Any) -> str:
+    return "" if value in ("", None) else _text(value)
+
+
+def _days(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be a whole number of days >= 0 (0 = off)")
+    return value
+
+
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "vault_bucket": _bucket,
     "vault_prefix": _prefix,
@@ -154,6 +187,9 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "disk_min_free_percent": _percent,
     "memory_max_used_percent": _percent,
     "freshness_hours": _hours_per_kind,
+    "retention": _retention,
+    "kms_key_id": _optional_text,
+    "object_lock_days": _days,
 }
 assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
 

@@ -48,9 +48,17 @@ def backup_age() -> dict:
     from gravitypm_ops.vault import Vault
 
     cfg = load_config()
-    vault = Vault.from_connection(cfg.vault_bucket, cfg.vault_prefix)
-    latest = {kind: getattr(vault.latest(kind), "finished", None) for kind in BACKUP_KINDS}
+    vault = Vault.from_config(cfg)
+    newest = {kind: vault.latest(kind) for kind in BACKUP_KINDS}
+    latest = {kind: m and datetime.fromisoformat(m["finished"]) for kind, m in newest.items()}
     return _report(checks.check_backup_age(latest, cfg.freshness_hours, datetime.now(UTC)))
+
+
+def vault_hygiene() -> dict:
+    from gravitypm_ops.vault import Vault
+
+    cfg = load_config()
+    return _report(checks.check_vault_hygiene(Vault.from_config(cfg).bucket_settings(), cfg.vault_prefix))
 
 
 def post_summary(title: str, check_task_ids) -> str:

@@ -1,81 +1,517 @@
 """The backup vault: an S3 bucket + prefix, reached through the `gravitypm_aws` connection.
 
-Key layout (one for every kind):
-    <vault_prefix>/<kind>/<YYYY>/<MM>/<DD>/<backup_id>/<artifacts…>
-    <vault_prefix>/<kind>/<YYYY>/<MM>/<DD>/<backup_id>/manifest.json   (written last: commits the backup)
+Key layout, the same for every kind:
 
-A prefix without a manifest is not a backup. This module is the one place that knows
-the layout; the backup, verification and restore code meet it through manifests.
+    <vault_prefix>/<kind>/<YYYY>/<MM>/<DD>/<backup_id>/<artifact>…
+    <vault_prefix>/<kind>/<YYYY>/<MM>/<DD>/<backup_id>/manifest.json   ← written last: commits the backup
+
+- A prefix without a manifest is not a backup: listing, `latest`, restores and retention
+  never see it.
+- `backup_id` = `<run_after as YYYYmmddTHHMMSSZ>-<hash of dag_id/run_id>`: sortable by time,
+  unique per DAG run, and the same on every retry of that run — so a re-run finds the
+  committed backup and returns it instead of writing a second one (idempotent by run_id).
+- Artifacts stream up as multipart uploads, hashed (SHA-256) and sized on the fly; at most
+  one part is held in memory. A failed backup aborts its uploads and commits nothing.
+- Encryption at rest on every object (SSE-S3, or SSE-KMS with `kms_key_id`); optional
+  Object Lock retention (`object_lock_days`, COMPLIANCE mode) for immutable vaults.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from gravitypm_ops.names import AWS_CONN_ID, BACKUP_KINDS
 
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+PART_SIZE = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last; this bounds memory per upload.
 
 
 class VaultError(RuntimeError):
-    """The vault cannot be read or written (missing bucket, bad credentials, …)."""
+    """The vault cannot be used as asked (missing bucket, bad credentials, unknown backup, …)."""
+
+
+class IntegrityError(VaultError):
+    """An artifact read back does not match the size or SHA-256 its manifest recorded."""
+
+
+def backup_id_for(dag_id: str, run_id: str, run_after: datetime) -> str:
+    digest = hashlib.sha256(f"{dag_id}/{run_id}".encode()).hexdigest()[:10]
+    return f"{run_after.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest}"
+
+
+def backup_time(backup_id: str) -> datetime:
+    return datetime.strptime(backup_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def backup_prefix(vault_prefix: str, kind: str, backup_id: str) -> str:
+    if kind not in BACKUP_KINDS:
+        raise ValueError(f"unknown backup kind {kind!r}; expected one of {', '.join(BACKUP_KINDS)}")
+    return f"{vault_prefix.strip('/')}/{kind}/{backup_time(backup_id):%Y/%m/%d}/{backup_id}/"
 
 
 @dataclass(frozen=True)
-class BackupRef:
+class Artifact:
+    name: str  # relative to the backup prefix
+    key: str
+    size: int
+    sha256: str
+    compression: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What the vault applies to every object it writes."""
+
+    kms_key_id: str = ""
+    object_lock_days: int = 0
+
+    def encryption_args(self) -> dict:
+        if self.kms_key_id:
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        return {"ServerSideEncryption": "AES256"}
+
+    def describe(self) -> dict:
+        return {
+            "encryption": "SSE-KMS" if self.kms_key_id else "SSE-S3",
+            "kms_key_id": self.kms_key_id or None,
+            "object_lock": {"mode": "COMPLIANCE", "days": self.object_lock_days} if self.object_lock_days else None,
+        }
+
+
+class ArtifactUpload:
+    """A write-only, streaming file object backed by one S3 multipart upload.
+
+    Hashes and counts every byte written; holds at most one part in memory.
+    """
+
+    def __init__(self, s3, bucket: str, key: str, protection: Protection, part_size: int = PART_SIZE):
+        self.s3, self.bucket, self.key, self.part_size = s3, bucket, key, part_size
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._buffer = bytearray()
+        self._parts: list[dict] = []
+        self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **protection.encryption_args())[
+            "UploadId"
+        ]
+        self.closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._sha.update(data)
+        self._size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self.part_size:
+            with memoryview(self._buffer) as view:
+                part = bytes(view[: self.part_size])  # the one copy handed to the HTTP client
+            del self._buffer[: self.part_size]
+            self._send(part)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def _send(self, chunk: bytes) -> None:
+        number = len(self._parts) + 1
+        etag = self.s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk
+        )["ETag"]
+        self._parts.append({"PartNumber": number, "ETag": etag})
+
+    def complete(self) -> tuple[int, str, str]:
+        """Upload the last part and finish; returns (size, sha256, version_id)."""
+        if self._buffer or not self._parts:
+            self._send(bytes(self._buffer))
+            self._buffer.clear()
+        answer = self.s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+        self.closed = True
+        return self._size, self._sha.hexdigest(), answer.get("VersionId")
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+
+
+class HashingReader:
+    """A read-only stream over an artifact that raises IntegrityError at EOF on a size/SHA mismatch."""
+
+    def __init__(self, body, artifact: dict):
+        self._body, self._artifact = body, artifact
+        self._sha, self._size, self._checked = hashlib.sha256(), 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._body.read(n if n is not None and n >= 0 else None)
+        self._sha.update(data)
+        self._size += len(data)
+        if not data or n is None or n < 0:
+            self.verify()
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def verify(self) -> None:
+        """Raise IntegrityError unless everything read so far is the whole artifact, intact.
+
+        Runs by itself at EOF; call it after reading when the consumer stops at the last byte.
+        """
+        if self._checked:
+            return
+        self._checked = True
+        expected_size, expected_sha = self._artifact["size"], self._artifact["sha256"]
+        if self._size != expected_size or self._sha.hexdigest() != expected_sha:
+            raise IntegrityError(
+                f"{self._artifact['key']}: read {self._size} bytes sha256 {self._sha.hexdigest()[:16]}…, "
+                f"manifest says {expected_size} bytes sha256 {expected_sha[:16]}…"
+            )
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclass
+class BackupWriter:
+    """One backup being written. Use `Vault.begin_backup`; commit with `commit()`."""
+
+    vault: Vault
     kind: str
     backup_id: str
-    manifest_key: str
-    finished: datetime
+    dag_id: str
+    run_id: str
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    artifacts: list[Artifact] = field(default_factory=list)
+    _open: list[ArtifactUpload] = field(default_factory=list)
 
+    @property
+    def prefix(self) -> str:
+        return backup_prefix(self.vault.prefix, self.kind, self.backup_id)
 
-def backup_prefix(vault_prefix: str, kind: str, backup_id: str, when: datetime) -> str:
-    if kind not in BACKUP_KINDS:
-        raise ValueError(f"unknown backup kind {kind!r}; expected one of {', '.join(BACKUP_KINDS)}")
-    return f"{vault_prefix}/{kind}/{when:%Y/%m/%d}/{backup_id}/"
+    @contextmanager
+    def artifact(self, name: str, *, compression: str, format: str) -> Iterator[ArtifactUpload]:
+        """Stream one artifact: write to the yielded object; on error the upload is aborted."""
+        upload = ArtifactUpload(self.vault.s3, self.vault.bucket, self.prefix + name, self.vault.protection)
+        self._open.append(upload)
+        try:
+            yield upload
+            size, sha, version = upload.complete()
+        except BaseException:
+            upload.abort()
+            raise
+        finally:
+            self._open.remove(upload)
+        self.vault._lock(upload.key, version)
+        self.artifacts.append(Artifact(name, upload.key, size, sha, compression, format))
+
+    def commit(self, *, source: dict, tools: dict, content: dict, extra: dict | None = None) -> dict:
+        """Write manifest.json (never over an existing one): from here on the backup exists."""
+        manifest = {
+            "schema_version": MANIFEST_SCHEMA_VERSION,
+            "kind": self.kind,
+            "backup_id": self.backup_id,
+            "dag_id": self.dag_id,
+            "run_id": self.run_id,
+            "started": self.started.isoformat(),
+            "finished": datetime.now(UTC).isoformat(),
+            "source": source,
+            "artifacts": [asdict(a) for a in self.artifacts],
+            "tools": tools,
+            "protection": self.vault.protection.describe(),
+            "content": content,
+            **(extra or {}),
+        }
+        key = self.prefix + MANIFEST_NAME
+        body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        try:
+            answer = self.vault.s3.put_object(
+                Bucket=self.vault.bucket, Key=key, Body=body, ContentType="application/json",
+                IfNoneMatch="*", **self.vault.protection.encryption_args(),
+            )
+        except self.vault.s3.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise VaultError(f"backup {self.backup_id} is already committed; refusing to overwrite") from None
+            raise
+        self.vault._lock(key, answer.get("VersionId"))
+        return manifest
+
+    def abort(self) -> None:
+        """Abort open uploads and remove uploaded artifacts: nothing of this attempt stays behind."""
+        for upload in list(self._open):
+            upload.abort()
+        self.vault._abort_uploads_under(self.prefix)
+        for artifact in self.artifacts:
+            self.vault._delete_key(artifact.key)
+        self.artifacts.clear()
 
 
 class Vault:
-    def __init__(self, bucket: str, prefix: str, s3_client):
+    def __init__(self, bucket: str, prefix: str, s3_client, protection: Protection = Protection()):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.s3 = s3_client
+        self.protection = protection
 
     @classmethod
-    def from_connection(cls, bucket: str, prefix: str, aws_conn_id: str = AWS_CONN_ID) -> Vault:
+    def from_config(cls, cfg, aws_conn_id: str = AWS_CONN_ID) -> Vault:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        return cls(bucket, prefix, S3Hook(aws_conn_id=aws_conn_id).get_conn())
+        return cls(
+            cfg.vault_bucket,
+            cfg.vault_prefix,
+            S3Hook(aws_conn_id=aws_conn_id).get_conn(),
+            Protection(kms_key_id=cfg.kms_key_id, object_lock_days=cfg.object_lock_days),
+        )
 
-    def _manifest_keys(self, kind: str):
-        paginator = self.s3.get_paginator("list_objects_v2")
+    # --- access -----------------------------------------------------------------------------
+    def check_access(self) -> None:
+        """Fail fast, with a clear reason, when the bucket is missing or the credentials are wrong."""
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/{kind}/"):
-                for obj in page.get("Contents", []):
-                    if obj["Key"].endswith("/" + MANIFEST_NAME):
-                        yield obj["Key"]
-        except self.s3.exceptions.NoSuchBucket:
-            raise VaultError(f"vault bucket {self.bucket!r} does not exist (check vault_bucket)") from None
+            self.s3.head_bucket(Bucket=self.bucket)
+            self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + "/", MaxKeys=1)
+        except self.s3.exceptions.ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code"))
+            if code in ("404", "NoSuchBucket"):
+                raise VaultError(f"vault bucket {self.bucket!r} does not exist (config key vault_bucket)") from None
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise VaultError(
+                    f"access to vault bucket {self.bucket!r} denied ({code}): check the {AWS_CONN_ID} connection"
+                ) from None
+            raise VaultError(f"vault bucket {self.bucket!r}: {code}") from None
 
-    def read_manifest(self, key: str) -> dict:
-        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+    # --- writing ----------------------------------------------------------------------------
+    def begin_backup(self, kind: str, *, dag_id: str, run_id: str, run_after: datetime) -> BackupWriter | dict:
+        """A writer for this DAG run's backup, or its manifest if the run already committed one."""
+        backup_id = backup_id_for(dag_id, run_id, run_after)
+        writer = BackupWriter(self, kind, backup_id, dag_id, run_id)
+        existing = self._read_json(writer.prefix + MANIFEST_NAME)
+        if existing is not None:
+            log.info("backup %s already committed by this run: returning it", backup_id)
+            return existing
+        # Leftovers of an earlier failed attempt of this run are not a backup: clear them.
+        writer.abort()
+        self._delete_prefix(writer.prefix)
+        return writer
+
+    def _lock(self, key: str, version_id: str | None) -> None:
+        days = self.protection.object_lock_days
+        if not days:
+            return
+        until = datetime.now(UTC) + timedelta(days=days)
+        args = {"VersionId": version_id} if version_id else {}
+        self.s3.put_object_retention(
+            Bucket=self.bucket, Key=key, Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until}, **args
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+    def _read_json(self, key: str) -> dict | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except self.s3.exceptions.NoSuchKey:
+            return None
         with body:
             return json.loads(body.read())
 
-    def latest(self, kind: str) -> BackupRef | None:
-        """The newest committed backup of `kind`, or None when there is none yet.
+    def _manifest_keys(self, kind: str) -> list[str]:
+        keys = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/{kind}/"):
+                keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith("/" + MANIFEST_NAME)]
+        except self.s3.exceptions.NoSuchBucket:
+            raise VaultError(f"vault bucket {self.bucket!r} does not exist (config key vault_bucket)") from None
+        # <date>/<backup_id>/ sorts by time: the last key is the newest backup.
+        return sorted(keys)
 
-        Keys sort by date then by backup_id (which sorts by time), so the last key is the newest.
+    def list_backups(self, kind: str) -> list[dict]:
+        """Every committed backup of `kind`, oldest first, as manifests."""
+        return [m for m in (self._read_json(k) for k in self._manifest_keys(kind)) if m is not None]
+
+    def latest(self, kind: str, as_of: datetime | None = None) -> dict | None:
+        """The newest committed backup of `kind` (finished at or before `as_of`), or None.
+
+        Once verification exists this prefers verified backups; until then: newest committed.
         """
-        newest = max(self._manifest_keys(kind), default=None)
-        if newest is None:
-            return None
-        manifest = self.read_manifest(newest)
-        return BackupRef(
-            kind=kind,
-            backup_id=manifest["backup_id"],
-            manifest_key=newest,
-            finished=datetime.fromisoformat(manifest["finished"]),
+        for key in reversed(self._manifest_keys(kind)):
+            manifest = self._read_json(key)
+            if manifest and (as_of is None or datetime.fromisoformat(manifest["finished"]) <= as_of):
+                return manifest
+        return None
+
+    def resolve(self, kind: str, ref: str) -> dict:
+        """A backup by id, "latest", or "latest@<ISO time>" (latest as of that time)."""
+        if ref == "latest" or ref.startswith("latest@"):
+            as_of = None
+            if ref.startswith("latest@"):
+                try:
+                    as_of = datetime.fromisoformat(ref.removeprefix("latest@"))
+                except ValueError:
+                    raise VaultError(f"{ref!r}: expected latest@<ISO 8601 time>") from None
+                as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+            found = self.latest(kind, as_of)
+            if found is None:
+                raise VaultError(f"no committed {kind} backup" + (f" as of {as_of.isoformat()}" if as_of else ""))
+            return found
+        try:
+            key = backup_prefix(self.prefix, kind, ref) + MANIFEST_NAME
+        except ValueError:
+            raise VaultError(f"{ref!r} is not a backup id, 'latest' or 'latest@<time>'") from None
+        manifest = self._read_json(key)
+        if manifest is None:
+            raise VaultError(f"no committed {kind} backup {ref!r}")
+        return manifest
+
+    def open_artifact(self, manifest: dict, name: str) -> HashingReader:
+        """Stream an artifact down; its size and SHA-256 are checked against the manifest at EOF."""
+        artifact = next((a for a in manifest["artifacts"] if a["name"] == name), None)
+        if artifact is None:
+            raise VaultError(f"backup {manifest['backup_id']} has no artifact {name!r}")
+        return HashingReader(self.s3.get_object(Bucket=self.bucket, Key=artifact["key"])["Body"], artifact)
+
+    def summary(self, kind: str) -> dict:
+        """Machine-readable state of one kind: count, newest, total size."""
+        backups = self.list_backups(kind)
+        newest = backups[-1] if backups else None
+        return {
+            "kind": kind,
+            "count": len(backups),
+            "total_bytes": sum(a["size"] for m in backups for a in m["artifacts"]),
+            "latest": None if newest is None else {
+                "backup_id": newest["backup_id"], "finished": newest["finished"],
+                "bytes": sum(a["size"] for a in newest["artifacts"]),
+            },
+        }
+
+    # --- deleting ---------------------------------------------------------------------------
+    def locked_until(self, key: str) -> str | None:
+        """Why the store would refuse to delete `key` (retention date or legal hold), else None."""
+        head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return "legal hold"
+        until = head.get("ObjectLockRetainUntilDate")
+        if until is not None and until > datetime.now(UTC):
+            return f"retained until {until.astimezone(UTC).isoformat()}"
+        return None
+
+    def delete_backup(self, manifest: dict) -> str | None:
+        """Delete one backup: manifest first (it stops existing), then its artifacts.
+
+        Returns None when deleted, or the reason it was kept (Object Lock, legal hold, or the
+        store refusing the delete). On a versioned bucket this places delete markers; the
+        lifecycle rule for noncurrent versions frees the space.
+        """
+        key = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + MANIFEST_NAME
+        locked = self.locked_until(key)
+        if locked:
+            return f"locked ({locked})"
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except self.s3.exceptions.ClientError as err:
+            return f"locked (delete refused: {err.response.get('Error', {}).get('Code')})"
+        for artifact in manifest["artifacts"]:
+            self._delete_key(artifact["key"])
+        return None
+
+    def _delete_key(self, key: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except self.s3.exceptions.ClientError as err:
+            log.warning("could not delete %s: %s", key, err.response.get("Error", {}).get("Code"))
+
+    def _delete_prefix(self, prefix: str) -> None:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                self._delete_key(obj["Key"])
+
+    def _abort_uploads_under(self, prefix: str) -> None:
+        uploads = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
+        for upload in uploads:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+    def apply_retention(self, kind: str, policy, now: datetime, *, dry_run: bool = False) -> dict:
+        """Decide with the pure retention policy, then delete what it removes (unless dry_run).
+
+        A backup the store refuses to delete (Object Lock, legal hold, IAM) is kept and
+        reported as "kept: locked (…)".
+        """
+        from gravitypm_ops.retention import RetainedBackup, apply_policy
+
+        manifests = {m["backup_id"]: m for m in self.list_backups(kind)}
+        decision = apply_policy(
+            [
+                RetainedBackup(
+                    backup_id=m["backup_id"],
+                    finished=datetime.fromisoformat(m["finished"]),
+                    verified=bool(m.get("verified")),
+                    safety_until=datetime.fromisoformat(m["safety_until"]) if m.get("safety_until") else None,
+                )
+                for m in manifests.values()
+            ],
+            policy,
+            now,
         )
+        report = {
+            "kind": kind,
+            "dry_run": dry_run,
+            "policy": policy.to_dict(),
+            "kept": [{"backup_id": k.backup.backup_id, "reasons": list(k.reasons)} for k in decision.keep],
+            "removed": [],
+        }
+        for backup in decision.remove:
+            if dry_run:
+                report["removed"].append(backup.backup_id)
+                continue
+            refused = self.delete_backup(manifests[backup.backup_id])
+            if refused:
+                report["kept"].append({"backup_id": backup.backup_id, "reasons": [f"kept: {refused}"]})
+            else:
+                report["removed"].append(backup.backup_id)
+        return report
+
+    # --- hygiene ----------------------------------------------------------------------------
+    def bucket_settings(self) -> dict:
+        """The bucket facts vault hygiene is judged on (see checks.check_vault_hygiene)."""
+
+        def get(call, pick, missing_codes):
+            try:
+                return pick(call(Bucket=self.bucket))
+            except self.s3.exceptions.ClientError as err:
+                if err.response.get("Error", {}).get("Code") in missing_codes:
+                    return None
+                raise
+
+        return {
+            "versioning": get(self.s3.get_bucket_versioning, lambda r: r.get("Status"), ()),
+            "lifecycle_rules": get(
+                self.s3.get_bucket_lifecycle_configuration, lambda r: r.get("Rules", []),
+                ("NoSuchLifecycleConfiguration",),
+            ) or [],
+            "object_lock": get(
+                self.s3.get_object_lock_configuration,
+                lambda r: r.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled"),
+                ("ObjectLockConfigurationNotFoundError",),
+            ),
+        }

@@ -8,7 +8,7 @@ import pytest
 from gravitypm_ops.vault import MANIFEST_NAME, backup_prefix
 
 DAG_ID = "gravitypm_morning_checklist"
-CHECKS = ("check_service_health", "check_disk_space", "check_memory", "check_backup_age")
+CHECKS = ("check_service_health", "check_disk_space", "check_memory", "check_backup_age", "check_vault_hygiene")
 
 
 def secrets_of(stack) -> list[str]:
@@ -23,7 +23,7 @@ def assert_no_secrets(stack, texts):
 
 
 def put_manifest(stack, kind: str, finished: datetime, backup_id: str) -> str:
-    key = backup_prefix("production", kind, backup_id, finished) + MANIFEST_NAME
+    key = backup_prefix("production", kind, backup_id) + MANIFEST_NAME
     body = {"schema_version": 1, "kind": kind, "backup_id": backup_id, "finished": finished.isoformat()}
     stack.s3_client().put_object(Bucket=stack.vault_bucket, Key=key, Body=json.dumps(body).encode())
     return key
@@ -103,7 +103,7 @@ def test_backup_age_reads_the_vault(run_dag, slack, stack, empty_vault):
     put_manifest(stack, "fs", now - timedelta(hours=40), "20261125T020000Z-c")  # stale (> 26 h)
     # An uncommitted backup (artifacts, no manifest) must not count.
     stack.s3_client().put_object(
-        Bucket=stack.vault_bucket, Key=backup_prefix("production", "config", "x", now) + "config.tar.zst", Body=b"x"
+        Bucket=stack.vault_bucket, Key=backup_prefix("production", "config", "20261127T030000Z-x") + "config.tar.zst", Body=b"x"
     )
 
     result = run_dag(DAG_ID)
@@ -114,3 +114,20 @@ def test_backup_age_reads_the_vault(run_dag, slack, stack, empty_vault):
     assert findings["fs"]["status"] == "breach"
     assert findings["config"]["detail"] == "no backup yet"
     assert findings["logs"]["detail"] == "no backup yet"
+
+
+def test_vault_without_lifecycle_rules_fails_hygiene(run_dag, stack, empty_vault):
+    from dev.stack import VAULT_LIFECYCLE
+
+    empty_vault.delete_bucket_lifecycle(Bucket=stack.vault_bucket)
+    try:
+        result = run_dag(DAG_ID)
+    finally:
+        empty_vault.put_bucket_lifecycle_configuration(Bucket=stack.vault_bucket, LifecycleConfiguration=VAULT_LIFECYCLE)
+
+    assert result.task_states["check_vault_hygiene"] == "failed"
+    findings = {f["subject"]: f["status"] for f in result.xcom("check_vault_hygiene", key="check")["findings"]}
+    assert findings == {
+        "versioning": "ok", "abort_incomplete_multipart": "breach",
+        "noncurrent_version_expiration": "breach", "object_lock": "ok",
+    }

@@ -51,3 +51,22 @@ def test_summary_marks_checks_that_did_not_report():
     assert text.splitlines()[0] == "T"
     assert ":white_check_mark: *memory*: ok" in text
     assert "*disk_space*: did not report" in text
+
+
+def test_vault_hygiene_rules_must_cover_the_prefix():
+    rule = {"Status": "Enabled", "Filter": {"Prefix": "other/"}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}
+    settings = {"versioning": "Enabled", "lifecycle_rules": [rule], "object_lock": None}
+    assert checks.check_vault_hygiene(settings, "production").status == "breach"
+    covering = {**rule, "Filter": {"Prefix": "production/"}}
+    assert checks.check_vault_hygiene({**settings, "lifecycle_rules": [covering]}, "production").status == "ok"
+    disabled = {**covering, "Status": "Disabled"}
+    assert checks.check_vault_hygiene({**settings, "lifecycle_rules": [disabled]}, "production").status == "breach"
+
+
+def test_unversioned_vault_is_a_breach_and_needs_no_noncurrent_rule():
+    rule = {"Status": "Enabled", "Filter": {}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+    result = checks.check_vault_hygiene({"versioning": None, "lifecycle_rules": [rule]}, "production")
+    assert {f.subject: f.status for f in result.findings} == {
+        "versioning": "breach", "abort_incomplete_multipart": "ok", "object_lock": "ok"
+    }

@@ -1,0 +1,106 @@
+"""Task bodies of gravitypm_db_backup: preflight, dump into the vault, retention."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from gravitypm_ops.config import load_config
+from gravitypm_ops.names import MONGO_CONN_ID
+from gravitypm_ops.vault import Vault, VaultError
+
+log = logging.getLogger(__name__)
+KIND = "db"
+SERVER_SELECTION_TIMEOUT_MS = 10_000  # fail fast when MongoDB is unreachable
+
+
+def mongo_client(conn_id: str = MONGO_CONN_ID):
+    """A PyMongo client from the Airflow connection (credentials never leave the hook)."""
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    hook = MongoHook(mongo_conn_id=conn_id)
+    hook.extras.setdefault("serverSelectionTimeoutMS", SERVER_SELECTION_TIMEOUT_MS)
+    return hook.get_conn()
+
+
+def describe_source(client, databases) -> dict:
+    """Where the dump came from: host and databases, never credentials."""
+    hello = client.admin.command("hello")
+    host, port = client.address or ("?", 0)
+    return {
+        "host": f"{host}:{port}",
+        "replica_set": hello.get("setName"),
+        "read_preference": "secondaryPreferred",
+        "databases": list(databases),
+    }
+
+
+def preflight() -> None:
+    """Fail fast, without retries and with a clear reason, when the vault or MongoDB is unusable."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from pymongo.errors import PyMongoError
+
+    cfg = load_config()
+    try:
+        Vault.from_config(cfg).check_access()
+    except VaultError as err:
+        raise AirflowFailException(str(err)) from None
+    try:
+        mongo_client().admin.command("ping")
+    except PyMongoError as err:
+        raise AirflowFailException(
+            f"MongoDB ({MONGO_CONN_ID}) unusable: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
+        ) from None
+
+
+def backup_to_vault(context) -> dict:
+    """Dump the configured databases into a new vault backup (or return this run's committed one)."""
+    from importlib.metadata import version
+
+    from gravitypm_ops import mongo_backup
+    from gravitypm_ops.names import backup_asset
+
+    cfg = load_config()
+    vault = Vault.from_config(cfg)
+    dag_run = context["dag_run"]
+    writer = vault.begin_backup(KIND, dag_id=dag_run.dag_id, run_id=dag_run.run_id, run_after=dag_run.run_after)
+    if isinstance(writer, dict):
+        manifest = writer
+    else:
+        client = mongo_client()
+        try:
+            with writer.artifact(mongo_backup.ARTIFACT_NAME, compression="gzip", format=mongo_backup.ARTIFACT_FORMAT) as out:
+                content = mongo_backup.dump(client, list(cfg.mongo_databases), out)
+            manifest = writer.commit(
+                source=describe_source(client, cfg.mongo_databases),
+                tools={"gravitypm_ops": "1", "pymongo": version("pymongo"), "archive": "mongodump archive v0.1, gzip"},
+                content=content,
+            )
+        except BaseException:
+            writer.abort()
+            raise
+    summary = manifest_summary(manifest)
+    context["outlet_events"][backup_asset(KIND)].extra = summary
+    log.info("backup %s committed: %s", summary["backup_id"], summary)
+    return summary
+
+
+def manifest_summary(manifest: dict) -> dict:
+    """The small, secret-free description of a backup that goes into XCom and Asset events."""
+    return {
+        "kind": manifest["kind"],
+        "backup_id": manifest["backup_id"],
+        "finished": manifest["finished"],
+        "bytes": sum(a["size"] for a in manifest["artifacts"]),
+        "artifacts": [a["key"] for a in manifest["artifacts"]],
+        "documents": manifest["content"].get("documents"),
+        "dag_id": manifest["dag_id"],
+        "run_id": manifest["run_id"],
+    }
+
+
+def apply_retention(dry_run: bool) -> dict:
+    cfg = load_config()
+    report = Vault.from_config(cfg).apply_retention(KIND, cfg.retention[KIND], datetime.now(UTC), dry_run=dry_run)
+    log.info("retention (%s): kept %d, removed %s", "dry run" if dry_run else "applied", len(report["kept"]), report["removed"])
+    return report
