@@ -86,8 +86,15 @@ def run_dag(stack, dagbag, monkeypatch):
     def run(dag_id: str, ops_overrides: dict | None = None, **test_kwargs):
         config = {**stack.ops_config(), **(ops_overrides or {})}
         monkeypatch.setenv("AIRFLOW_VAR_GRAVITYPM_OPS", json.dumps(config))
-        dag_run = dagbag.get_dag(dag_id).test(**test_kwargs)
-        return DagRunResult(dag_run)
+        dag = dagbag.get_dag(dag_id)
+        # Airflow 3.3.2's dag.test() cannot finish a run of a DAG with a DeadlineAlert (it looks the
+        # alert up by a serialized dict instead of its id); the scheduler path is unaffected.
+        # Deadlines are tested on their own (declaration + callback against the Slack receiver).
+        deadline, dag.deadline = dag.deadline, None
+        try:
+            return DagRunResult(dag.test(**test_kwargs))
+        finally:
+            dag.deadline = deadline
 
     return run
 

@@ -2,3 +2,5 @@
 
 Plain Python, importable without Airflow's metadata DB; DAG files import from here.
 """
+
+__version__ = "0.1.0"

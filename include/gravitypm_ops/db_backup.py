@@ -53,32 +53,42 @@ def preflight() -> None:
         ) from None
 
 
-def backup_to_vault(context) -> dict:
-    """Dump the configured databases into a new vault backup (or return this run's committed one)."""
+def run_backup(cfg, vault: Vault, client, *, dag_id: str, run_id: str, run_after: datetime) -> dict:
+    """Dump `cfg.mongo_databases` into a new vault backup and commit it; returns the manifest.
+
+    If this run already committed a backup, that manifest is returned and nothing is written.
+    On any failure the partial backup is aborted: no manifest, no open multipart upload.
+    """
     from importlib.metadata import version
 
-    from gravitypm_ops import mongo_backup
+    from gravitypm_ops import __version__, mongo_backup
+
+    writer = vault.begin_backup(KIND, dag_id=dag_id, run_id=run_id, run_after=run_after)
+    if isinstance(writer, dict):
+        return writer
+    try:
+        with writer.artifact(mongo_backup.ARTIFACT_NAME, compression="gzip", format=mongo_backup.ARTIFACT_FORMAT) as out:
+            content = mongo_backup.dump(client, list(cfg.mongo_databases), out)
+        return writer.commit(
+            source=describe_source(client, cfg.mongo_databases),
+            tools={"gravitypm_ops": __version__, "pymongo": version("pymongo"), "format": "mongodump archive, gzip"},
+            content=content,
+        )
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def backup_to_vault(context) -> dict:
+    """The dump task: back up, announce the Asset event with the manifest summary, return the summary."""
     from gravitypm_ops.names import backup_asset
 
     cfg = load_config()
-    vault = Vault.from_config(cfg)
     dag_run = context["dag_run"]
-    writer = vault.begin_backup(KIND, dag_id=dag_run.dag_id, run_id=dag_run.run_id, run_after=dag_run.run_after)
-    if isinstance(writer, dict):
-        manifest = writer
-    else:
-        client = mongo_client()
-        try:
-            with writer.artifact(mongo_backup.ARTIFACT_NAME, compression="gzip", format=mongo_backup.ARTIFACT_FORMAT) as out:
-                content = mongo_backup.dump(client, list(cfg.mongo_databases), out)
-            manifest = writer.commit(
-                source=describe_source(client, cfg.mongo_databases),
-                tools={"gravitypm_ops": "1", "pymongo": version("pymongo"), "archive": "mongodump archive v0.1, gzip"},
-                content=content,
-            )
-        except BaseException:
-            writer.abort()
-            raise
+    manifest = run_backup(
+        cfg, Vault.from_config(cfg), mongo_client(),
+        dag_id=dag_run.dag_id, run_id=dag_run.run_id, run_after=dag_run.run_after,
+    )
     summary = manifest_summary(manifest)
     context["outlet_events"][backup_asset(KIND)].extra = summary
     log.info("backup %s committed: %s", summary["backup_id"], summary)

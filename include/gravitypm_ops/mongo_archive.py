@@ -35,8 +35,9 @@ view) followed by its EOF block. A timeseries collection ``X`` is listed as ``X`
 the prelude while its data goes under ``system.buckets.X``.
 
 Only ``bson`` (from pymongo) and the standard library are used. Nothing is decoded on
-the document path: documents are written and read as raw BSON bytes, streamed, with
-memory bounded by one document plus a small write buffer.
+the document path: documents are written and read as raw BSON bytes, streamed; memory
+is bounded by one document, a 256 KiB write buffer and a ~1 MiB CRC batch per open
+namespace. The CRC runs at ~15 ns/byte in pure Python (lane-parallel, see below).
 """
 
 from __future__ import annotations
@@ -127,68 +128,117 @@ def _make_table(poly: int) -> list[int]:
 
 
 _TABLE8 = _make_table(_ECMA_POLY)
-_table16: list[int] | None = None
-
-
-def _get_table16() -> list[int]:
-    """Two bytes per step: T16[x] is the state after feeding x's two bytes to state 0.
-
-    For a reflected CRC, feeding k bytes d to state s gives
-    ``(s >> 8k) ^ F(low 8k bits of s ^ d)`` with F the update from state 0, so one
-    lookup in this 65536-entry table replaces two lookups in the byte table.
-    Built once on first use (~3 MB).
-    """
-    global _table16
-    if _table16 is None:
-        t8 = _TABLE8
-        table = []
-        for x in range(65536):
-            s = t8[x & 0xFF]
-            s = t8[(s ^ (x >> 8)) & 0xFF] ^ (s >> 8)
-            table.append(s)
-        _table16 = table
-    return _table16
-
-
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
-def _update_bytewise(crc: int, data: bytes | memoryview) -> int:
+def _update_bytewise(crc: int, data: bytes | bytearray | memoryview) -> int:
+    """Go's crc64.update loop on the inverted state (callers invert in and out)."""
     t = _TABLE8
     for b in data:
         crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc
 
 
-def _update(crc: int, data: bytes | bytearray | memoryview) -> int:
-    """Update the *inverted* CRC state with data (callers invert in and out)."""
-    mv = memoryview(data).cast("B")
-    n = len(mv)
-    if n < 64 or not _LITTLE_ENDIAN:
-        return _update_bytewise(crc, mv)
-    t = _get_table16()
-    even = n & ~1
-    for v in mv[:even].cast("H"):
-        crc = t[(crc ^ v) & 0xFFFF] ^ (crc >> 16)
-    if even != n:
-        crc = _update_bytewise(crc, mv[even:])
+# Pure Python does ~100 ns per byte above. For large inputs the CRC is computed
+# lane-parallel instead (~15 ns/byte): the data is cut into N lanes of _LANE_LEN bytes,
+# all lanes advance one byte per step using C-speed bytes/int operations (the 64-bit
+# lane states are kept as 8 byte-planes; a table lookup on a whole plane is one
+# bytes.translate), and the lane CRCs are then chained with the linear map "append
+# _LANE_LEN zero bytes": for this CRC, R(s, A + B) = Z_len(B)(R(s, A)) ^ R(0, B).
+_LANE_LEN = 1024
+_MIN_LANES = 256  # below this, per-step overhead beats the byte loop
+_CHUNK = 1024 * 1024  # Crc64 buffers up to this many bytes before a lane pass
+_PLANE_TABLES = [bytes((_TABLE8[i] >> (8 * j)) & 0xFF for i in range(256)) for j in range(8)]
+_zero_tables: list[list[int]] | None = None
+
+
+def _get_zero_tables() -> list[list[int]]:
+    """Z(s) = state after _LANE_LEN zero bytes, as 8 per-byte tables (Z is GF(2)-linear)."""
+    global _zero_tables
+    if _zero_tables is None:
+        zeros = bytes(_LANE_LEN)
+        basis = [_update_bytewise(1 << k, zeros) for k in range(64)]
+        tables = []
+        for j in range(8):
+            t = [0] * 256
+            for v in range(1, 256):
+                low = v & -v
+                t[v] = t[v ^ low] ^ basis[8 * j + low.bit_length() - 1]
+            tables.append(t)
+        _zero_tables = tables
+    return _zero_tables
+
+
+def _update_lanes(crc: int, data: bytes | bytearray, lanes: int) -> int:
+    """Inverted-state update over the first ``lanes * _LANE_LEN`` bytes of ``data``."""
+    L = _LANE_LEN
+    end = lanes * L
+    fb = int.from_bytes
+    t0, t1, t2, t3, t4, t5, t6, t7 = _PLANE_TABLES
+    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 0  # every lane starts from state 0
+    for s in range(L):
+        idx = (p0 ^ fb(data[s:end:L], "little")).to_bytes(lanes, "little")
+        p0, p1, p2, p3, p4, p5, p6, p7 = (
+            fb(idx.translate(t0), "little") ^ p1,
+            fb(idx.translate(t1), "little") ^ p2,
+            fb(idx.translate(t2), "little") ^ p3,
+            fb(idx.translate(t3), "little") ^ p4,
+            fb(idx.translate(t4), "little") ^ p5,
+            fb(idx.translate(t5), "little") ^ p6,
+            fb(idx.translate(t6), "little") ^ p7,
+            fb(idx.translate(t7), "little"),
+        )
+    interleaved = bytearray(8 * lanes)
+    for j, plane in enumerate((p0, p1, p2, p3, p4, p5, p6, p7)):
+        interleaved[j::8] = plane.to_bytes(lanes, "little")
+    z0, z1, z2, z3, z4, z5, z6, z7 = _get_zero_tables()
+    for r in memoryview(interleaved).cast("Q").tolist():
+        crc = (
+            z0[crc & 0xFF] ^ z1[(crc >> 8) & 0xFF] ^ z2[(crc >> 16) & 0xFF]
+            ^ z3[(crc >> 24) & 0xFF] ^ z4[(crc >> 32) & 0xFF] ^ z5[(crc >> 40) & 0xFF]
+            ^ z6[(crc >> 48) & 0xFF] ^ z7[crc >> 56] ^ r
+        )
     return crc
 
 
-class Crc64:
-    """Incremental CRC-64, bit-identical to Go's ``crc64.New(crc64.MakeTable(crc64.ECMA))``."""
+def _update(crc: int, data: bytes | bytearray | memoryview) -> int:
+    """Update the inverted CRC state with all of ``data``."""
+    lanes = len(data) // _LANE_LEN
+    if lanes < _MIN_LANES or not _LITTLE_ENDIAN:
+        return _update_bytewise(crc, data)
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)
+    crc = _update_lanes(crc, data, lanes)
+    return _update_bytewise(crc, memoryview(data)[lanes * _LANE_LEN :])
 
-    __slots__ = ("_state",)
+
+class Crc64:
+    """Incremental CRC-64, bit-identical to Go's ``crc64.New(crc64.MakeTable(crc64.ECMA))``.
+
+    Buffers up to ~1 MiB so large runs of small updates take the fast lane path.
+    """
+
+    __slots__ = ("_state", "_pending")
 
     def __init__(self, initial: int = 0) -> None:
         self._state = (~initial) & _MASK64
+        self._pending = bytearray()
 
     def update(self, data: bytes | bytearray | memoryview) -> Crc64:
-        self._state = _update(self._state, data)
+        pending = self._pending
+        pending += data
+        if len(pending) >= _CHUNK and _LITTLE_ENDIAN:
+            lanes = len(pending) // _LANE_LEN
+            split = lanes * _LANE_LEN
+            self._state = _update_lanes(self._state, pending, lanes)
+            del pending[:split]
         return self
 
     def digest(self) -> int:
         """The unsigned 64-bit sum (Go's ``Sum64()``)."""
+        if self._pending:
+            self._state = _update(self._state, self._pending)
+            self._pending = bytearray()
         return (~self._state) & _MASK64
 
     def signed(self) -> int:
@@ -303,12 +353,14 @@ def metadata_json(meta: NamespaceMeta) -> str:
     doc["collectionName"] = meta.collection
     if meta.type:
         doc["type"] = meta.type
-    return json_util.dumps(
+    text = json_util.dumps(
         doc,
         json_options=_METADATA_WRITE_OPTIONS,
         separators=(",", ":"),
         ensure_ascii=False,
     )
+    # Go's JSON string escaping also escapes U+2028/U+2029 (only possible inside strings).
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def parse_metadata_json(text: str | bytes) -> dict[str, Any]:
@@ -470,6 +522,7 @@ class ArchiveWriter:
         for doc in prelude_docs:
             self._emit(doc)
         self._emit(TERMINATOR)
+        self._drain()
 
     # -- low-level output
     def _emit(self, data: bytes | bytearray | memoryview) -> None:
@@ -480,18 +533,15 @@ class ArchiveWriter:
     def _drain(self) -> None:
         if not self._buf:
             return
-        view = memoryview(self._buf)
-        try:
-            while len(view):
-                n = self._out.write(view)
-                if n is None:
-                    break  # buffered streams return None or len; treat as complete
-                if n <= 0:
-                    raise OSError("archive sink accepted no bytes")
-                view = view[n:]
-        finally:
-            view.release()
+        data = bytes(self._buf)  # a copy: the sink may keep what it is given
         self._buf.clear()
+        while data:
+            n = self._out.write(data)
+            if n is None or n >= len(data):
+                break  # buffered streams return len (or None); raw ones may write less
+            if n <= 0:
+                raise OSError("archive sink accepted no bytes")
+            data = data[n:]
 
     # -- archive blocks (common/archive/multiplexer.go formatBody / formatEOF)
     def _header(self, key: tuple[str, str], eof: bool, crc: int) -> bytes:
@@ -696,11 +746,15 @@ class ArchiveReader:
         self.stats: dict[tuple[str, str], NamespaceStats] = {}
 
     # -- low-level input (common/archive/parser.go)
-    def _read_exact(self, n: int, what: str, *, allow_eof: bool) -> bytes | None:
-        chunks = []
-        got = 0
+    def _read_exact(self, n: int, what: str, *, allow_eof: bool, part: str = "") -> bytes | None:
+        data = self._in.read(n) or b""
+        if len(data) == n:  # the usual case
+            self.offset += n
+            return data
+        chunks = [data] if data else []
+        got = len(data)
         while got < n:
-            chunk = self._in.read(n - got)
+            chunk = self._in.read(n - got) or b""
             if not chunk:
                 break
             chunks.append(chunk)
@@ -711,7 +765,7 @@ class ArchiveReader:
         if got < n:
             raise ArchiveFormatError(
                 f"truncated archive: stream ended after {self.offset + got} bytes while reading "
-                f"{what} ({got} of {n} bytes)"
+                f"{part}{what} ({got} of {n} bytes)"
             )
         self.offset += n
         return data
@@ -719,7 +773,7 @@ class ArchiveReader:
     def _read_doc_or_terminator(self, what: str, *, allow_eof: bool) -> bytes | None | object:
         """A document's bytes, None for a terminator, ``_EOF`` for a clean end of stream."""
         start = self.offset
-        head = self._read_exact(4, f"a length or terminator in {what}", allow_eof=allow_eof)
+        head = self._read_exact(4, what, allow_eof=allow_eof, part="a length or terminator in ")
         if head is None:
             return _EOF
         if head == TERMINATOR:
@@ -730,7 +784,7 @@ class ArchiveReader:
                 f"corruption at offset {start} in {what}: {size} is neither a valid BSON length "
                 "nor an archive terminator"
             )
-        rest = self._read_exact(size - 4, f"a {size}-byte document in {what}", allow_eof=False)
+        rest = self._read_exact(size - 4, what, allow_eof=False, part=f"a {size}-byte document in ")
         if rest[-1] != 0:
             raise ArchiveFormatError(
                 f"corruption at offset {start} in {what}: BSON document of {size} bytes does "
@@ -809,8 +863,9 @@ class ArchiveReader:
                 continue
             st.segments += 1
             crc = crcs[key]
+            what = f"a segment of {ns}"
             while True:
-                doc = self._read_doc_or_terminator(f"a segment of {ns}", allow_eof=False)
+                doc = self._read_doc_or_terminator(what, allow_eof=False)
                 if doc is None:
                     break
                 crc.update(doc)
