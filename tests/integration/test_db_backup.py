@@ -131,7 +131,7 @@ def test_a_corrupt_archive_leaves_the_target_as_it_was(stack, source_db):
         client.drop_database(target.name)
 
 
-def test_the_dag_backs_up_the_seeded_database_and_announces_the_asset(run_dag, stack, slack, capfd):
+def test_the_dag_backs_up_the_seeded_database_and_announces_the_asset(run_dag, stack, slack, capfd, caplog):
     result = run_dag(DAG_ID, {"mongo_databases": [seed_data.DB_NAME]})
 
     assert result.state == "success", result.task_states
@@ -157,10 +157,12 @@ def test_the_dag_backs_up_the_seeded_database_and_announces_the_asset(run_dag, s
 
     # No secret anywhere a user or attacker could look: task logs, XCom, manifest, Slack.
     captured = capfd.readouterr()
-    assert f"backup {summary['backup_id']} committed" in captured.out + captured.err  # the task logs were captured
+    logs = "\n".join([captured.out, captured.err, caplog.text, task_log_files()])
+    assert f"backup {summary['backup_id']} committed" in logs  # the task logs really were captured
+    assert "dumped 2260 documents" in logs
     haystack = "\n".join([
-        captured.out, captured.err, json.dumps(manifest), json.dumps(summary), json.dumps(events),
-        json.dumps(result.xcom("apply_retention")), json.dumps(slack.messages()), task_log_files(),
+        logs, json.dumps(manifest), json.dumps(summary), json.dumps(events),
+        json.dumps(result.xcom("apply_retention")), json.dumps(slack.messages()),
     ])
     for secret in (stack.secrets.mongo_password, stack.secrets.aws_secret_access_key, stack.secrets.slack_token):
         assert secret not in haystack
