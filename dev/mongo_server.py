@@ -44,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     # its wire writes are ~6x slower than MemoryEngine's, hence --engine memory.
     p.add_argument("--engine", choices=["sqlite", "memory"], default="sqlite")
     p.add_argument("--no-seed", action="store_true", help="do not seed an empty gravitypm_production")
+    p.add_argument("--bench-docs", type=int, default=0, help="also seed bench.docs with N ~1 KiB documents")
     args = p.parse_args()
     if args.engine == "sqlite" and args.data_dir is None:
         p.error("--data-dir is required with --engine sqlite")
@@ -114,6 +115,11 @@ async def main() -> None:
             t = time.monotonic()
             await seed_data.seed(db)
             log.info("seeded %s %s in %.2fs", seed_data.DB_NAME, seed_data.EXPECTED_COUNTS, time.monotonic() - t)
+
+        if args.bench_docs:
+            t = time.monotonic()
+            await seed_data.seed_bench(client["bench"], args.bench_docs)
+            log.info("seeded bench.docs with %d documents in %.2fs", args.bench_docs, time.monotonic() - t)
 
         server = AsyncMongoEcoProxyServer(client=client, host=args.host, port=args.port, auth_users=auth_users())
         address = await server.start()

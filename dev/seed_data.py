@@ -247,3 +247,25 @@ def seed_sync(db, batch_size: int = 100) -> None:
             name, docs = arg
             for start in range(0, len(docs), batch_size):
                 db[name].insert_many(docs[start:start + batch_size])
+
+
+def bench_documents(start: int, count: int) -> list[dict[str, Any]]:
+    """~1 KiB activity-like documents for the backup benchmark (deterministic)."""
+    rng = random.Random(start)
+    return [
+        {
+            "_id": i,
+            "project": f"p{i % 97:03d}",
+            "kind": VERBS[i % len(VERBS)],
+            "at": BASE + dt.timedelta(seconds=i),
+            "score": rng.random(),
+            "text": " ".join(rng.choice(WORDS) for _ in range(120)),
+        }
+        for i in range(start, start + count)
+    ]
+
+
+async def seed_bench(db, count: int, batch: int = 5000) -> None:
+    """Seed `bench.docs` in-process (through the wire this would take minutes)."""
+    for start in range(0, count, batch):
+        await db.docs.insert_many(bench_documents(start, min(batch, count - start)))

@@ -575,6 +575,28 @@ class ArchiveWriter:
             raise KeyError(f"{db}.{collection} is not in the archive prelude")
         return key
 
+    def _open_for_write(self, db: str, collection: str):
+        """Checks shared by the write methods; opens the namespace on first use."""
+        if self._closed:
+            raise ValueError("archive writer is closed")
+        self._check_not_failed()
+        key = self._resolve(db, collection)
+        state = self._state[key]
+        if state == "closed":
+            raise ValueError(f"{db}.{collection} was already ended in this archive")
+        if state == "pending":
+            open_count = sum(1 for s in self._state.values() if s == "open")
+            if open_count >= self._concurrent:
+                # mongorestore restores at most max(concurrent_collections, -j)
+                # namespaces at once and blocks on a new one until a worker frees up.
+                raise ValueError(
+                    f"more than concurrent_collections={self._concurrent} namespaces "
+                    "open at once; end one (final=True) before starting another"
+                )
+            self._state[key] = "open"
+            self._begin_segment(key)  # mongodump always writes a (maybe empty) segment
+        return key, self._by_key[key]
+
     # -- public API
     def write_documents(
         self,
@@ -590,25 +612,7 @@ class ArchiveWriter:
         documents are its buckets). With ``final=True`` (default) the namespace is
         then ended with its EOF block and cannot be written again.
         """
-        if self._closed:
-            raise ValueError("archive writer is closed")
-        self._check_not_failed()
-        key = self._resolve(db, collection)
-        state = self._state[key]
-        if state == "closed":
-            raise ValueError(f"{db}.{collection} was already ended in this archive")
-        meta = self._by_key[key]
-        if state == "pending":
-            open_count = sum(1 for s in self._state.values() if s == "open")
-            if open_count >= self._concurrent:
-                # mongorestore restores at most max(concurrent_collections, -j)
-                # namespaces at once and blocks on a new one until a worker frees up.
-                raise ValueError(
-                    f"more than concurrent_collections={self._concurrent} namespaces "
-                    "open at once; end one (final=True) before starting another"
-                )
-            self._state[key] = "open"
-            self._begin_segment(key)  # mongodump always writes a (maybe empty) segment
+        key, meta = self._open_for_write(db, collection)
         crc = self._crc[key]
         stats = self._stats[key]
         max_segment = self._max_segment
@@ -637,6 +641,43 @@ class ArchiveWriter:
         except BaseException as exc:
             # Part of this namespace may be out already: never let close() seal it
             # with a CRC over a partial collection.
+            self._failed = f"{where}: {exc!r}"
+            raise
+        return count
+
+    def write_raw_batches(self, db: str, collection: str, batches: Iterable[bytes], *, final: bool = True) -> int:
+        """Like `write_documents`, for batches of concatenated BSON documents.
+
+        This is what PyMongo's ``find_raw_batches()`` yields: no per-document objects, one
+        CRC update per batch. Each batch is checked to hold only whole, well-formed documents.
+        """
+        key, meta = self._open_for_write(db, collection)
+        if meta.type == "view":
+            raise ValueError(f"{db}.{collection} is a view: an archive carries no documents for it")
+        crc, stats, where, count = self._crc[key], self._stats[key], f"{db}.{collection}", 0
+        try:
+            for batch in batches:
+                view, pos, docs = memoryview(batch), 0, 0
+                while pos < len(view):
+                    n = _check_document(view[pos : pos + int.from_bytes(view[pos : pos + 4], "little")], where)
+                    pos += n
+                    docs += 1
+                if self._current != key or (
+                    self._max_segment is not None and self._segment_bytes >= self._max_segment
+                ):
+                    if self._current == key:
+                        self._emit(TERMINATOR)
+                        self._current = None
+                    self._begin_segment(key)
+                self._emit(batch)
+                crc.update(batch)
+                self._segment_bytes += len(batch)
+                stats.documents += docs
+                stats.bytes += len(batch)
+                count += docs
+            if final:
+                self._end_namespace(key)
+        except BaseException as exc:
             self._failed = f"{where}: {exc!r}"
             raise
         return count

@@ -24,6 +24,7 @@ from pymongo import ReadPreference
 from pymongo.errors import OperationFailure
 
 from gravitypm_ops.mongo_archive import ArchiveReader, ArchiveWriter, NamespaceMeta
+from gravitypm_ops.streaming import BackgroundGzip, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +69,27 @@ def _cluster_time(client):
 class Progress:
     """Logs documents, bytes and rate at most every PROGRESS_EVERY_S seconds of a long dump."""
 
+    writer: ArchiveWriter
     started: float = field(default_factory=time.monotonic)
     last: float = field(default_factory=time.monotonic)
-    documents: int = 0
-    bytes: int = 0
 
-    def count(self, raw_docs: Iterable[bytes]) -> Iterator[bytes]:
-        for raw in raw_docs:
-            self.documents += 1
-            self.bytes += len(raw)
-            yield raw
-            now = time.monotonic()
-            if now - self.last >= PROGRESS_EVERY_S:
-                self.last = now
+    def watch(self, batches: Iterable[bytes]) -> Iterator[bytes]:
+        for batch in batches:
+            yield batch
+            if time.monotonic() - self.last >= PROGRESS_EVERY_S:
+                self.last = time.monotonic()
                 self.report()
 
+    def totals(self) -> tuple[int, int]:
+        stats = self.writer.stats.values()
+        return sum(s.documents for s in stats), sum(s.bytes for s in stats)
+
     def report(self) -> None:
+        documents, size = self.totals()
         elapsed = max(time.monotonic() - self.started, 1e-9)
         log.info(
             "dumped %d documents, %.1f MiB (%.0f docs/s, %.1f MiB/s)",
-            self.documents, self.bytes / 2**20, self.documents / elapsed, self.bytes / 2**20 / elapsed,
+            documents, size / 2**20, documents / elapsed, size / 2**20 / elapsed,
         )
 
 
@@ -100,36 +102,34 @@ def dump(client, databases: list[str], out, *, compresslevel: int = 6) -> dict:
     started_wall, started_ct = datetime.now(UTC), _cluster_time(client)
     namespaces = [ns for name in databases for ns in describe_database(client[name])]
     server_version = client.admin.command("buildInfo").get("version", "unknown")
-    progress = Progress()
-    counts: dict[tuple[str, str], tuple[int, int]] = {}
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
+    with BackgroundGzip(out, compresslevel) as gz:
         writer = ArchiveWriter(gz, namespaces, server_version=server_version, tool_version=_tool_version())
+        progress = Progress(writer)
         for ns in namespaces:
             if ns.type != "collection":
                 continue
-            before = (progress.documents, progress.bytes)
-            coll = client[ns.db].get_collection(
-                ns.collection, codec_options=RAW, read_preference=ReadPreference.SECONDARY_PREFERRED
-            )
-            cursor = coll.find({}, batch_size=BATCH_SIZE)
-            writer.write_documents(ns.db, ns.collection, progress.count(doc.raw for doc in cursor))
-            counts[(ns.db, ns.collection)] = (progress.documents - before[0], progress.bytes - before[1])
+            coll = client[ns.db].get_collection(ns.collection, read_preference=ReadPreference.SECONDARY_PREFERRED)
+            # Raw batches: no per-document objects. The cursor runs in its own thread, so
+            # MongoDB serves the next batch while this one is archived.
+            batches = prefetch(coll.find_raw_batches({}, batch_size=BATCH_SIZE), batch=1)
+            writer.write_raw_batches(ns.db, ns.collection, progress.watch(batches))
         writer.close()
     progress.report()
+    stats = {(key[0], key[1]): value for key, value in writer.stats.items()}
+    documents, size = progress.totals()
+
+    def counted(ns: NamespaceMeta) -> dict:
+        found = stats.get((ns.db, ns.collection))
+        return {
+            "type": ns.type,
+            "documents": found.documents if found else 0,
+            "bson_bytes": found.bytes if found else 0,
+            "options": ns.metadata["options"],
+            "indexes": ns.metadata["indexes"],
+        }
+
     return {
-        "databases": {
-            name: {
-                ns.collection: {
-                    "type": ns.type,
-                    "documents": counts.get((ns.db, ns.collection), (0, 0))[0],
-                    "bson_bytes": counts.get((ns.db, ns.collection), (0, 0))[1],
-                    "options": ns.metadata["options"],
-                    "indexes": ns.metadata["indexes"],
-                }
-                for ns in namespaces if ns.db == name
-            }
-            for name in databases
-        },
+        "databases": {name: {ns.collection: counted(ns) for ns in namespaces if ns.db == name} for name in databases},
         "server_version": server_version,
         "consistency": {
             # Collections are read one after another while writes go on: each collection is
@@ -140,8 +140,8 @@ def dump(client, databases: list[str], out, *, compresslevel: int = 6) -> dict:
             "wall_start": started_wall.isoformat(),
             "wall_end": datetime.now(UTC).isoformat(),
         },
-        "documents": progress.documents,
-        "bson_bytes": progress.bytes,
+        "documents": documents,
+        "bson_bytes": size,
     }
 
 

@@ -720,3 +720,32 @@ def test_streaming_200k_documents_in_bounded_memory(tmp_path):
     assert count == n_docs
     assert r.stats[("big", "c")].bytes == n_docs * doc_size
     assert peak < 4 * 1024 * 1024, peak
+
+
+def _one_namespace_writer(out):
+    meta = ma.NamespaceMeta(db="d", collection="c", metadata={"options": {}, "indexes": []})
+    return ma.ArchiveWriter(out, [meta], server_version="7.0.0", tool_version="t")
+
+
+def test_raw_batches_write_the_same_archive_as_single_documents():
+    docs = [bson.encode({"_id": i, "v": "x" * i}) for i in range(50)]
+    outputs = []
+    for write in (
+        lambda w: w.write_documents("d", "c", docs),
+        lambda w: w.write_raw_batches("d", "c", [b"".join(docs[:20]), b"".join(docs[20:])]),
+    ):
+        out = io.BytesIO()
+        writer = _one_namespace_writer(out)
+        write(writer)
+        writer.close()
+        outputs.append(out.getvalue())
+    assert outputs[0] == outputs[1]
+
+
+def test_a_raw_batch_with_a_truncated_document_is_refused():
+    writer = _one_namespace_writer(io.BytesIO())
+    doc = bson.encode({"_id": 1})
+    with pytest.raises(ValueError, match="length prefix"):
+        writer.write_raw_batches("d", "c", [doc + doc[:-3]])
+    with pytest.raises(ValueError, match="incomplete"):
+        writer.close()  # a failed namespace never gets sealed with a CRC

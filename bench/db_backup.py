@@ -1,0 +1,115 @@
+"""DB backup benchmark: backup wall time vs a raw RawBSON cursor scan of the same data, and peak RSS.
+
+For each size a fresh MongoDB (mongoeco, seeded server-side: its inserts are slow) and S3
+(moto) server start; a fresh child process then times, against the same servers,
+  - the baseline: iterating `bench.docs` with a RawBSONDocument cursor (the cheapest way
+    to read every byte out of MongoDB), and
+  - the backup: the same collection dumped, archived, gzip'd, hashed and uploaded to the vault
+    (the code gravitypm_db_backup runs), committed with its manifest.
+Targets (issue #3): backup / scan <= 1.2, and peak RSS flat across sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dev.stack import BIN, REPO, free_port, spawn, stop_process, wait_for_port
+
+SIZES = (60_000, 180_000)  # both past one 8 MiB upload part of gzip output
+REPEATS = 3
+
+
+def measure(mongo_port: int, s3_port: int) -> dict:
+    """Runs in the child process: returns timings and memory for one size."""
+    import boto3
+    import pymongo
+
+    from gravitypm_ops import db_backup, mongo_backup
+    from gravitypm_ops.config import parse_config
+    from gravitypm_ops.vault import Vault
+
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true")
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+                      aws_access_key_id="bench", aws_secret_access_key="bench")
+    s3.create_bucket(Bucket="bench-vault")
+    cfg = parse_config({"mongo_databases": ["bench"], "vault_bucket": "bench-vault"})
+    vault = Vault("bench-vault", "bench", s3)
+
+    def scan() -> int:
+        coll = client.bench.get_collection("docs", codec_options=mongo_backup.RAW)
+        return sum(len(doc.raw) for doc in coll.find({}, batch_size=mongo_backup.BATCH_SIZE))
+
+    def backup(i: int) -> dict:
+        return db_backup.run_backup(cfg, vault, client, dag_id="bench", run_id=f"bench_{i}", run_after=datetime.now(UTC))
+
+    bson_bytes = scan()  # warm-up (and the size)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scans, backups = [], []
+    for i in range(REPEATS):  # interleaved, so drift hits both alike
+        t = time.perf_counter()
+        scan()
+        scans.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        manifest = backup(i)
+        backups.append(time.perf_counter() - t)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "documents": manifest["content"]["documents"],
+        "bson_mib": round(bson_bytes / 2**20, 1),
+        "archive_gz_mib": round(manifest["artifacts"][0]["size"] / 2**20, 2),
+        "scan_s": round(min(scans), 3),
+        "backup_s": round(min(backups), 3),
+        "ratio_backup_vs_scan": round(min(backups) / min(scans), 2),
+        "peak_rss_mib": round(rss_after / 1024, 1),
+        "peak_rss_growth_during_backups_mib": round((rss_after - rss_before) / 1024, 1),
+    }
+
+
+def run_size(documents: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="gravitypm-bench-") as tmp:
+        mongo_port, s3_port = free_port(), free_port()
+        mongo = spawn([sys.executable, "dev/mongo_server.py", "--port", str(mongo_port), "--engine", "memory",
+                       "--no-seed", "--bench-docs", str(documents)], Path(tmp) / "mongo.log")
+        s3 = spawn([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], Path(tmp) / "s3.log")
+        try:
+            wait_for_port(s3_port, 30, s3, "moto")
+            deadline = time.monotonic() + 600
+            while "READY" not in (Path(tmp) / "mongo.log").read_text():
+                if time.monotonic() > deadline or mongo.poll() is not None:
+                    raise RuntimeError("bench mongo server did not start")
+                time.sleep(0.5)
+            child = subprocess.run(
+                [sys.executable, "-m", "bench.db_backup", "--measure", str(mongo_port), str(s3_port)],
+                cwd=REPO, capture_output=True, text=True, check=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO)])},
+            )
+            return json.loads(child.stdout.strip().splitlines()[-1])
+        finally:
+            stop_process(mongo)
+            stop_process(s3)
+
+
+def bench_db_backup() -> dict:
+    results = [run_size(n) for n in SIZES]
+    small, large = results
+    return {
+        "sizes": results,
+        "target_ratio": 1.2,
+        "worst_ratio": max(r["ratio_backup_vs_scan"] for r in results),
+        "peak_rss_growth_ratio_large_vs_small": round(large["peak_rss_mib"] / small["peak_rss_mib"], 2),
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--measure"]:
+        print(json.dumps(measure(int(sys.argv[2]), int(sys.argv[3]))))
+    else:
+        print(json.dumps(bench_db_backup(), indent=2))

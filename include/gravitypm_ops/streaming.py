@@ -1,0 +1,126 @@
+"""Two small pipeline stages that let a backup use both cores while memory stays bounded.
+
+- `prefetch(iterable)`: runs a (network-bound) iterator, e.g. a MongoDB cursor, in a thread,
+  so the server produces the next batch while this process works on the current one.
+- `BackgroundGzip(sink)`: a write-only gzip stream that compresses in a thread (zlib releases
+  the GIL) and writes the compressed bytes to `sink`, e.g. a vault ArtifactUpload.
+
+Both hand data over through bounded queues and re-raise a worker's error in the caller.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+
+_DONE = object()
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the other side gave up; returns False once `stop` is set."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def prefetch(items: Iterable, *, batch: int = 500, depth: int = 4) -> Iterator:
+    """Yield `items` in order while a thread fetches up to `depth` batches ahead."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            chunk = []
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= batch:
+                    if not _put(q, chunk, stop):
+                        return
+                    chunk = []
+            if chunk and not _put(q, chunk, stop):
+                return
+            _put(q, _DONE, stop)
+        except BaseException as err:  # handed to the consumer, raised there
+            _put(q, err, stop)
+
+    worker = threading.Thread(target=pump, name="prefetch", daemon=True)
+    worker.start()
+    try:
+        while (got := q.get()) is not _DONE:
+            if isinstance(got, BaseException):
+                raise got
+            yield from got
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
+class BackgroundGzip:
+    """gzip (RFC 1952, mtime 0) compressed in a worker thread into `sink.write`.
+
+    `close()` flushes and waits; it raises the worker's error if the sink failed.
+    """
+
+    def __init__(self, sink, compresslevel: int = 6, depth: int = 16):
+        self._sink = sink
+        self._compressor = zlib.compressobj(compresslevel, zlib.DEFLATED, 31)  # 31: gzip container
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._run, name="gzip", daemon=True)
+        self._worker.start()
+        self.closed = False
+
+    def _run(self) -> None:
+        try:
+            while (data := self._q.get()) is not _DONE:
+                out = self._compressor.compress(data)
+                if out:
+                    self._sink.write(out)
+            self._sink.write(self._compressor.flush())
+        except BaseException as err:
+            self._error = err
+            self._stop.set()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self._error is not None:
+            raise self._error
+        if not _put(self._q, bytes(data), self._stop):
+            raise self._error or RuntimeError("gzip worker stopped")
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        _put(self._q, _DONE, self._stop)
+        self._worker.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Stop the worker without finishing the stream (the caller is failing anyway)."""
+        self.closed = True
+        self._stop.set()
+        self._worker.join(timeout=30)
+
+    def __enter__(self) -> BackgroundGzip:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
