@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bench.dag_parse import parse_dags_isolated
+from bench.db_backup import bench_db_backup
 
 MINIMAL_DAG = """\
 from airflow.sdk import dag, task
@@ -51,6 +52,7 @@ def main() -> None:
     report = {
         "machine": f"{platform.machine()} {platform.system()} Python {platform.python_version()}",
         "dag_parse": bench_dag_parse(),
+        "db_backup": bench_db_backup(),
     }
     print(json.dumps(report, indent=2))
 
