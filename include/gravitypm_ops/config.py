@@ -137,33 +137,39 @@ def _percent(value: Any) -> float:
     return float(value)
 
 
-def _hours_per_kind(value: Any) -> dict[str, float]:
+def _per_kind(value: Any, defaults: Mapping[str, Any], check: Callable[[Any], Any], example: str) -> dict:
+    """A {kind: value} object; kinds not given keep their defaults."""
     if not isinstance(value, dict):
-        raise ValueError(f"must be an object of kind -> hours, kinds: {', '.join(BACKUP_KINDS)}")
-    merged = dict(RUNBOOK_FRESHNESS_HOURS)
-    for kind, hours in value.items():
+        raise ValueError(f"must be an object of kind -> {example}; kinds: {', '.join(BACKUP_KINDS)}")
+    merged = dict(defaults)
+    for kind, item in value.items():
         if kind not in BACKUP_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(BACKUP_KINDS)}")
-        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0:
-            raise ValueError(f"{kind!r}: must be a positive number of hours")
-        merged[kind] = float(hours)
-    return merged
-
-
-def _retention(value: Any) -> dict[str, RetentionPolicy]:
-    if not isinstance(value, dict):
-        raise ValueError(f'must be an object of kind -> policy, e.g. {{"db": {{"last": 4, "daily": 7}}}}')
-    merged = dict(DEFAULT_RETENTION)
-    for kind, policy in value.items():
-        if kind not in BACKUP_KINDS:
-            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(BACKUP_KINDS)}")
-        if not isinstance(policy, dict):
-            raise ValueError(f"{kind!r}: must be an object like {{\"daily\": 7}}")
         try:
-            merged[kind] = RetentionPolicy.from_dict(policy)
+            merged[kind] = check(item)
         except ValueError as err:
             raise ValueError(f"{kind!r}: {err}") from None
     return merged
+
+
+def _hours(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("must be a positive number of hours")
+    return float(value)
+
+
+def _policy(value: Any) -> RetentionPolicy:
+    if not isinstance(value, dict):
+        raise ValueError('must be an object like {"daily": 7}')
+    return RetentionPolicy.from_dict(value)
+
+
+def _hours_per_kind(value: Any) -> dict[str, float]:
+    return _per_kind(value, RUNBOOK_FRESHNESS_HOURS, _hours, "hours")
+
+
+def _retention(value: Any) -> dict[str, RetentionPolicy]:
+    return _per_kind(value, DEFAULT_RETENTION, _policy, 'policy, e.g. {"db": {"last": 4, "daily": 7}}')
 
 
 def _optional_text(value: Any) -> str:

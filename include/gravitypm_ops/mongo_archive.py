@@ -612,38 +612,8 @@ class ArchiveWriter:
         documents are its buckets). With ``final=True`` (default) the namespace is
         then ended with its EOF block and cannot be written again.
         """
-        key, meta = self._open_for_write(db, collection)
-        crc = self._crc[key]
-        stats = self._stats[key]
-        max_segment = self._max_segment
-        count = 0
-        where = f"{db}.{collection}"
-        try:
-            for doc in raw_docs:
-                buf = _raw_bytes(doc)
-                n = _check_document(buf, where)
-                if meta.type == "view":
-                    raise ValueError(f"{where} is a view: an archive carries no documents for it")
-                if self._current != key:
-                    self._begin_segment(key)
-                elif max_segment is not None and self._segment_bytes >= max_segment:
-                    self._emit(TERMINATOR)
-                    self._current = None
-                    self._begin_segment(key)
-                self._emit(buf)
-                crc.update(buf)
-                self._segment_bytes += n
-                stats.documents += 1
-                stats.bytes += n
-                count += 1
-            if final:
-                self._end_namespace(key)
-        except BaseException as exc:
-            # Part of this namespace may be out already: never let close() seal it
-            # with a CRC over a partial collection.
-            self._failed = f"{where}: {exc!r}"
-            raise
-        return count
+        # One document is a batch of one: a single code path frames, checks and checksums.
+        return self.write_raw_batches(db, collection, (_raw_bytes(doc) for doc in raw_docs), final=final)
 
     def write_raw_batches(self, db: str, collection: str, batches: Iterable[bytes], *, final: bool = True) -> int:
         """Like `write_documents`, for batches of concatenated BSON documents.
@@ -652,15 +622,18 @@ class ArchiveWriter:
         CRC update per batch. Each batch is checked to hold only whole, well-formed documents.
         """
         key, meta = self._open_for_write(db, collection)
-        if meta.type == "view":
-            raise ValueError(f"{db}.{collection} is a view: an archive carries no documents for it")
         crc, stats, where, count = self._crc[key], self._stats[key], f"{db}.{collection}", 0
         try:
             for batch in batches:
+                if meta.type == "view":
+                    raise ValueError(f"{where} is a view: an archive carries no documents for it")
                 view, pos, docs = memoryview(batch), 0, 0
                 while pos < len(view):
-                    n = _check_document(view[pos : pos + int.from_bytes(view[pos : pos + 4], "little")], where)
-                    pos += n
+                    left = len(view) - pos
+                    size = int.from_bytes(view[pos : pos + 4], "little") if left >= 4 else 0
+                    if not MIN_BSON_SIZE <= size <= left:
+                        raise ValueError(f"{where}: BSON length prefix {size} does not fit the {left} bytes left")
+                    pos += _check_document(view[pos : pos + size], where)
                     docs += 1
                 if self._current != key or (
                     self._max_segment is not None and self._segment_bytes >= self._max_segment
@@ -678,6 +651,8 @@ class ArchiveWriter:
             if final:
                 self._end_namespace(key)
         except BaseException as exc:
+            # Part of this namespace may be out already: never let close() seal it
+            # with a CRC over a partial collection.
             self._failed = f"{where}: {exc!r}"
             raise
         return count

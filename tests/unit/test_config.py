@@ -68,3 +68,19 @@ def test_not_an_object_or_not_json_is_a_clear_error():
         parse_config_json("[1, 2]")
     with pytest.raises(ConfigError, match="not valid JSON"):
         parse_config_json("{vault_bucket: x}")
+
+
+def test_retention_overrides_one_kind_and_validates_it():
+    cfg = parse_config({"retention": {"db": {"last": 2, "daily": 3}}})
+    assert cfg.retention["db"].to_dict()["last"] == 2 and cfg.retention["db"].to_dict()["daily"] == 3
+    assert cfg.retention["logs"].to_dict()["daily"] == 30  # the runbook's rotate 30, untouched
+    for bad in ({"database": {"daily": 1}}, {"db": {"daly": 7}}, {"db": {"daily": -1}}, {"db": 7}):
+        with pytest.raises(ConfigError, match="'retention'"):
+            parse_config({"retention": bad})
+
+
+def test_encryption_and_object_lock_keys():
+    assert parse_config(None).kms_key_id == "" and parse_config(None).object_lock_days == 0
+    assert parse_config({"kms_key_id": "arn:aws:kms:x", "object_lock_days": 30}).object_lock_days == 30
+    with pytest.raises(ConfigError, match="'object_lock_days'"):
+        parse_config({"object_lock_days": 1.5})
