@@ -61,9 +61,9 @@ def gravitypm_db_backup():
 
     @task
     def apply_retention(params=None):
-        from gravitypm_ops import db_backup
+        from gravitypm_ops import backup_tasks
 
-        return db_backup.apply_retention(bool(params["retention_dry_run"]))
+        return backup_tasks.apply_retention("db", bool(params["retention_dry_run"]))
 
     preflight() >> dump_to_vault() >> apply_retention()
 

@@ -55,6 +55,11 @@ class OpsConfig:
     kms_key_id: str = ""
     # > 0: every object written gets COMPLIANCE Object Lock retention for this many days.
     object_lock_days: int = 0
+    # fs and config archives: {"algorithm": "zstd" | "gzip", "level": n}.
+    compression: Mapping[str, Any] = field(default_factory=lambda: {"algorithm": "zstd", "level": 3})
+    # Globs (archive paths, relative to app_root) the fs backup leaves out; logs_dir is always
+    # left out (log rotation ships logs), as are editor/temp droppings.
+    fs_excludes: tuple[str, ...] = ("**/*.tmp", "**/*.swp", "**/.cache/**")
 
     @property
     def logs_path(self) -> str:
@@ -182,6 +187,18 @@ def _days(value: Any) -> int:
     return value
 
 
+def _compression(value: Any) -> dict:
+    from gravitypm_ops.fs_archive import Compression
+
+    return Compression.from_dict(value).to_dict()
+
+
+def _globs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError('must be a list of glob patterns, e.g. ["uploads/tmp/**"]')
+    return tuple(_text(v) for v in value)
+
+
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "vault_bucket": _bucket,
     "vault_prefix": _prefix,
@@ -196,6 +213,8 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "retention": _retention,
     "kms_key_id": _optional_text,
     "object_lock_days": _days,
+    "compression": _compression,
+    "fs_excludes": _globs,
 }
 assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
 

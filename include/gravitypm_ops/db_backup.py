@@ -1,15 +1,14 @@
-"""Task bodies of gravitypm_db_backup: preflight, dump into the vault, retention."""
+"""Task bodies of gravitypm_db_backup: preflight and the dump into the vault (retention: backup_tasks)."""
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
+from gravitypm_ops.backup_tasks import announce, check_vault, fail_fast
 from gravitypm_ops.config import load_config
 from gravitypm_ops.names import MONGO_CONN_ID
-from gravitypm_ops.vault import Vault, VaultError
+from gravitypm_ops.vault import Vault
 
-log = logging.getLogger(__name__)
 KIND = "db"
 SERVER_SELECTION_TIMEOUT_MS = 10_000  # fail fast when MongoDB is unreachable
 
@@ -37,18 +36,13 @@ def describe_source(client, databases) -> dict:
 
 def preflight() -> None:
     """Fail fast, without retries and with a clear reason, when the vault or MongoDB is unusable."""
-    from airflow.sdk.exceptions import AirflowFailException
     from pymongo.errors import PyMongoError
 
-    cfg = load_config()
-    try:
-        Vault.from_config(cfg).check_access()
-    except VaultError as err:
-        raise AirflowFailException(str(err)) from None
+    check_vault(load_config())
     try:
         mongo_client().admin.command("ping")
     except PyMongoError as err:
-        raise AirflowFailException(
+        raise fail_fast(
             f"MongoDB ({MONGO_CONN_ID}) unusable: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
         ) from None
 
@@ -81,36 +75,10 @@ def run_backup(cfg, vault: Vault, client, *, dag_id: str, run_id: str, run_after
 
 def backup_to_vault(context) -> dict:
     """The dump task: back up, announce the Asset event with the manifest summary, return the summary."""
-    from gravitypm_ops.names import backup_asset
-
     cfg = load_config()
     dag_run = context["dag_run"]
     manifest = run_backup(
         cfg, Vault.from_config(cfg), mongo_client(),
         dag_id=dag_run.dag_id, run_id=dag_run.run_id, run_after=dag_run.run_after,
     )
-    summary = manifest_summary(manifest)
-    context["outlet_events"][backup_asset(KIND)].extra = summary
-    log.info("backup %s committed: %s", summary["backup_id"], summary)
-    return summary
-
-
-def manifest_summary(manifest: dict) -> dict:
-    """The small, secret-free description of a backup that goes into XCom and Asset events."""
-    return {
-        "kind": manifest["kind"],
-        "backup_id": manifest["backup_id"],
-        "finished": manifest["finished"],
-        "bytes": sum(a["size"] for a in manifest["artifacts"]),
-        "artifacts": [a["key"] for a in manifest["artifacts"]],
-        "documents": manifest["content"].get("documents"),
-        "dag_id": manifest["dag_id"],
-        "run_id": manifest["run_id"],
-    }
-
-
-def apply_retention(dry_run: bool) -> dict:
-    cfg = load_config()
-    report = Vault.from_config(cfg).apply_retention(KIND, cfg.retention[KIND], datetime.now(UTC), dry_run=dry_run)
-    log.info("retention (%s): kept %d, removed %s", "dry run" if dry_run else "applied", len(report["kept"]), report["removed"])
-    return report
+    return announce(context, manifest)

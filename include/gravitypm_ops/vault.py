@@ -384,6 +384,17 @@ class Vault:
             raise VaultError(f"no committed {kind} backup {ref!r}")
         return manifest
 
+    def require_encryption(self, keys: list[str]) -> None:
+        """Refuse (VaultError) unless the store reports every object encrypted at rest.
+
+        Some S3-compatible stores accept SSE headers and silently ignore them: for backups full of
+        secrets (config) that must fail the backup, not pass unnoticed.
+        """
+        for key in keys:
+            sse = self.s3.head_object(Bucket=self.bucket, Key=key).get("ServerSideEncryption")
+            if not sse:
+                raise VaultError(f"{key}: the store did not encrypt it at rest; refusing to commit this backup")
+
     def open_artifact(self, manifest: dict, name: str) -> HashingReader:
         """Stream an artifact down; its size and SHA-256 are checked against the manifest at EOF."""
         artifact = next((a for a in manifest["artifacts"] if a["name"] == name), None)

@@ -183,3 +183,17 @@ def test_kms_key_id_selects_sse_kms(stack):
 def test_missing_bucket_is_a_clear_error(stack):
     with pytest.raises(VaultError, match="'no-such-vault' does not exist"):
         Vault("no-such-vault", "production", stack.s3_client()).check_access()
+
+
+def test_require_encryption_refuses_a_store_that_ignored_sse(stack, vault):
+    manifest = make_backup(vault, "r", T0)
+    keys = [a["key"] for a in manifest["artifacts"]]
+    vault.require_encryption(keys)  # moto honours the SSE header
+
+    class IgnoresSSE:  # some S3-compatible stores accept the header and store plaintext
+        def head_object(self, **kwargs):
+            return {"ContentLength": 1}
+
+    blind = Vault(vault.bucket, vault.prefix, IgnoresSSE())
+    with pytest.raises(VaultError, match="did not encrypt it at rest"):
+        blind.require_encryption(keys)

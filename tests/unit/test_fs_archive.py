@@ -1,0 +1,655 @@
+"""fs_archive: file-tree backups (tar + JSON-lines index) and their safe restore, on real trees.
+
+Everything runs on real files in tmp_path. Faults are real too: a file is appended to or
+truncated while it is being read, or deleted after its directory was listed, from the
+`progress` callback, which archive_tree calls after each file and after each MiB read — so
+the timing is deterministic, no sleeps and no mocks.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tarfile
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from gravitypm_ops import fs_archive as fa
+from gravitypm_ops.fs_archive import (
+    BackupSourceError,
+    Compression,
+    RestoreError,
+    Root,
+    archive_tree,
+    compile_excludes,
+    compressing_writer,
+    decompressing_reader,
+    extract_archive,
+    read_index,
+)
+
+IS_ROOT = os.geteuid() == 0
+ZSTD, GZIP = Compression("zstd", 3), Compression("gzip", 6)
+MiB = 1 << 20
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def backup(tmp_path: Path, roots, compression=ZSTD, **kwargs):
+    """Archive `roots` into tmp_path/out: (archive path, index path, report)."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    archive, index = out / f"files{compression.extension}", out / "index.jsonl"
+    with open(archive, "wb") as sink, open(index, "wb") as index_sink:
+        with compressing_writer(sink, compression) as tar_out, compressing_writer(index_sink, compression) as idx:
+            report = archive_tree(roots, tar_out, idx, **kwargs)
+    return archive, index, report
+
+
+def index_records(index: Path, compression=ZSTD) -> list[dict]:
+    with open(index, "rb") as f:
+        return list(read_index(decompressing_reader(f, compression)))
+
+
+def restore(archive: Path, target: Path, compression=ZSTD, **kwargs) -> dict:
+    with open(archive, "rb") as f:
+        return extract_archive(decompressing_reader(f, compression), str(target), **kwargs)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def snapshot(root: Path, skip_root_meta: bool = True) -> dict:
+    """Everything restore must reproduce, per relative path: type, bytes, mode, owner, mtime,
+    link target, and which paths share an inode."""
+    found, inodes = {}, {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            entry = {"mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns}
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    entry["sha256"] = sha(f.read())
+                entry["inode_group"] = inodes.setdefault(st.st_ino, rel)
+            elif stat.S_ISLNK(st.st_mode):
+                entry["link"] = os.readlink(path)
+            found[rel] = entry
+    if not skip_root_meta:
+        found["."] = {"mtime_ns": os.stat(root).st_mtime_ns, "mode": os.stat(root).st_mode}
+    return found
+
+
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    """A tar archive built by hand (tarfile, pax format) — used for hostile archives."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def entry(name: str, kind=tarfile.REGTYPE, **fields) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = kind, fields.pop("mode", 0o644), 1_700_000_000
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+def restore_bytes(data: bytes, target: Path, **kwargs) -> dict:
+    return extract_archive(io.BytesIO(data), str(target), **kwargs)
+
+
+T0 = 1_700_000_000_123_456_789  # mtimes with nanoseconds: the archive must keep them exactly
+
+
+def make_faithful_tree(src: Path) -> dict:
+    """Every kind of entry the backup must reproduce; returns {name: path} of the special ones."""
+    src.mkdir()
+    (src / "text.txt").write_text("hello\n" * 1000)
+    big = os.urandom(3 * MiB + 123)  # several read chunks
+    (src / "random.bin").write_bytes(big)
+    (src / "empty").write_bytes(b"")
+    with open(src / "sparse.img", "wb") as f:  # holes, then data, then a hole at the end
+        f.truncate(6 * MiB)
+        f.seek(4 * MiB)
+        f.write(b"data in the middle")
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(src / "run.sh", 0o750)
+    (src / "private").write_text("p")
+    os.chmod(src / "private", 0o600)
+    (src / "emptydir").mkdir()
+    (src / "restricted").mkdir(mode=0o750)
+    os.chmod(src / "restricted", 0o750)
+    (src / "restricted" / "inner.txt").write_text("inner")
+    (src / "données ü 😀.txt").write_text("unicode")
+    (src / "with space.txt").write_text("space")
+    (src / "new\nline.txt").write_text("newline")
+    undecodable = os.fsdecode(b"latin1-\xe9.txt")
+    (src / undecodable).write_text("not utf-8")
+    long_dir = src / ("a" * 120) / ("b" * 120)
+    long_dir.mkdir(parents=True)
+    (long_dir / ("c" * 60 + ".txt")).write_text("long path")
+    (src / "hard1").write_text("shared inode")
+    os.link(src / "hard1", src / "hard2")
+    (src / "sub").mkdir()
+    os.link(src / "hard1", src / "sub" / "hard3")
+    os.symlink("text.txt", src / "rel-link")
+    os.symlink("/nonexistent/absolute/target", src / "dangling-abs-link")
+    os.symlink("sub", src / "dir-link")
+    specials = src / "specials"
+    specials.mkdir()
+    os.mkfifo(specials / "fifo")
+    cwd = os.getcwd()
+    os.chdir(specials)  # AF_UNIX paths are limited to ~108 bytes: bind a relative name
+    try:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind("sock")
+        sock.close()
+    finally:
+        os.chdir(cwd)
+    if IS_ROOT:
+        os.chown(src / "text.txt", 1234, 5678)
+        os.lchown(src / "rel-link", 4321, 8765)
+        os.chown(src / "restricted", 1111, 2222)
+    # mtimes last, deepest first, so creating children does not move them again
+    for dirpath, dirnames, filenames in sorted(os.walk(src), key=lambda w: -w[0].count(os.sep)):
+        for i, name in enumerate(sorted(dirnames + filenames)):
+            os.utime(os.path.join(dirpath, name), ns=(T0, T0 + i * 1_000_001), follow_symlinks=False)
+    return {"big": big}
+
+
+# --- compression ----------------------------------------------------------------------------
+
+
+def test_compression_settings_are_validated_naming_the_field():
+    assert Compression.from_dict({"algorithm": "gzip", "level": 9}).extension == ".tar.gz"
+    assert Compression.from_dict({}).to_dict() == {"algorithm": "zstd", "level": 3}
+    assert Compression().extension == ".tar.zst"
+    assert Compression.from_dict({"algorithm": "zstd", "level": 19}).level == 19
+    for bad, field in [({"algorithm": "xz"}, "algorithm"), ({"level": 0}, "level"), ({"level": 20}, "level"),
+                       ({"algorithm": "gzip", "level": 10}, "level"), ({"level": "3"}, "level"),
+                       ({"level": True}, "level"), ({"lvl": 3}, "lvl")]:
+        with pytest.raises(ValueError, match=field):
+            Compression.from_dict(bad)
+
+
+@pytest.mark.parametrize("compression", [ZSTD, GZIP], ids=["zstd", "gzip"])
+def test_a_failed_stream_is_never_finished_and_a_cut_one_is_detected(compression):
+    data = os.urandom(3 * MiB)
+    sink = io.BytesIO()
+    with pytest.raises(KeyError):
+        with compressing_writer(sink, compression) as out:
+            out.write(data)
+            raise KeyError("the backup failed half way")
+    with pytest.raises((RestoreError, EOFError)):  # not a complete stream: it cannot be read to the end
+        decompressing_reader(io.BytesIO(sink.getvalue()), compression).read()
+
+    whole = io.BytesIO()
+    with compressing_writer(whole, compression) as out:
+        out.write(data)
+    stream = whole.getvalue()
+    assert decompressing_reader(io.BytesIO(stream), compression).read() == data
+    for cut in (len(stream) - 2, len(stream) // 2):
+        with pytest.raises((RestoreError, EOFError)):
+            decompressing_reader(io.BytesIO(stream[:cut]), compression).read()
+
+
+# --- excludes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern, matches, misses",
+    [
+        ("**/*.tmp", ["a.tmp", "x/y/a.tmp", "x/.tmp"], ["a.tmpx", "a.tmp/x" + "y"]),
+        ("*.tmp", ["a.tmp"], ["x/a.tmp"]),
+        ("logs/**", ["logs", "logs/a", "logs/a/b.log"], ["logsx", "x/logs"]),
+        ("logs", ["logs"], ["logs/a", "x/logs"]),
+        ("**/.cache/**", [".cache", ".cache/x", "a/.cache", "a/b/.cache/c/d"], ["a/cache", "a/.cachex"]),
+        ("a/**/b", ["a/b", "a/x/b", "a/x/y/b"], ["a/xb", "b"]),
+        ("/etc/?.conf", ["etc/a.conf"], ["etc/ab.conf", "etc/a/b.conf"]),
+        ("./data/[!x]*.csv", ["data/a1.csv"], ["data/x1.csv"]),
+        ("new*", ["new\nline"], ["x/new"]),
+    ],
+)
+def test_exclude_patterns_follow_the_documented_rules(pattern, matches, misses):
+    excluded = compile_excludes([pattern])
+    assert [p for p in matches if not excluded(p)] == []
+    assert [p for p in misses if excluded(p)] == []
+
+
+def test_excluded_paths_are_not_archived_and_excluded_directories_not_entered(tmp_path):
+    src = tmp_path / "src"
+    (src / "logs" / "deep").mkdir(parents=True)
+    (src / "logs" / "deep" / "x.log").write_text("log")
+    os.mkfifo(src / "logs" / "fifo")  # inside an excluded directory: not even listed as skipped
+    (src / "keep.txt").write_text("keep")
+    (src / "scratch.tmp").write_text("tmp")
+    (src / "d").mkdir()
+    (src / "d" / "more.tmp").write_text("tmp")
+    _, index, report = backup(tmp_path, [Root(str(src), ".")], excludes=["logs", "logs/**", "**/*.tmp"])
+    assert {r["path"] for r in index_records(index)} == {"keep.txt", "d"}
+    assert report["excluded"] == 3 and report["skipped"] == []
+
+
+# --- backup + restore round trip ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", [ZSTD, GZIP], ids=["zstd", "gzip"])
+def test_round_trip_reproduces_the_tree_exactly(tmp_path, compression):
+    src = tmp_path / "src"
+    extra = make_faithful_tree(src)
+    archive, index, report = backup(tmp_path, [Root(str(src), ".")], compression)
+
+    assert sorted(report["skipped"], key=lambda s: s["path"]) == [
+        {"path": "specials/fifo", "type": "fifo"}, {"path": "specials/sock", "type": "socket"}]
+    assert report["changed"] == []
+    assert report["hardlinks"] == 2 and report["symlinks"] == 3
+    records = {r["path"]: r for r in index_records(index, compression)}
+    assert records["random.bin"]["sha256"] == sha(extra["big"]) and records["random.bin"]["size"] == len(extra["big"])
+    assert records["empty"] == {**records["empty"], "type": "file", "size": 0, "sha256": sha(b"")}
+    assert records["run.sh"]["mode"] == 0o750 and records["text.txt"]["mtime_ns"] % 10**9 != 0
+    assert records["rel-link"] == {**records["rel-link"], "type": "symlink", "target": "text.txt"}
+    linked = [records[p] for p in ("hard1", "hard2", "sub/hard3")]
+    assert sorted(r["type"] for r in linked) == ["file", "hardlink", "hardlink"]
+    assert {r.get("sha256") for r in linked} == {sha(b"shared inode")}
+    assert "new\nline.txt" in records and os.fsdecode(b"latin1-\xe9.txt") in records
+    assert max(len(p) for p in records) >= 300
+    assert not any(p.startswith("specials/") for p in records)  # special files are not in the archive
+
+    target = tmp_path / "restored"
+    result = restore(archive, target, compression,
+                     expected_sha256={p: r["sha256"] for p, r in records.items() if r["type"] == "file"})
+    expected = {p: e for p, e in snapshot(src).items() if not p.startswith("specials/")}
+    assert snapshot(target) == expected
+    assert result["verified"] == report["files"] and result["refused"] == [] and result["left_alone"] == []
+    assert result["ownership"] == ("restored" if IS_ROOT else "not restored (not running as root)")
+    assert (target / "sparse.img").stat().st_size == 6 * MiB
+
+
+def test_gnu_tar_reads_the_archive_too(tmp_path):
+    """The README's by-hand restore: zstd -dc | tar -x must give the same tree."""
+    if not (shutil.which("tar") and shutil.which("zstd")):
+        pytest.skip("GNU tar / zstd not installed")
+    src = tmp_path / "src"
+    make_faithful_tree(src)
+    archive, _, _ = backup(tmp_path, [Root(str(src), ".")])
+    target = tmp_path / "by-hand"
+    target.mkdir()
+    subprocess.run(f"zstd -dc '{archive}' | tar -xf - -C '{target}'", shell=True, check=True,
+                   capture_output=True)
+    expected = {p: e for p, e in snapshot(src).items() if not p.startswith("specials/")}
+    assert snapshot(target) == expected
+
+
+def test_roots_outside_the_main_root_keep_their_absolute_path(tmp_path):
+    main, etc = tmp_path / "app", tmp_path / "etc" / "nginx"
+    main.mkdir()
+    etc.mkdir(parents=True)
+    (main / "dag.py").write_text("dag")
+    (etc / "nginx.conf").write_text("conf")
+    (tmp_path / "env-real").write_text("SECRET=1")
+    os.symlink(tmp_path / "env-real", main / ".env-link")  # inside the tree: kept as a link
+    os.symlink(tmp_path / "env-real", tmp_path / ".env")  # a root that is a symlink: its content
+    roots = [Root(str(main), "."), Root(str(etc), str(etc).lstrip("/")), Root(str(tmp_path / ".env"), ".env")]
+    archive, index, _ = backup(tmp_path, roots)
+    records = {r["path"]: r for r in index_records(index)}
+    assert set(records) == {"dag.py", ".env-link", str(etc).lstrip("/"), str(etc / "nginx.conf").lstrip("/"), ".env"}
+    assert records[".env"]["type"] == "file" and records[".env-link"]["type"] == "symlink"
+    restore(archive, tmp_path / "r")
+    assert (tmp_path / "r" / str(etc / "nginx.conf").lstrip("/")).read_text() == "conf"
+
+    for bad in ("/abs", "a/../../b"):
+        with pytest.raises(ValueError, match="arcname"):
+            archive_tree([Root(str(main), bad)], io.BytesIO(), io.BytesIO())
+    with pytest.raises(ValueError, match="share an arcname"):
+        archive_tree([Root(str(main), "x"), Root(str(etc), "x")], io.BytesIO(), io.BytesIO())
+    with pytest.raises(BackupSourceError, match="missing"):
+        archive_tree([Root(str(tmp_path / "missing"), "m")], io.BytesIO(), io.BytesIO())
+
+
+def test_progress_is_reported_during_big_files_and_after_each_file(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(b"x" * (3 * MiB))
+    (src / "small").write_bytes(b"y" * 10)
+    calls = []
+    report = archive_tree([Root(str(src), ".")], io.BytesIO(), io.BytesIO(), progress=lambda f, b: calls.append((f, b)))
+    assert calls == sorted(calls) and calls[-1] == (2, 3 * MiB + 10) == (report["files"], report["bytes"])
+    assert any(0 < b < 3 * MiB for _, b in calls)  # reported while the big file was being read
+
+
+# --- files that change or vanish ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["grows", "shrinks", "touched"])
+def test_a_file_changing_while_read_is_archived_as_read_and_reported(tmp_path, change):
+    src = tmp_path / "src"
+    src.mkdir()
+    original = os.urandom(3 * MiB)
+    victim = src / "growing.log"
+    victim.write_bytes(original)
+    done = []
+
+    def progress(files: int, size: int) -> None:
+        if files == 0 and 0 < size < len(original) and not done:  # 1 MiB read, 2 MiB to go
+            done.append(size)
+            if change == "grows":
+                with open(victim, "ab") as f:
+                    f.write(b"appended while being read")
+            elif change == "shrinks":
+                os.truncate(victim, 2 * MiB)
+            else:
+                os.utime(victim, ns=(T0, T0))
+
+    archive, index, report = backup(tmp_path, [Root(str(src), ".")], progress=progress)
+    assert done
+    expected_what = {"grows": ["size", "mtime"], "shrinks": ["size", "mtime"], "touched": ["mtime"]}[change]
+    assert report["changed"] == [{"path": "growing.log", "changed": expected_what}]
+    assert report["changed_count"] == 1
+    (record,) = index_records(index)
+    archived = original if change != "shrinks" else original[: 2 * MiB] + bytes(MiB)  # size as promised
+    assert record["size"] == len(original) and record["sha256"] == sha(archived)
+    restore(archive, tmp_path / "r", expected_sha256={"growing.log": record["sha256"]})
+    assert (tmp_path / "r" / "growing.log").read_bytes() == archived
+
+
+def test_a_file_that_cannot_be_read_fails_the_backup_unless_excluded(tmp_path, caplog):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b"):
+        (src / name).write_text(f"secret content {name}")
+
+    def delete_the_rest(files: int, size: int) -> None:  # listed, then gone before it is opened
+        if files == 1:
+            for name in ("a", "b"):
+                (src / name).unlink(missing_ok=True)
+
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(BackupSourceError, match=r"cannot read '.*/src/[ab]'") as failure:
+        backup(tmp_path, [Root(str(src), ".")], progress=delete_the_rest)
+    assert "secret content" not in str(failure.value) + caplog.text
+    with pytest.raises(RestoreError):  # the failed archive was left unfinished: it cannot pass as whole
+        restore(tmp_path / "out" / "files.tar.zst", tmp_path / "r")
+
+    for name in ("a", "b"):
+        (src / name).write_text(f"secret content {name}")
+    _, index, report = backup(tmp_path, [Root(str(src), ".")], excludes=["b"], progress=delete_the_rest)
+    assert report["files"] == 1 and report["excluded"] == 1
+
+
+def test_an_unlistable_directory_fails_the_backup_naming_it(tmp_path):
+    src = tmp_path / "src"
+    (src / "gone").mkdir(parents=True)
+    (src / "gone" / "x").write_text("x")
+    (src / "0-first").write_text("first")
+
+    def remove_dir(files: int, size: int) -> None:
+        shutil.rmtree(src / "gone", ignore_errors=True)
+
+    with pytest.raises(BackupSourceError, match="gone"):
+        archive_tree([Root(str(src), ".")], io.BytesIO(), io.BytesIO(), progress=remove_dir)
+
+
+def test_no_file_content_is_logged_or_reported(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    src = tmp_path / "src"
+    src.mkdir()
+    marker = "TOP-SECRET-7f3a9c"
+    (src / ".env").write_text(f"PASSWORD={marker}\n")
+    os.mkfifo(src / "pipe")
+    archive, index, report = backup(tmp_path, [Root(str(src), ".")])
+    result = restore(archive, tmp_path / "r")
+    seen = caplog.text + json.dumps(report) + json.dumps(result) + index.read_bytes().decode("latin-1")
+    assert marker not in seen
+    assert "pipe" in caplog.text  # the skipped FIFO is named (a path, not content)
+
+
+# --- restore safety -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A directory next to the target that no restore may touch."""
+    path = tmp_path / "outside"
+    path.mkdir()
+    (path / "victim").write_text("original")
+    return path
+
+
+def test_hostile_archives_cannot_write_outside_the_target(tmp_path, outside):
+    before = snapshot(outside, skip_root_meta=False)
+    target = tmp_path / "target"
+    archive = tar_bytes([
+        (entry(str(outside / "abs-evil")), b"absolute"),
+        (entry("../outside/dotdot-evil"), b"dotdot"),
+        (entry("ok/../../outside/nested-evil"), b"nested dotdot"),
+        (entry("link", tarfile.SYMTYPE, linkname=str(outside)), None),
+        (entry("link/through-symlink"), b"through a symlink"),
+        (entry("rel-link", tarfile.SYMTYPE, linkname="../outside"), None),
+        (entry("rel-link/victim"), b"pwned via relative link"),
+        (entry("dirlink", tarfile.SYMTYPE, linkname=str(outside)), None),
+        (entry("dirlink", tarfile.DIRTYPE, mode=0o755), None),
+        (entry("dirlink/victim"), b"pwned via link-then-dir"),
+        (entry("hl", tarfile.LNKTYPE, linkname=str(outside / "victim")), None),
+        (entry("hl"), b"pwned via absolute hard link"),
+        (entry("hl2", tarfile.LNKTYPE, linkname="../outside/victim"), None),
+        (entry("chr", tarfile.CHRTYPE, devmajor=1, devminor=3), None),
+        (entry("blk", tarfile.BLKTYPE, devmajor=7, devminor=0), None),
+        (entry("fifo", tarfile.FIFOTYPE), None),
+        (entry("suid", mode=0o4755), b"#!/bin/sh\n"),
+        (entry("sgid", tarfile.DIRTYPE, mode=0o2775), None),
+        (entry("sticky", tarfile.DIRTYPE, mode=0o1777), None),
+        (entry("fine.txt"), b"fine"),
+    ])
+    report = restore_bytes(archive, target)
+
+    assert snapshot(outside, skip_root_meta=False) == before  # nothing outside was written
+    reasons = {r["path"]: r["reason"] for r in report["refused"]}
+    assert reasons[str(outside / "abs-evil")] == "absolute path"
+    assert reasons["../outside/dotdot-evil"] == reasons["ok/../../outside/nested-evil"] == "'..' in path"
+    assert "not a directory" in reasons["link/through-symlink"] and "not a directory" in reasons["rel-link/victim"]
+    assert "not a directory" in reasons["dirlink"] and "not a directory" in reasons["dirlink/victim"]
+    assert reasons["hl"] == reasons["hl2"] == "hard link to outside the archive"
+    assert reasons["chr"].startswith("device node") and reasons["blk"].startswith("device node")
+    assert reasons["fifo"] == "FIFO"
+    # what was restored is harmless: links stay links, the later "hl" is a plain new file
+    assert os.readlink(target / "link") == str(outside) and os.readlink(target / "rel-link") == "../outside"
+    assert (target / "hl").read_bytes() == b"pwned via absolute hard link" and (target / "hl").stat().st_nlink == 1
+    assert not any(os.path.lexists(target / n) for n in ("chr", "blk", "fifo", "hl2"))
+    assert stat.S_IMODE((target / "suid").stat().st_mode) == 0o755
+    assert stat.S_IMODE((target / "sgid").stat().st_mode) == 0o775
+    assert stat.S_IMODE((target / "sticky").stat().st_mode) == 0o777
+    assert {n["path"] for n in report["neutralised"]} == {"suid", "sgid", "sticky"}
+    assert (target / "fine.txt").read_bytes() == b"fine"
+    assert sorted(os.listdir(tmp_path)) == ["outside", "target"]  # no staging left anywhere
+
+
+def test_hard_links_only_to_files_of_this_restore(tmp_path, outside):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "existing").write_text("on disk before the restore")
+    archive = tar_bytes([
+        (entry("to-disk", tarfile.LNKTYPE, linkname="existing"), None),
+        (entry("data.txt"), b"data"),
+        (entry("to-data", tarfile.LNKTYPE, linkname="data.txt"), None),
+        (entry("to-link", tarfile.SYMTYPE, linkname=str(outside / "victim")), None),
+        (entry("via-symlink", tarfile.LNKTYPE, linkname="to-link"), None),
+    ])
+    report = restore_bytes(archive, target)
+    refused = {r["path"] for r in report["refused"]}
+    assert refused == {"to-disk", "via-symlink"}
+    assert os.path.samefile(target / "data.txt", target / "to-data")
+    assert (target / "existing").stat().st_nlink == 1 and (outside / "victim").stat().st_nlink == 1
+
+
+def test_a_symlink_on_disk_is_replaced_not_written_through(tmp_path, outside):
+    before = snapshot(outside, skip_root_meta=False)
+    target = tmp_path / "target"
+    target.mkdir()
+    os.symlink(outside, target / "conf")
+    os.symlink(outside / "victim", target / "victim-link")
+    archive = tar_bytes([(entry("conf", tarfile.DIRTYPE, mode=0o755), None), (entry("conf/victim"), b"new"),
+                         (entry("victim-link"), b"a file now")])
+    report = restore_bytes(archive, target)
+    assert snapshot(outside, skip_root_meta=False) == before
+    assert not (target / "conf").is_symlink() and (target / "conf" / "victim").read_bytes() == b"new"
+    assert (target / "victim-link").read_bytes() == b"a file now" and not (target / "victim-link").is_symlink()
+    assert set(report["replaced"]) == {"conf", "victim-link"}
+
+
+def test_corrupt_archives_fail_cleanly(tmp_path):
+    target = tmp_path / "target"
+    good = tar_bytes([(entry("a.txt"), b"a" * 5000)])
+    for bad in (good[:1500], good[:512 * 3], good[:100] + b"X" + good[101:]):
+        with pytest.raises(RestoreError):
+            restore_bytes(bad, target)
+        assert not target.exists()  # created for the restore, removed with it
+
+
+# --- staging, selection, what is left alone -------------------------------------------------
+
+
+def make_backup(tmp_path: Path):
+    src = tmp_path / "src"
+    (src / "dags" / "sub").mkdir(parents=True)
+    (src / "dags" / "a.py").write_text("a v1")
+    (src / "dags" / "sub" / "b.py").write_text("b v1")
+    (src / "config").mkdir()
+    (src / "config" / "app.json").write_text("{}")
+    (src / "top.txt").write_text("top")
+    os.link(src / "top.txt", src / "dags" / "top-link")
+    archive, index, _ = backup(tmp_path, [Root(str(src), ".")])
+    digests = {r["path"]: r["sha256"] for r in index_records(index) if r["type"] == "file"}
+    return archive, digests
+
+
+def test_a_checksum_mismatch_leaves_the_target_exactly_as_it_was(tmp_path):
+    archive, digests = make_backup(tmp_path)
+    target = tmp_path / "target"
+    (target / "dags").mkdir(parents=True)
+    (target / "dags" / "a.py").write_text("a on disk")
+    (target / "mine.txt").write_text("mine")
+    os.utime(target, ns=(T0, T0))
+    before = snapshot(target, skip_root_meta=False)
+
+    wrong = {**digests, "dags/sub/b.py": "0" * 64}
+    with pytest.raises(RestoreError, match="dags/sub/b.py"):
+        restore(archive, target, expected_sha256=wrong)
+    assert snapshot(target, skip_root_meta=False) == before
+    unlisted = {p: d for p, d in digests.items() if p != "config/app.json"}
+    with pytest.raises(RestoreError, match="not in the index"):
+        restore(archive, target, expected_sha256=unlisted)
+    assert snapshot(target, skip_root_meta=False) == before
+
+    restore(archive, target, expected_sha256=digests)
+    assert (target / "dags" / "a.py").read_text() == "a v1"
+
+
+def test_files_in_the_backup_replace_others_are_left_alone_and_listed(tmp_path):
+    archive, _ = make_backup(tmp_path)
+    target = tmp_path / "target"
+    (target / "dags" / "old").mkdir(parents=True)
+    (target / "dags" / "a.py").write_text("edited on disk")
+    (target / "dags" / "old" / "x.py").write_text("x")
+    (target / "notes.txt").write_text("notes")
+    report = restore(archive, target)
+    assert (target / "dags" / "a.py").read_text() == "a v1"
+    assert report["replaced"] == ["dags/a.py"]
+    assert sorted(report["left_alone"]) == ["dags/old", "notes.txt"] and report["left_alone_count"] == 2
+    assert (target / "notes.txt").exists() and (target / "dags" / "old" / "x.py").exists()
+
+
+def test_mirror_removes_what_the_backup_lacks_only_when_confirmed(tmp_path):
+    archive, _ = make_backup(tmp_path)
+    target = tmp_path / "target"
+    (target / "dags" / "old").mkdir(parents=True)
+    (target / "dags" / "old" / "x.py").write_text("x")
+    (target / "notes.txt").write_text("notes")
+    before = snapshot(target)
+    with pytest.raises(ValueError, match="confirm_mirror"):
+        restore(archive, target, mirror=True)
+    assert snapshot(target) == before
+
+    report = restore(archive, target, paths=["dags"], mirror=True, confirm_mirror=True)
+    assert report["removed"] == ["dags/old"] and not (target / "dags" / "old").exists()
+    assert (target / "notes.txt").exists()  # outside the restored scope
+    report = restore(archive, target, mirror=True, confirm_mirror=True)
+    assert report["removed"] == ["notes.txt"]
+    assert sorted(os.listdir(target)) == ["config", "dags", "top.txt"]
+
+
+def test_a_subset_of_paths_can_be_restored(tmp_path):
+    archive, digests = make_backup(tmp_path)
+    target = tmp_path / "target"
+    report = restore(archive, target, paths=["dags/sub", "config/app.json", "dags/top-link"],
+                     expected_sha256=digests)
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == [
+        "config", "config/app.json", "dags", "dags/sub", "dags/sub/b.py"]
+    # the hard link's data is the unselected top.txt: refused, and said so
+    assert [r["path"] for r in report["refused"]] == ["dags/top-link"]
+
+    before = snapshot(target, skip_root_meta=False)
+    with pytest.raises(RestoreError, match="nope"):
+        restore(archive, target, paths=["dags/a.py", "nope"])
+    assert snapshot(target, skip_root_meta=False) == before
+    with pytest.raises(ValueError):
+        restore(archive, target, paths=["../etc"])
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+class NullSink:
+    def write(self, data) -> int:
+        return len(data)
+
+
+def peak_bytes(fn) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_however_many_files(tmp_path):
+    def tree(n: int) -> Path:
+        root = tmp_path / f"tree{n}"
+        root.mkdir()
+        for i in range(n):  # one directory: even its listing must not be held in memory
+            (root / f"file-{i:06d}.txt").write_bytes(b"%d\n" % i * 20)
+        return root
+
+    small, large = tree(2_000), tree(20_000)
+    peaks = {}
+    for name, root in (("small", small), ("large", large)):
+        peaks[name] = peak_bytes(lambda: archive_tree([Root(str(root), ".")], NullSink(), NullSink()))
+    assert peaks["large"] < 4 * MiB, peaks
+    assert peaks["large"] < peaks["small"] * 1.5 + 256 * 1024, peaks  # 10x the files, not 10x the memory
+
+    archive = tmp_path / "large.tar"
+    with open(archive, "wb") as out:
+        archive_tree([Root(str(large), ".")], out, NullSink())
+    with open(archive, "rb") as f:
+        restore_peak = peak_bytes(lambda: extract_archive(f, str(tmp_path / "restored")))
+    assert restore_peak < 6 * MiB, restore_peak
+    assert len(os.listdir(tmp_path / "restored")) == 20_000
