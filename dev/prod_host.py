@@ -16,7 +16,6 @@ import argparse
 import json
 import socket
 import threading
-import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path

@@ -79,7 +79,7 @@ def test_dump_writes_a_mongodump_archive_with_metadata_and_every_document(stack,
     assert {i["name"] for i in items_meta["indexes"]} == {"_id_", "email_unique", "project_status", "expires_ttl", "due_partial"}
     assert "$jsonSchema" in items_meta["options"]["validator"]
     docs = {}
-    for db_name, coll, raw in reader.iter_documents():
+    for _db, coll, raw in reader.iter_documents():
         docs.setdefault(coll, []).append(raw)
     assert sorted(docs["items"]) == sorted(raw_docs(source_db, "items").values())
     assert "empty" not in docs

@@ -1,7 +1,6 @@
 """The vault against a real S3 server (moto over HTTP)."""
 
 import hashlib
-import io
 import os
 import tracemalloc
 import uuid

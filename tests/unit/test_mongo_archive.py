@@ -16,9 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
-import os
 import random
-import re
 import struct
 import tracemalloc
 import uuid
@@ -600,7 +598,7 @@ def test_demultiplexer_rules_are_enforced():
         "headerless block": (_prelude("a") + ma.TERMINATOR, "consecutive terminators"),
         "header without collection": (_prelude("a") + _block("d", ""), "no collection"),
     }
-    for name, (data, message) in cases.items():
+    for _name, (data, message) in cases.items():
         with pytest.raises(ArchiveFormatError, match=message):
             _read_all(data)
 
