@@ -1,11 +1,12 @@
-"""The single benchmark entry point: `make bench` (= python -m bench).
+"""The single benchmark entry point: `make bench` (= python -m bench [--fs-size-mb N]).
 
 Each benchmark prints its figures next to a baseline measured in the same run, so the
-numbers compare across machines as ratios. Later issues add their benchmarks here.
+numbers compare across machines as ratios. Results: BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from bench.dag_parse import parse_dags_isolated
 from bench.db_backup import bench_db_backup
+from bench.fs_backup import bench_fs_backup
 
 MINIMAL_DAG = """\
 from airflow.sdk import dag, task
@@ -49,11 +51,20 @@ def bench_dag_parse(repeats: int = 5) -> dict:
 
 
 def main() -> None:
-    report = {
-        "machine": f"{platform.machine()} {platform.system()} Python {platform.python_version()}",
-        "dag_parse": bench_dag_parse(),
-        "db_backup": bench_db_backup(),
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--fs-size-mb", type=int, default=1024, help="large tree of the fs benchmark (MiB)")
+    parser.add_argument("--fs-small-size-mb", type=int, default=256, help="small tree of the fs benchmark (MiB)")
+    parser.add_argument("--only", choices=["dag_parse", "db_backup", "fs_backup"], action="append")
+    args = parser.parse_args()
+    benches = {
+        "dag_parse": bench_dag_parse,
+        "db_backup": bench_db_backup,
+        "fs_backup": lambda: bench_fs_backup(size_mb=args.fs_size_mb, small_size_mb=args.fs_small_size_mb),
     }
+    report = {"machine": f"{platform.machine()} {platform.system()} Python {platform.python_version()}"}
+    for name, run in benches.items():
+        if not args.only or name in args.only:
+            report[name] = run()
     print(json.dumps(report, indent=2))
 
 

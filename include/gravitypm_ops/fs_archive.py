@@ -19,12 +19,16 @@ Backup (`archive_tree`) writes two streams at once and never stages either:
 
 Compression is a separate stage (`compressing_writer`): zstd (multi-threaded) or gzip.
 
-Reads, hashing and compression overlap: the caller's thread walks, reads (``os.read`` releases
-the GIL) and hashes (hashlib releases it too); a writer thread feeds zstd, whose own worker
-threads compress on every core, and writes the result to the sink. Memory is bounded by a few
-MiB of queued chunks and zstd's job buffers, whatever the number or size of files: the index is
-written as it goes. Only per-directory listings, inodes with several links and directory
-metadata on restore are kept, in proportion to those, not to the data.
+Reading, hashing and compressing overlap: the caller's thread walks, reads (``os.read``
+releases the GIL) and hashes (so does hashlib); a thread of ours feeds zstd, whose own worker
+threads compress on every core, and writes to the sink. On restore, decompression runs in a
+thread ahead of the tar parsing and file writing. Headers are built and parsed here rather
+than with `tarfile`, whose per-entry cost dominated trees of many small files.
+
+Memory is bounded by a few MiB of queued chunks plus zstd's buffers, whatever the number or
+size of files: directories are read lazily, the index is written as it goes, no tar header is
+kept. What does grow: the inodes with several links (backup), and the restored directories'
+names and metadata (restore) — in proportion to those, not to the files or bytes.
 
 Nothing here logs file content; messages and reports name paths only.
 """
@@ -154,7 +158,7 @@ class _BackgroundZstd:
     def write(self, data) -> int:
         if self._error is not None:
             raise self._error
-        self._q.put(data)
+        self._q.put(data if isinstance(data, bytes) else bytes(data))  # queued: must not change later
         return len(data)
 
     def flush(self) -> None:
@@ -176,22 +180,6 @@ class _BackgroundZstd:
             self._worker.join()
 
 
-class _CutOffSink:
-    """Passes writes through until `cut()`; then refuses them, so no late bytes (a gzip trailer
-    written by a worker that is being stopped) can make a failed stream look complete."""
-
-    def __init__(self, sink):
-        self._sink, self._cut = sink, False
-
-    def write(self, data) -> int:
-        if self._cut:
-            raise RuntimeError("stream aborted")
-        return self._sink.write(data)
-
-    def cut(self) -> None:
-        self._cut = True
-
-
 @contextmanager
 def compressing_writer(sink, compression: Compression) -> Iterator:
     """A writable that compresses into `sink.write`. The stream is finished (frame end / gzip
@@ -199,25 +187,12 @@ def compressing_writer(sink, compression: Compression) -> Iterator:
     so a truncated artifact can never pass for a whole one."""
     if compression.algorithm == "zstd":
         stream = _BackgroundZstd(sink, compression.level)
-        try:
-            yield stream
-        except BaseException:
-            stream.abort()
-            raise
-        stream.close()
-        return
-    guarded = _CutOffSink(sink)
-    stream = BackgroundGzip(guarded, compresslevel=compression.level)
+    else:
+        stream = BackgroundGzip(sink, compresslevel=compression.level)
     try:
         yield stream
     except BaseException:
-        # BackgroundGzip.abort() waits up to 30 s for a worker blocked on its queue; closing
-        # with the sink cut off wakes the worker, whose trailer write then fails harmlessly.
-        guarded.cut()
-        try:
-            stream.close()
-        except Exception:
-            pass
+        stream.abort()
         raise
     stream.close()
 
@@ -305,7 +280,7 @@ def _gzip_chunks(source) -> Iterator[bytes]:
     first = source.read(CHUNK)
     if not first:  # GzipFile reads an empty stream as empty data; it is a stream cut at 0 bytes
         raise RestoreError("gzip stream is empty (truncated)")
-    reader = gzip.GzipFile(fileobj=io.BufferedReader(_ChunkReader(_chain(first, source))), mode="rb")
+    reader = gzip.GzipFile(fileobj=_ChunkReader(_chain(first, source)), mode="rb")
     while data := reader.read(CHUNK):  # raises EOFError on a cut-off stream
         yield data
 
@@ -316,25 +291,31 @@ def _chain(first: bytes, source) -> Iterator[bytes]:
         yield data
 
 
-class _ChunkReader(io.RawIOBase):
-    """A raw readable over an iterator of byte chunks."""
+class _ChunkReader(io.BufferedIOBase):
+    """A readable over an iterator of byte chunks; `read1` hands whole chunks over uncopied."""
 
     def __init__(self, chunks: Iterator[bytes]):
-        self._chunks, self._view = chunks, memoryview(b"")
+        self._chunks, self._chunk, self._pos = chunks, b"", 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
-        while not self._view:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._view = memoryview(chunk)
-        n = min(len(buffer), len(self._view))
-        buffer[:n] = self._view[:n]
-        self._view = self._view[n:]
-        return n
+    def read1(self, n: int = -1) -> bytes:
+        if self._pos == len(self._chunk):
+            self._chunk, self._pos = next(self._chunks, b""), 0
+        if self._pos == 0 and (n < 0 or n >= len(self._chunk)):
+            self._pos = len(self._chunk)
+            return self._chunk
+        end = len(self._chunk) if n < 0 else self._pos + n
+        data, self._pos = self._chunk[self._pos : end], min(end, len(self._chunk))
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        parts, want = [], n
+        while want != 0 and (data := self.read1(want)):
+            parts.append(data)
+            want = want - len(data) if want > 0 else want
+        return b"".join(parts) if len(parts) != 1 else parts[0]
 
     def close(self) -> None:
         if hasattr(self._chunks, "close"):
@@ -350,7 +331,7 @@ def decompressing_reader(source, compression: Compression):
     (RestoreError for zstd, EOFError for gzip) instead of looking like a shorter archive.
     """
     chunks = _zstd_chunks(source) if compression.algorithm == "zstd" else _gzip_chunks(source)
-    return io.BufferedReader(_ChunkReader(prefetch(chunks, batch=1, depth=8)), CHUNK)
+    return _ChunkReader(prefetch(chunks, batch=1, depth=8))
 
 
 # --- excludes -------------------------------------------------------------------------------
@@ -848,12 +829,12 @@ class _TarReader:
     """
 
     def __init__(self, stream):
-        self._stream = stream
+        self._read = getattr(stream, "read1", stream.read)  # read1: whatever is at hand, uncopied
         self._view = memoryview(b"")
 
     def _fill(self) -> bool:
         if not self._view:
-            self._view = memoryview(self._stream.read(CHUNK))
+            self._view = memoryview(self._read(CHUNK))
         return bool(self._view)
 
     def _take(self, n: int) -> bytes:
@@ -894,46 +875,55 @@ class _TarReader:
             block = self._take(512)
             if block == _ZERO_BLOCK:
                 return None
-            self._check_sum(block)
-            kind, size = block[156:157], _number(block[124:136])
-            if kind in (b"x", b"g", b"L", b"K"):
-                if size > _META_LIMIT:
-                    raise RestoreError("corrupt archive: oversized extended header")
-                payload = b"".join(bytes(part) for part in self.data(size))
-                if kind == b"x":
-                    pax.update(_pax_records(payload))
-                elif kind == b"L":
-                    long_name = _text(payload)
-                elif kind == b"K":
-                    long_link = _text(payload)
-                continue  # b"g" (global defaults) is ignored
-            return self._member(block, kind, size, pax, long_name, long_link)
+            fields = _USTAR.unpack(block)
+            _check_sum(block, fields[6])
+            kind, size = fields[7], _number(fields[4])
+            if kind not in (b"x", b"g", b"L", b"K"):
+                return _member(fields, size, pax, long_name, long_link)
+            if size > _META_LIMIT:
+                raise RestoreError("corrupt archive: oversized extended header")
+            payload = self._take(size + -size % 512)[:size]
+            if kind == b"x":
+                pax.update(_pax_records(payload))
+            elif kind == b"L":
+                long_name = _text(payload)
+            elif kind == b"K":
+                long_link = _text(payload)
+            # b"g" (global defaults) is ignored
 
-    @staticmethod
-    def _check_sum(block: bytes) -> None:
-        stored = _number(block[148:156])
-        unsigned = sum(block[:148]) + 256 + sum(block[156:])  # the checksum field counts as spaces
-        if stored != unsigned and stored != sum(struct.unpack("148b8x356b", block)) + 256:  # old tars: signed
-            raise RestoreError("corrupt archive: header checksum mismatch")
 
-    @staticmethod
-    def _member(block, kind, size, pax, long_name, long_link) -> _Member:
-        if any(key.startswith("GNU.sparse") for key in pax) or kind == b"S":
-            raise RestoreError("archive has sparse-format entries, which this restore does not support")
-        name = _text(block[:100])
-        if block[257:265] == b"ustar\x0000" and block[345] != 0:
-            name = _text(block[345:500]) + "/" + name
-        name = pax.get("path", long_name or name)
-        if kind == b"\0" and name.endswith("/"):
-            kind = b"5"  # pre-POSIX tars mark directories by the trailing slash only
-        mtime_ns = _pax_time_ns(pax["mtime"]) if "mtime" in pax else _number(block[136:148]) * 10**9
-        try:
-            size = int(pax.get("size", size))
-            uid, gid = int(pax.get("uid", _number(block[108:116]))), int(pax.get("gid", _number(block[116:124])))
-        except ValueError:
-            raise RestoreError("corrupt archive: bad number in a pax header") from None
-        return _Member(name=name, type=kind, mode=_number(block[100:108]), uid=uid, gid=gid, size=size,
-                       mtime_ns=mtime_ns, linkname=pax.get("linkpath", long_link or _text(block[157:257])))
+def _check_sum(block: bytes, stored_field: bytes) -> None:
+    stored = _number(stored_field)
+    unsigned = sum(block) - sum(stored_field) + 256  # the checksum field counts as 8 spaces
+    if stored != unsigned and stored != sum(struct.unpack("148b8x356b", block)) + 256:  # old tars: signed
+        raise RestoreError("corrupt archive: header checksum mismatch")
+
+
+def _member(fields: tuple, size: int, pax: dict, long_name: str | None, long_link: str | None) -> _Member:
+    """A member from its ustar fields (see _USTAR), overridden by pax records and GNU long names."""
+    name, mode, uid, gid, _, mtime, _, kind, link, magic, version, _, _, _, _, prefix = fields
+    if kind == b"S" or any(key.startswith("GNU.sparse") for key in pax):
+        raise RestoreError("archive has sparse-format entries, which this restore does not support")
+    if "path" in pax:
+        name = pax["path"]
+    elif long_name is not None:
+        name = long_name
+    else:
+        name = _text(name)
+        if magic + version == b"ustar\x0000" and prefix[:1] != b"\0":  # POSIX ustar splits long names
+            name = _text(prefix) + "/" + name
+    if kind == b"\0" and name.endswith("/"):
+        kind = b"5"  # pre-POSIX tars mark directories by the trailing slash only
+    try:
+        return _Member(
+            name=name, type=kind, mode=_number(mode), size=int(pax.get("size", size)),
+            uid=int(pax["uid"]) if "uid" in pax else _number(uid),
+            gid=int(pax["gid"]) if "gid" in pax else _number(gid),
+            mtime_ns=_pax_time_ns(pax["mtime"]) if "mtime" in pax else _number(mtime) * 10**9,
+            linkname=pax.get("linkpath", long_link if long_link is not None else _text(link)),
+        )
+    except ValueError:
+        raise RestoreError("corrupt archive: bad number in a pax header") from None
 
 
 def _write_all(fd: int, data) -> None:
@@ -994,6 +984,7 @@ class _Stager:
         self.dir_meta: list[tuple[str, int, int, int, int]] = []  # applied after the move, deepest first
         self.counts = dict.fromkeys(("files", "dirs", "symlinks", "hardlinks", "bytes", "verified"), 0)
         self.restored, self.refused, self.neutralised = _Capped(), _Capped(), _Capped()
+        self.pending_data = False  # the current member's data still has to be skipped
 
     def extract(self, tar_in) -> None:
         try:
@@ -1037,6 +1028,8 @@ class _Stager:
     def make_dirs(self, rel: str) -> str:
         """Create `rel` and its parents in staging as real directories; _Refused if an earlier
         entry put a file or symlink on the way."""
+        if rel in self.dirs_made:  # the common case: a sibling made it already
+            return os.path.join(self.root, rel)
         done = ""
         for part in rel.split("/") if rel else ():
             done = _join(done, part)
@@ -1075,12 +1068,13 @@ class _Stager:
 
     # -- entry kinds --
     def file(self, tar: _TarReader, member: _Member, rel: str) -> None:
-        # Written here, not in a thread: a writer thread doing many short syscalls waits for
-        # the GIL after each one (measured: 2x slower on many small files).
         fd = self.create(rel)
+        sha = hashlib.sha256() if self.expected is not None else None
+        self.pending_data = False
+        # Written and hashed here, not in a writer thread: each hand-over to a thread costs a
+        # GIL round trip, more than a small file's few syscalls (measured: 2x slower on many
+        # small files, no gain on big ones — decompression already runs in its own thread).
         try:
-            sha = hashlib.sha256() if self.expected is not None else None
-            self.pending_data = False
             for data in tar.data(member.size):
                 if sha:
                     sha.update(data)

@@ -79,11 +79,17 @@ class BackgroundGzip:
 
     def _run(self) -> None:
         try:
-            while (data := self._q.get()) is not _DONE:
+            while not self._stop.is_set():
+                try:
+                    data = self._q.get(timeout=0.1)  # wakes up to notice abort()
+                except queue.Empty:
+                    continue
+                if data is _DONE:
+                    self._sink.write(self._compressor.flush())
+                    return
                 out = self._compressor.compress(data)
                 if out:
                     self._sink.write(out)
-            self._sink.write(self._compressor.flush())
         except BaseException as err:
             self._error = err
             self._stop.set()
@@ -111,10 +117,11 @@ class BackgroundGzip:
             raise self._error
 
     def abort(self) -> None:
-        """Stop the worker without finishing the stream (the caller is failing anyway)."""
+        """Stop the worker without finishing the stream: no gzip trailer, so a failed stream
+        can never pass for a complete one."""
         self.closed = True
         self._stop.set()
-        self._worker.join(timeout=30)
+        self._worker.join()
 
     def __enter__(self) -> BackgroundGzip:
         return self
