@@ -25,7 +25,7 @@ from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, 
 
 from gravitypm_ops.alerts import FailureAlert, Severity, deadline_missed
 from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs
-from gravitypm_ops.names import DB_POOL, backup_asset
+from gravitypm_ops.names import DB_POOL, VAULT_POOL, backup_asset
 
 
 
@@ -59,7 +59,7 @@ def gravitypm_db_backup():
 
         return db_backup.backup_to_vault(context)
 
-    @task
+    @task(pool=VAULT_POOL)  # never beside a verification
     def apply_retention(params=None):
         from gravitypm_ops import backup_tasks
 

@@ -26,7 +26,7 @@ from airflow.sdk import Param, dag, task
 
 from gravitypm_ops.alerts import Severity
 from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs
-from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, backup_asset
+from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset
 
 FILE_BACKUPS = {
     # kind: (dag_id, schedule, what it backs up)
@@ -64,7 +64,7 @@ def file_backup_dag(kind: str, dag_id: str, schedule: str, what: str):
 
             return file_backup.backup_to_vault(kind, context)
 
-        @task
+        @task(pool=VAULT_POOL)  # never beside a verification
         def apply_retention(params=None):
             from gravitypm_ops import backup_tasks
 

@@ -354,13 +354,14 @@ def test_vault_bucket_is_the_bucket_minio_init_creates(env, services):
 
 def test_pools_json_holds_the_suites_pools():
     pools = json.loads(POOLS_FILE.read_text())
-    assert set(pools) == {names.DB_POOL, names.HOST_POOL}
+    assert set(pools) == {names.DB_POOL, names.HOST_POOL, names.VAULT_POOL}
     for name, pool in pools.items():
         # What `airflow pools import` accepts (pool_import_helper): an object with both keys.
         assert isinstance(pool, dict) and {"slots", "description"} <= set(pool), name
         assert isinstance(pool["slots"], int) and not isinstance(pool["slots"], bool) and pool["slots"] >= 1, name
         assert isinstance(pool["description"], str) and pool["description"].strip(), name
     assert pools[names.DB_POOL]["slots"] == 1
+    assert pools[names.VAULT_POOL]["slots"] == 1
 
 
 # --- Dockerfile -------------------------------------------------------------------------

@@ -94,17 +94,19 @@ def check_memory(max_used_percent: float, used_percent: float | None = None) -> 
 
 
 def check_backup_age(
-    latest: Mapping[str, datetime | None], freshness_hours: Mapping[str, float], now: datetime
+    latest: Mapping[str, datetime | None], freshness_hours: Mapping[str, float], now: datetime,
+    *, missing_is_breach: bool = False,
 ) -> CheckResult:
     """Runbook "Verify backup completion": the newest backup of each kind is fresh enough.
 
-    No backup of a kind yet is a warning (a new installation), not a breach.
+    No backup of a kind yet is a warning (a new installation) unless `missing_is_breach`
+    (the verification DAG's RPO audit: a backup that never happened is the failure it exists for).
     """
     findings = []
     for kind, finished in latest.items():
         limit = freshness_hours[kind]
         if finished is None:
-            findings.append(Finding(kind, WARNING, "no backup yet"))
+            findings.append(Finding(kind, BREACH if missing_is_breach else WARNING, "no backup yet"))
             continue
         age_h = (now - finished).total_seconds() / 3600
         status = OK if age_h <= limit else BREACH

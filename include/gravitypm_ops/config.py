@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -60,6 +61,8 @@ class OpsConfig:
     # Globs (archive paths, relative to app_root) the fs backup leaves out; logs_dir is always
     # left out (log rotation ships logs), as are editor/temp droppings.
     fs_excludes: tuple[str, ...] = ("**/*.tmp", "**/*.swp", "**/.cache/**")
+    # Trial restores and drills write only into databases named with this prefix.
+    scratch_database_prefix: str = "gravitypm_scratch_"
 
     @property
     def logs_path(self) -> str:
@@ -199,6 +202,13 @@ def _globs(value: Any) -> tuple[str, ...]:
     return tuple(_text(v) for v in value)
 
 
+def _scratch_prefix(value: Any) -> str:
+    value = _text(value)
+    if not re.fullmatch(r"[A-Za-z0-9_]{3,30}", value):
+        raise ValueError("must be 3-30 letters, digits or '_' (a MongoDB database name prefix)")
+    return value
+
+
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "vault_bucket": _bucket,
     "vault_prefix": _prefix,
@@ -215,6 +225,7 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "object_lock_days": _days,
     "compression": _compression,
     "fs_excludes": _globs,
+    "scratch_database_prefix": _scratch_prefix,
 }
 assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
 

@@ -16,7 +16,7 @@ from gravitypm_ops.names import BACKUP_KINDS
 RESULT_KEY = "check"
 
 
-def _report(result: checks.CheckResult) -> dict:
+def report(result: checks.CheckResult) -> dict:
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -32,16 +32,16 @@ def _report(result: checks.CheckResult) -> dict:
 
 
 def service_health() -> dict:
-    return _report(checks.check_health(load_config().health_urls))
+    return report(checks.check_health(load_config().health_urls))
 
 
 def disk_space() -> dict:
     cfg = load_config()
-    return _report(checks.check_disk(cfg.disk_paths, cfg.disk_min_free_percent))
+    return report(checks.check_disk(cfg.disk_paths, cfg.disk_min_free_percent))
 
 
 def memory() -> dict:
-    return _report(checks.check_memory(load_config().memory_max_used_percent))
+    return report(checks.check_memory(load_config().memory_max_used_percent))
 
 
 def backup_age() -> dict:
@@ -51,14 +51,14 @@ def backup_age() -> dict:
     vault = Vault.from_config(cfg)
     newest = {kind: vault.latest(kind) for kind in BACKUP_KINDS}
     latest = {kind: m and datetime.fromisoformat(m["finished"]) for kind, m in newest.items()}
-    return _report(checks.check_backup_age(latest, cfg.freshness_hours, datetime.now(UTC)))
+    return report(checks.check_backup_age(latest, cfg.freshness_hours, datetime.now(UTC)))
 
 
 def vault_hygiene() -> dict:
     from gravitypm_ops.vault import Vault
 
     cfg = load_config()
-    return _report(checks.check_vault_hygiene(Vault.from_config(cfg).bucket_settings(), cfg.vault_prefix))
+    return report(checks.check_vault_hygiene(Vault.from_config(cfg).bucket_settings(), cfg.vault_prefix))
 
 
 def post_summary(title: str, check_task_ids) -> str:

@@ -21,6 +21,7 @@ CONFIG_VARIABLE = "gravitypm_ops"
 # Pools and the queue for tasks that must run on the application host.
 DB_POOL = "gravitypm_db"  # 1 slot: a DB backup never overlaps a DB restore.
 HOST_POOL = "gravitypm_host"
+VAULT_POOL = "gravitypm_vault"  # 1 slot: verification and retention never run at the same time
 HOST_QUEUE = "gravitypm_host"
 
 # Backup kinds, in runbook order; each has one Asset.

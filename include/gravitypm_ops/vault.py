@@ -31,6 +31,7 @@ from gravitypm_ops.names import AWS_CONN_ID, BACKUP_KINDS
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+VERIFICATIONS_DIR = "verifications/"  # beside the manifest: one JSON record per verification, never overwritten
 MANIFEST_SCHEMA_VERSION = 1
 PART_SIZE = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last; this bounds memory per upload.
 
@@ -41,6 +42,11 @@ class VaultError(RuntimeError):
 
 class IntegrityError(VaultError):
     """An artifact read back does not match the size or SHA-256 its manifest recorded."""
+
+
+def verified_ok(manifest: dict) -> bool:
+    """True when the backup's newest verification passed (see Vault.list_backups)."""
+    return bool(manifest.get("verification")) and manifest["verification"].get("status") == "passed"
 
 
 def backup_id_for(dag_id: str, run_id: str, run_after: datetime) -> str:
@@ -256,7 +262,7 @@ class BackupWriter:
                 raise VaultError(f"backup {self.backup_id} is already committed; refusing to overwrite") from None
             raise
         self.vault._lock(key, answer.get("VersionId"))
-        return manifest
+        return {**manifest, "verification": None}
 
     def abort(self) -> None:
         """Abort open uploads and remove uploaded artifacts: nothing of this attempt stays behind."""
@@ -310,7 +316,7 @@ class Vault:
         existing = self._read_json(writer.prefix + MANIFEST_NAME)
         if existing is not None:
             log.info("backup %s already committed by this run: returning it", backup_id)
-            return existing
+            return self._with_verification(existing)
         # Leftovers of an earlier failed attempt of this run are not a backup: clear them.
         writer.abort()
         self._delete_prefix(writer.prefix)
@@ -335,31 +341,49 @@ class Vault:
         with body:
             return json.loads(body.read())
 
-    def _manifest_keys(self, kind: str) -> list[str]:
-        keys = []
+    def _listing(self, kind: str) -> dict[str, dict]:
+        """One LIST of a kind: {backup prefix: {"manifest": key, "verifications": [keys, oldest first]}}.
+
+        Only prefixes with a manifest are returned: without one there is no backup.
+        """
+        found: dict[str, dict] = {}
         paginator = self.s3.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/{kind}/"):
-                keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith("/" + MANIFEST_NAME)]
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if key.endswith("/" + MANIFEST_NAME):
+                        found.setdefault(key.removesuffix(MANIFEST_NAME), {"verifications": []})["manifest"] = key
+                    elif f"/{VERIFICATIONS_DIR}" in key:
+                        prefix = key.split(VERIFICATIONS_DIR, 1)[0]
+                        found.setdefault(prefix, {"verifications": []})["verifications"].append(key)
         except self.s3.exceptions.NoSuchBucket:
             raise VaultError(f"vault bucket {self.bucket!r} does not exist (config key vault_bucket)") from None
-        # <date>/<backup_id>/ sorts by time: the last key is the newest backup.
-        return sorted(keys)
+        # <date>/<backup_id>/ sorts by time: the last prefix is the newest backup.
+        return {p: {**v, "verifications": sorted(v["verifications"])} for p, v in sorted(found.items()) if "manifest" in v}
 
     def list_backups(self, kind: str) -> list[dict]:
-        """Every committed backup of `kind`, oldest first, as manifests."""
-        return [m for m in (self._read_json(k) for k in self._manifest_keys(kind)) if m is not None]
+        """Every committed backup of `kind`, oldest first, as manifests with their newest verification
+        record attached as `verification` (None when never verified)."""
+        backups = []
+        for entry in self._listing(kind).values():
+            manifest = self._read_json(entry["manifest"])
+            if manifest is not None:
+                manifest["verification"] = self._read_json(entry["verifications"][-1]) if entry["verifications"] else None
+                backups.append(manifest)
+        return backups
 
     def latest(self, kind: str, as_of: datetime | None = None) -> dict | None:
-        """The newest committed backup of `kind` (finished at or before `as_of`), or None.
-
-        Once verification exists this prefers verified backups; until then: newest committed.
-        """
-        for key in reversed(self._manifest_keys(kind)):
-            manifest = self._read_json(key)
-            if manifest and (as_of is None or datetime.fromisoformat(manifest["finished"]) <= as_of):
-                return manifest
-        return None
+        """What `latest` means: the newest backup that passed its newest verification (finished at
+        or before `as_of`). While no backup of the kind was ever verified (a new installation): the
+        newest committed. A backup whose newest verification failed is never returned."""
+        backups = [m for m in self.list_backups(kind) if as_of is None or datetime.fromisoformat(m["finished"]) <= as_of]
+        verified = [m for m in backups if verified_ok(m)]
+        if verified:
+            return verified[-1]
+        if any(m["verification"] for m in backups):
+            return None  # verification runs and nothing passed: no backup is trustworthy
+        return backups[-1] if backups else None
 
     def resolve(self, kind: str, ref: str) -> dict:
         """A backup by id, "latest", or "latest@<ISO time>" (latest as of that time)."""
@@ -382,7 +406,38 @@ class Vault:
         manifest = self._read_json(key)
         if manifest is None:
             raise VaultError(f"no committed {kind} backup {ref!r}")
-        return manifest
+        return self._with_verification(manifest)
+
+    # --- verification records ---------------------------------------------------------------
+    def _with_verification(self, manifest: dict) -> dict:
+        """Every manifest the vault hands out carries its newest verification record (or None)."""
+        records = self.verifications(manifest)
+        return {**manifest, "verification": records[-1] if records else None}
+
+    def verifications(self, manifest: dict) -> list[dict]:
+        """Every verification record of one backup, oldest first."""
+        prefix = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + VERIFICATIONS_DIR
+        keys = [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])]
+        return [r for r in (self._read_json(k) for k in sorted(keys)) if r is not None]
+
+    def record_verification(self, manifest: dict, record: dict) -> str:
+        """Store a verification record beside the manifest; append-only (never overwrites one)."""
+        name = f"{record['finished_compact']}-{hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:8]}.json"
+        key = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + VERIFICATIONS_DIR + name
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=json.dumps(record, indent=2, sort_keys=True, default=str).encode(),
+            ContentType="application/json", IfNoneMatch="*", **self.protection.encryption_args(),
+        )
+        return key
+
+    def write_status(self, status: dict) -> str:
+        """The machine-readable backup status (one object, rewritten each verification run)."""
+        key = f"{self.prefix}/status.json"
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=json.dumps(status, indent=2, sort_keys=True, default=str).encode(),
+            ContentType="application/json", **self.protection.encryption_args(),
+        )
+        return key
 
     def require_encryption(self, keys: list[str]) -> None:
         """Refuse (VaultError) unless the store reports every object encrypted at rest.
@@ -476,7 +531,7 @@ class Vault:
                 RetainedBackup(
                     backup_id=m["backup_id"],
                     finished=datetime.fromisoformat(m["finished"]),
-                    verified=bool(m.get("verified")),
+                    verified=verified_ok(m),
                     safety_until=datetime.fromisoformat(m["safety_until"]) if m.get("safety_until") else None,
                 )
                 for m in manifests.values()

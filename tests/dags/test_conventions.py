@@ -1,7 +1,7 @@
 """Every gravitypm_* DAG follows the house conventions (see include/gravitypm_ops/dag_defaults.py)."""
 
 import pytest
-from airflow.sdk import CronTriggerTimetable
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
 from gravitypm_ops.alerts import FailureAlert, RecoveryAlert
 from gravitypm_ops.names import DAG_ID_PREFIX, OWNER, TAG
@@ -27,9 +27,12 @@ def test_dag_ids_prefix_docs_and_tags(dags):
 
 def test_schedules_are_cron_in_the_ops_timezone(dags):
     for dag in dags:
-        if dag.schedule is not None:
-            assert isinstance(dag.schedule, CronTriggerTimetable), dag.dag_id
-            assert str(dag.schedule.timezone) == "UTC", dag.dag_id  # GRAVITYPM_OPS_TZ is unset in tests
+        if dag.schedule is None:
+            continue
+        # Asset-or-time schedules keep their clock part in `timetable`.
+        clock = dag.schedule.timetable if isinstance(dag.schedule, AssetOrTimeSchedule) else dag.schedule
+        assert isinstance(clock, CronTriggerTimetable), dag.dag_id
+        assert str(clock.timezone) == "UTC", dag.dag_id  # GRAVITYPM_OPS_TZ is unset in tests
 
 
 def test_ops_timezone_comes_from_the_environment(monkeypatch):

@@ -1,0 +1,73 @@
+"""
+### GravityPM backup verification (a backup counts only once it is proven restorable)
+
+Runs when any backup Asset (`gravitypm://vault/db|fs|config|logs`) gets a new event — each new
+backup is verified within minutes of its commit — and every hour (`0 * * * *`), because a backup
+that never ran emits no event and only the clock notices.
+
+1. `verify_backups` — every committed backup not yet verified, plus per kind the one verified
+   longest ago (corruption at rest), or what the `backup_id` param names (`all` = everything):
+   artifacts re-read with size + SHA-256; db: trial restore into a scratch database
+   (`gravitypm_mongo_scratch`, else `gravitypm_mongo` with `scratch_database_prefix` names; never a
+   configured production database), counts / indexes / options vs the manifest and a byte-for-byte
+   document sample, scratch dropped after; fs/config: restore to a temp dir with every sha256
+   checked against the index. Each result is an append-only record beside the manifest. A failure
+   posts a **Critical** Slack alert naming the backup and the failed check.
+2. `audit_freshness` — the newest *verified* backup of each kind is younger than `freshness_hours`
+   (db 7, fs 26, config 26, logs 26); otherwise the task fails and Slack gets a Warning.
+3. `write_status` — `<vault_prefix>/status.json`: per kind latest id, age, size, verified, last result.
+
+Verification and retention share pool `gravitypm_vault` (1 slot): they never run at the same time.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
+
+from gravitypm_ops.dag_defaults import dag_kwargs
+from gravitypm_ops.names import BACKUP_KINDS, VAULT_POOL, backup_asset, schedule_timezone
+
+ANY_BACKUP = backup_asset(BACKUP_KINDS[0])
+for _kind in BACKUP_KINDS[1:]:
+    ANY_BACKUP = ANY_BACKUP | backup_asset(_kind)
+
+
+@dag(
+    dag_id="gravitypm_backup_verification",
+    params={
+        "backup_id": Param(
+            None, type=["null", "string"], title="Backup to re-verify",
+            description="Empty: new backups plus a rotating older one. A backup id, or `all`.",
+        )
+    },
+    **dag_kwargs(
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable("0 * * * *", timezone=schedule_timezone()), assets=ANY_BACKUP
+        ),
+        doc_md=__doc__,
+        extra_tags=("backup", "verification"),
+    ),
+)
+def gravitypm_backup_verification():
+    @task(pool=VAULT_POOL)
+    def verify_backups(params=None, **context):
+        from gravitypm_ops import verification_tasks
+
+        return verification_tasks.verify(params["backup_id"], context)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def audit_freshness():
+        from gravitypm_ops import verification_tasks
+
+        return verification_tasks.audit_freshness()
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def write_status():
+        from gravitypm_ops import verification_tasks
+
+        return verification_tasks.write_status()
+
+    verify_backups() >> audit_freshness() >> write_status()
+
+
+gravitypm_backup_verification()
