@@ -457,6 +457,33 @@ class Vault:
             raise VaultError(f"backup {manifest['backup_id']} has no artifact {name!r}")
         return HashingReader(self.s3.get_object(Bucket=self.bucket, Key=artifact["key"])["Body"], artifact)
 
+    def check_artifact(self, manifest: dict, name: str, chunk: int = 1 << 20) -> int:
+        """Re-read one artifact and check its size and SHA-256 (IntegrityError if they differ).
+
+        The download runs in its own thread while this one hashes, so hashing hides behind the
+        transfer. Returns the size read.
+        """
+        from gravitypm_ops.streaming import prefetch
+
+        artifact = next((a for a in manifest["artifacts"] if a["name"] == name), None)
+        if artifact is None:
+            raise VaultError(f"backup {manifest['backup_id']} has no artifact {name!r}")
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=artifact["key"])["Body"]
+        except self.s3.exceptions.NoSuchKey:
+            raise IntegrityError(f"{artifact['key']}: missing from the vault") from None
+        sha, size = hashlib.sha256(), 0
+        with body:
+            for data in prefetch(iter(lambda: body.read(chunk), b""), batch=1, depth=8):
+                sha.update(data)
+                size += len(data)
+        if size != artifact["size"] or sha.hexdigest() != artifact["sha256"]:
+            raise IntegrityError(
+                f"{artifact['key']}: read {size} bytes sha256 {sha.hexdigest()[:16]}…, "
+                f"manifest says {artifact['size']} bytes sha256 {artifact['sha256'][:16]}…"
+            )
+        return size
+
     def summary(self, kind: str) -> dict:
         """Machine-readable state of one kind: count, newest, total size."""
         backups = self.list_backups(kind)
