@@ -41,20 +41,18 @@ import io
 import json
 import logging
 import os
-import queue
 import re
 import shutil
 import stat
 import struct
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import zstandard
 
-from gravitypm_ops.streaming import BackgroundGzip, prefetch
+from gravitypm_ops.streaming import BackgroundCompressor, BackgroundGzip, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -119,74 +117,15 @@ class Compression:
         return {"algorithm": self.algorithm, "level": self.level}
 
 
-_DONE, _ABORT = object(), object()
-
-
-class _BackgroundZstd:
-    """zstd (one frame, content checksum) compressed by zstd's worker threads (threads=-1).
-
-    A thread of ours drives the compressor and writes to `sink`, so the caller only queues
-    chunks and goes back to reading files. Same contract as streaming.BackgroundGzip.
-    """
-
-    def __init__(self, sink, level: int, depth: int = 8):
-        cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
-        self._writer = cctx.stream_writer(sink, closefd=False, write_size=CHUNK)
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._worker = threading.Thread(target=self._run, name="zstd", daemon=True)
-        self._worker.start()
-        self.closed = False
-
-    def _run(self) -> None:
-        while (data := self._q.get()) is not _ABORT:
-            if self._error is not None:  # failed: keep taking chunks so the caller never blocks
-                if data is _DONE:
-                    return
-                continue
-            try:
-                if data is _DONE:
-                    self._writer.flush(zstandard.FLUSH_FRAME)  # the frame end: only on success
-                    return
-                self._writer.write(data)
-            except BaseException as err:  # raised in the caller at its next write/close
-                self._error = err
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        if self._error is not None:
-            raise self._error
-        self._q.put(data if isinstance(data, bytes) else bytes(data))  # queued: must not change later
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._q.put(_DONE)
-        self._worker.join()
-        if self._error is not None:
-            raise self._error
-
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._q.put(_ABORT)
-            self._worker.join()
-
-
 @contextmanager
 def compressing_writer(sink, compression: Compression) -> Iterator:
     """A writable that compresses into `sink.write`. The stream is finished (frame end / gzip
     trailer written) only when the block exits normally; on an exception it is left unfinished,
     so a truncated artifact can never pass for a whole one."""
     if compression.algorithm == "zstd":
-        stream = _BackgroundZstd(sink, compression.level)
+        # One frame with a content checksum; zstd's own worker threads do the compressing.
+        zstd = zstandard.ZstdCompressor(level=compression.level, threads=-1, write_checksum=True)
+        stream = BackgroundCompressor(sink, zstd.compressobj(size=-1))
     else:
         stream = BackgroundGzip(sink, compresslevel=compression.level)
     try:

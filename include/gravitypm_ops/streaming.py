@@ -2,8 +2,8 @@
 
 - `prefetch(iterable)`: runs a (network-bound) iterator, e.g. a MongoDB cursor, in a thread,
   so the server produces the next batch while this process works on the current one.
-- `BackgroundGzip(sink)`: a write-only gzip stream that compresses in a thread (zlib releases
-  the GIL) and writes the compressed bytes to `sink`, e.g. a vault ArtifactUpload.
+- `BackgroundCompressor(sink, compressor)` / `BackgroundGzip(sink)`: a write-only stream that
+  compresses in a thread (zlib and zstd release the GIL) into `sink`, e.g. a vault ArtifactUpload.
 
 Both hand data over through bounded queues and re-raise a worker's error in the caller.
 """
@@ -61,19 +61,21 @@ def prefetch(items: Iterable, *, batch: int = 500, depth: int = 4) -> Iterator:
         worker.join(timeout=30)
 
 
-class BackgroundGzip:
-    """gzip (RFC 1952, mtime 0) compressed in a worker thread into `sink.write`.
+class BackgroundCompressor:
+    """A write-only stream compressed in a worker thread into `sink.write`.
 
-    `close()` flushes and waits; it raises the worker's error if the sink failed.
+    `compressor` has zlib's compressobj interface: `compress(data) -> bytes`, `flush() -> bytes`
+    (the stream end). `close()` flushes and waits, raising the worker's error if the sink failed;
+    `abort()` stops without the stream end, so a failed stream never passes for a complete one.
     """
 
-    def __init__(self, sink, compresslevel: int = 6, depth: int = 16):
+    def __init__(self, sink, compressor, depth: int = 16):
         self._sink = sink
-        self._compressor = zlib.compressobj(compresslevel, zlib.DEFLATED, 31)  # 31: gzip container
+        self._compressor = compressor
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._worker = threading.Thread(target=self._run, name="gzip", daemon=True)
+        self._worker = threading.Thread(target=self._run, name="compress", daemon=True)
         self._worker.start()
         self.closed = False
 
@@ -100,8 +102,8 @@ class BackgroundGzip:
     def write(self, data) -> int:
         if self._error is not None:
             raise self._error
-        if not _put(self._q, bytes(data), self._stop):
-            raise self._error or RuntimeError("gzip worker stopped")
+        if not _put(self._q, bytes(data), self._stop):  # a copy: the caller may reuse its buffer
+            raise self._error or RuntimeError("compression worker stopped")
         return len(data)
 
     def flush(self) -> None:
@@ -117,13 +119,11 @@ class BackgroundGzip:
             raise self._error
 
     def abort(self) -> None:
-        """Stop the worker without finishing the stream: no gzip trailer, so a failed stream
-        can never pass for a complete one."""
         self.closed = True
         self._stop.set()
         self._worker.join()
 
-    def __enter__(self) -> BackgroundGzip:
+    def __enter__(self) -> BackgroundCompressor:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -131,3 +131,8 @@ class BackgroundGzip:
             self.close()
         else:
             self.abort()
+
+
+def BackgroundGzip(sink, compresslevel: int = 6) -> BackgroundCompressor:  # noqa: N802 (reads like a class)
+    """gzip (RFC 1952, mtime 0), compressed in a worker thread: zlib releases the GIL."""
+    return BackgroundCompressor(sink, zlib.compressobj(compresslevel, zlib.DEFLATED, 31))  # 31: gzip container

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from gravitypm_ops import fs_archive as fa
 from gravitypm_ops.fs_archive import (
     BackupSourceError,
     Compression,
