@@ -14,6 +14,8 @@ Key layout, the same for every kind:
   one part is held in memory. A failed backup aborts its uploads and commits nothing.
 - Encryption at rest on every object (SSE-S3, or SSE-KMS with `kms_key_id`); optional
   Object Lock retention (`object_lock_days`, COMPLIANCE mode) for immutable vaults.
+- Verification records live beside the manifest in `verifications/`, one JSON object per run,
+  never overwritten; every manifest the vault hands out carries the newest as `verification`.
 """
 
 from __future__ import annotations
@@ -422,7 +424,9 @@ class Vault:
 
     def record_verification(self, manifest: dict, record: dict) -> str:
         """Store a verification record beside the manifest; append-only (never overwrites one)."""
-        name = f"{record['finished_compact']}-{hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:8]}.json"
+        finished = datetime.fromisoformat(record["finished"])
+        digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        name = f"{finished:%Y%m%dT%H%M%S%fZ}-{digest}.json"  # sorts by time
         key = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + VERIFICATIONS_DIR + name
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=json.dumps(record, indent=2, sort_keys=True, default=str).encode(),

@@ -164,7 +164,6 @@ def verify_backup(
         "checks": checks,
         "started": started.isoformat(),
         "finished": finished.isoformat(),
-        "finished_compact": f"{finished:%Y%m%dT%H%M%S%fZ}",
         "seconds": round((finished - started).total_seconds(), 3),
         "verifier": verifier or {},
     }
