@@ -488,18 +488,23 @@ class Vault:
             )
         return size
 
-    def summary(self, kind: str) -> dict:
-        """Machine-readable state of one kind: count, newest, total size."""
+    def summary(self, kind: str, now: datetime) -> dict | None:
+        """Machine-readable state of one kind (the status file's entry), None without backups."""
         backups = self.list_backups(kind)
-        newest = backups[-1] if backups else None
+        if not backups:
+            return None
+        newest = backups[-1]
         return {
-            "kind": kind,
             "count": len(backups),
             "total_bytes": sum(a["size"] for m in backups for a in m["artifacts"]),
-            "latest": None if newest is None else {
-                "backup_id": newest["backup_id"], "finished": newest["finished"],
-                "bytes": sum(a["size"] for a in newest["artifacts"]),
+            "latest_id": newest["backup_id"],
+            "age_hours": round((now - datetime.fromisoformat(newest["finished"])).total_seconds() / 3600, 2),
+            "bytes": sum(a["size"] for a in newest["artifacts"]),
+            "verified": verified_ok(newest),
+            "last_verification": None if newest["verification"] is None else {
+                k: newest["verification"][k] for k in ("status", "finished", "checks")
             },
+            "latest_verified_id": next((m["backup_id"] for m in reversed(backups) if verified_ok(m)), None),
         }
 
     # --- deleting ---------------------------------------------------------------------------

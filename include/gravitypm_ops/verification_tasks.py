@@ -96,22 +96,8 @@ def audit_freshness() -> dict:
 
 def write_status() -> dict:
     """Per kind: latest id, age, size, verified?, last verification result — to <prefix>/status.json."""
-    cfg = load_config()
-    vault = Vault.from_config(cfg)
+    vault = Vault.from_config(load_config())
     now = datetime.now(UTC)
-    status = {"written": now.isoformat(), "kinds": {}}
-    for kind in BACKUP_KINDS:
-        backups = vault.list_backups(kind)
-        newest = backups[-1] if backups else None
-        status["kinds"][kind] = None if newest is None else {
-            "latest_id": newest["backup_id"],
-            "age_hours": round((now - datetime.fromisoformat(newest["finished"])).total_seconds() / 3600, 2),
-            "bytes": sum(a["size"] for a in newest["artifacts"]),
-            "verified": verified_ok(newest),
-            "last_verification": None if newest["verification"] is None else {
-                k: newest["verification"][k] for k in ("status", "finished", "key") if k in newest["verification"]
-            },
-            "latest_verified_id": next((m["backup_id"] for m in reversed(backups) if verified_ok(m)), None),
-        }
+    status = {"written": now.isoformat(), "kinds": {kind: vault.summary(kind, now) for kind in BACKUP_KINDS}}
     status["key"] = vault.write_status(status)
     return status

@@ -116,8 +116,10 @@ def test_resolve_by_id_latest_and_latest_as_of(vault):
         vault.resolve("db", "latest@2000-01-01T00:00:00+00:00")
     with pytest.raises(VaultError, match="not a backup id"):
         vault.resolve("db", "yesterday")
-    summary = vault.summary("db")
-    assert summary["count"] == 2 and summary["latest"]["backup_id"] == second["backup_id"]
+    summary = vault.summary("db", T0 + timedelta(hours=7))
+    assert summary["count"] == 2 and summary["latest_id"] == second["backup_id"]
+    assert summary["verified"] is False and summary["latest_verified_id"] is None
+    assert vault.summary("fs", T0) is None
 
 
 def test_reading_back_verifies_size_and_sha256(vault, stack):
