@@ -33,7 +33,8 @@ ARTIFACT_FORMAT = "mongodump-archive"
 RAW = CodecOptions(document_class=RawBSONDocument)
 BATCH_SIZE = 1000
 PROGRESS_EVERY_S = 30.0
-STAGING_PREFIX = "__gravitypm_restore__"
+STAGING_PREFIX = "__gravitypm_restore__"  # the restored data, before it replaces the target
+PREVIOUS_PREFIX = "__gravitypm_previous__"  # the target's old data, until every swap succeeded
 
 
 def _tool_version() -> str:
@@ -47,7 +48,7 @@ def describe_database(db) -> list[NamespaceMeta]:
     namespaces = []
     for info in sorted(db.list_collections(), key=lambda i: i["name"]):
         name, kind = info["name"], info.get("type", "collection")
-        if name.startswith("system.") or name.startswith(STAGING_PREFIX):
+        if name.startswith(("system.", STAGING_PREFIX, PREVIOUS_PREFIX)):
             continue
         indexes = [dict(i) for i in db[name].list_indexes()] if kind == "collection" else []
         metadata = {"collectionName": name, "type": kind, "options": dict(info.get("options", {})), "indexes": indexes}
@@ -169,6 +170,34 @@ def _create_indexes(coll, indexes: list[dict]) -> None:
         coll.database.command("createIndexes", coll.name, indexes=specs)
 
 
+def _swap_in(swaps: list[tuple[object, str, str]]) -> None:
+    """Rename each staging collection onto its target; all or nothing.
+
+    The targets' old data is renamed aside first and dropped only after every swap succeeded;
+    if one fails, the swaps done so far are undone and the staging collections dropped.
+    """
+    done: list[tuple[object, str, bool]] = []
+    try:
+        for db, staging, target in swaps:
+            had_target = target in db.list_collection_names()
+            if had_target:
+                _rename(db, target, PREVIOUS_PREFIX + target)
+            done.append((db, target, had_target))
+            _rename(db, staging, target)
+    except BaseException:
+        for db, target, had_target in reversed(done):
+            if had_target:
+                _rename(db, PREVIOUS_PREFIX + target, target)  # dropTarget: replaces a swapped-in copy
+            else:
+                db.drop_collection(target)
+        for db, staging, _ in swaps:
+            db.drop_collection(staging)
+        raise
+    for db, target, had_target in done:
+        if had_target:
+            db.drop_collection(PREVIOUS_PREFIX + target)
+
+
 @dataclass
 class RestoreReport:
     restored: dict[str, dict[str, int]] = field(default_factory=dict)  # target db -> collection -> docs
@@ -183,10 +212,11 @@ def restore(archive_gz, client, db_map: dict[str, str], *, batch_size: int = 500
     """Restore a gzip'd mongodump archive into `client`, database by database per `db_map`.
 
     Per collection it replaces what is there, like `mongorestore --drop`, but without a window
-    where the data is missing or half-loaded: documents go into a staging collection (data
-    first, then indexes) that then replaces the target in one rename. A failure leaves the
-    target as it was. Collections of the target that are not in the backup are left alone and
-    reported. Databases not in `db_map` are skipped.
+    where the data is missing or half-loaded: documents go into staging collections (data
+    first, then indexes), and only when every one is complete do they replace the targets by
+    renames; the old collections are kept aside until all swaps succeeded and renamed back if
+    one fails. A failure leaves the target as it was. Collections of the target that are not
+    in the backup are left alone and reported. Databases not in `db_map` are skipped.
     """
     reader = ArchiveReader(gzip.GzipFile(fileobj=archive_gz, mode="rb"))
     metas = {(ns.db, ns.collection): ns for ns in reader.namespaces if ns.db in db_map}
@@ -201,13 +231,6 @@ def restore(archive_gz, client, db_map: dict[str, str], *, batch_size: int = 500
         db.create_collection(name, **ns.metadata["options"])
         staged[key] = db[name]
         return db[name]
-
-    def finish(key):
-        ns, coll = metas[key], staged[key]
-        _create_indexes(coll, ns.metadata["indexes"])
-        count = coll.count_documents({})
-        _rename(coll.database, coll.name, ns.collection)
-        report.restored.setdefault(coll.database.name, {})[ns.collection] = count
 
     try:
         batch, current = [], None
@@ -231,14 +254,15 @@ def restore(archive_gz, client, db_map: dict[str, str], *, batch_size: int = 500
         for key, ns in metas.items():
             if ns.type == "collection" and key not in staged:
                 stage(key)  # an empty collection still has options and indexes
+        for key, coll in staged.items():
+            _create_indexes(coll, metas[key].metadata["indexes"])
+            report.restored.setdefault(coll.database.name, {})[metas[key].collection] = coll.count_documents({})
     except BaseException:
         for coll in staged.values():
             coll.database.drop_collection(coll.name)
         raise
     # Every collection is fully staged and the archive passed its checks: swap them in.
-    for key, ns in metas.items():
-        if ns.type == "collection":
-            finish(key)
+    _swap_in([(coll.database, coll.name, metas[key].collection) for key, coll in staged.items()])
     for (src_db, name), ns in metas.items():
         if ns.type == "view":
             db = client[db_map[src_db]]

@@ -280,3 +280,29 @@ def test_the_dag_declares_its_deadline_pool_and_asset(dagbag):
     deadline = dag.deadline[0] if isinstance(dag.deadline, list) else dag.deadline
     assert deadline.interval == timedelta(hours=1)
     assert dag.task_dict["preflight"].retries == 0
+
+
+def test_a_failure_while_swapping_collections_in_restores_the_old_ones(stack, source_db, monkeypatch):
+    client = stack.mongo_client()
+    out = io.BytesIO()
+    mongo_backup.dump(client, [source_db.name], out)
+    target = client[source_db.name + "_swap"]
+    target.items.insert_one({"_id": "old", "email": "old@example.com"})
+    target.sorted.insert_one({"_id": "old sorted"})
+    real_rename, calls = mongo_backup._rename, []
+
+    def rename_failing_late(db, source, to):  # the 4th rename: after one collection was swapped in
+        calls.append((source, to))
+        if len(calls) == 4:
+            raise RuntimeError("connection lost during the swap")
+        real_rename(db, source, to)
+
+    monkeypatch.setattr(mongo_backup, "_rename", rename_failing_late)
+    try:
+        with pytest.raises(RuntimeError, match="during the swap"):
+            mongo_backup.restore(io.BytesIO(out.getvalue()), client, {source_db.name: target.name})
+        assert list(target.items.find()) == [{"_id": "old", "email": "old@example.com"}]
+        assert list(target.sorted.find()) == [{"_id": "old sorted"}]
+        assert sorted(target.list_collection_names()) == ["items", "sorted"]  # no staging, no leftovers
+    finally:
+        client.drop_database(target.name)
