@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 
-from gravitypm_ops.dag_defaults import dag_kwargs
+from gravitypm_ops.dag_defaults import dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import BACKUP_KINDS, VAULT_POOL, backup_asset, schedule_timezone
 
 ANY_BACKUP = backup_asset(BACKUP_KINDS[0])
@@ -67,7 +67,9 @@ def gravitypm_backup_verification():
 
         return verification_tasks.write_status()
 
-    verify_backups() >> audit_freshness() >> write_status()
+    verify, audit = verify_backups(), audit_freshness()
+    verify >> audit >> write_status()
+    [verify, audit] >> fail_run_if_any_check_failed()  # else the green status leaf hides red steps
 
 
 gravitypm_backup_verification()

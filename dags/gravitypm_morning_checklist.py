@@ -24,7 +24,7 @@ from __future__ import annotations
 from airflow.sdk import TriggerRule, dag, task
 
 from gravitypm_ops.alerts import FailureAlert, Severity
-from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs
+from gravitypm_ops.dag_defaults import cron, dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE
 
 CHECK_TASKS = (
@@ -73,17 +73,9 @@ def gravitypm_morning_checklist():
 
         return daily_checks.post_summary("Morning checklist", CHECK_TASKS)
 
-    # The watcher pattern: without it a failed check would leave the run green,
-    # because post_summary (the only other leaf) succeeds.
-    @task(trigger_rule=TriggerRule.ONE_FAILED, on_failure_callback=None, **NO_RETRY)
-    def fail_run_if_any_check_failed():
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException("at least one morning check failed: see the red tasks and the Slack summary")
-
     checks = [check_service_health(), check_disk_space(), check_memory(), check_backup_age(), check_vault_hygiene()]
     checks >> post_summary()
-    checks >> fail_run_if_any_check_failed()
+    checks >> fail_run_if_any_check_failed()  # else the green summary leaf hides red checks
 
 
 gravitypm_morning_checklist()

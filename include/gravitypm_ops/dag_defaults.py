@@ -59,3 +59,23 @@ def dag_kwargs(*, schedule, doc_md: str | None, severity: Severity = Severity.WA
     }
     kwargs.update(overrides)
     return kwargs
+
+
+WATCHER_TASK_ID = "fail_run_if_any_check_failed"
+
+
+def fail_run_if_any_check_failed():
+    """The watcher pattern: a leaf that fails the run when any upstream check failed.
+
+    Without it a run whose last task is an `all_done` summary stays green with red tasks in it.
+    It sends no alert of its own: the failed checks already did.
+    """
+    from airflow.sdk import TriggerRule, task
+
+    @task(task_id=WATCHER_TASK_ID, trigger_rule=TriggerRule.ONE_FAILED, on_failure_callback=None, **NO_RETRY)
+    def watcher():
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("a check of this run failed: see the red task(s) and Slack")
+
+    return watcher()

@@ -4,10 +4,11 @@ import pytest
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
 from gravitypm_ops.alerts import FailureAlert, RecoveryAlert
+from gravitypm_ops.dag_defaults import WATCHER_TASK_ID
 from gravitypm_ops.names import DAG_ID_PREFIX, OWNER, TAG
 
 # Tasks whose only job is to turn the run red; they alert through the tasks they watch.
-WATCHERS = {"fail_run_if_any_check_failed"}
+WATCHERS = {WATCHER_TASK_ID}
 
 
 @pytest.fixture(scope="module")

@@ -136,8 +136,9 @@ def test_the_dag_verifies_new_backups_writes_status_and_audits_freshness(run_dag
     assert result.xcom("verify_backups")["verified"] == [
         {"kind": "db", "backup_id": manifest["backup_id"], "status": "passed", "failed_checks": []}
     ]
-    # fs, config and logs have no (verified) backup: the RPO audit fails and says so.
+    # fs, config and logs have no (verified) backup: the RPO audit fails and says so, and so does the run.
     assert result.task_states["audit_freshness"] == "failed"
+    assert result.task_states["write_status"] == "success" and result.state == "failed"
     findings = {f["subject"]: f for f in result.xcom("audit_freshness", key="check")["findings"]}
     assert findings["db"]["status"] == "ok"
     assert findings["fs"] == {"subject": "fs", "status": "breach", "detail": "no backup yet"}
