@@ -39,10 +39,6 @@ def cron(expression: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(expression, timezone=schedule_timezone())
 
 
-def tags(*extra: str) -> list[str]:
-    return [TAG, *extra]
-
-
 def dag_kwargs(*, schedule, doc_md: str | None, severity: Severity = Severity.WARNING, extra_tags=(), **overrides):
     """The keyword arguments every gravitypm_* @dag shares."""
     if not doc_md:
@@ -53,7 +49,7 @@ def dag_kwargs(*, schedule, doc_md: str | None, severity: Severity = Severity.WA
         "catchup": False,
         "max_active_runs": 1,
         "default_args": default_args(severity),
-        "tags": tags(*extra_tags),
+        "tags": [TAG, *extra_tags],
         "doc_md": doc_md,
         "on_success_callback": RecoveryAlert(),
     }

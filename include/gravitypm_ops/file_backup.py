@@ -17,7 +17,6 @@ from gravitypm_ops.backup_tasks import announce, check_vault, fail_fast
 from gravitypm_ops.config import load_config
 from gravitypm_ops.vault import Vault
 
-KINDS = ("fs", "config")
 INDEX_NAME = "index.jsonl"
 ROOT_ARCNAME = "."  # app_root itself: its contents sit at the top of the archive
 
