@@ -5,9 +5,17 @@
 Creates (once) a directory tree shaped like the runbook's /opt/gravitypm/production,
 keeps appending to logs/*.log like a live app, and answers the runbook's health
 endpoints over real HTTP:
-  /health        200 while the app runs
+  /health        200 while the app runs, 503 while it is stopped
   /health/db     200 if the MongoDB port accepts a TCP connection, else 503
   /health/redis  200 (there is no Redis locally; the endpoint exists so checks hit HTTP)
+
+Service control (what `docker compose stop app / start app / restart logging` do in production;
+dev/host_ctl.py is the command the suite runs):
+  POST /control/app/stop | /control/app/start    the app stops / resumes serving and logging
+  POST /control/logging/restart                  the log writer reopens logs/*.log
+The log writer keeps its files open between restarts, like a real logging agent: a rotated file
+(renamed away) keeps receiving lines until the restart, which is what logrotate's `create` +
+`postrotate` contract relies on.
 """
 
 from __future__ import annotations
@@ -92,16 +100,52 @@ def build_tree(root: Path) -> None:
         avatar.write_bytes(bytes(range(256)) * 64)
 
 
-def grow_logs(logs: Path, stop: threading.Event, interval: float = 1.0) -> None:
+class Host:
+    """The app's running state and its log writer (open files, reopened on a logging restart)."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.lock = threading.Lock()
+        self.app_running = True
+        self.restarts = 0
+        self.files: dict[str, object] = {}
+        self.reopen_logs()
+
+    def reopen_logs(self) -> None:
+        with self.lock:
+            for f in self.files.values():
+                f.close()
+            self.files = {name: (self.logs / name).open("a", buffering=1) for name in ("app.log", "access.log")}
+            self.restarts += 1
+
+    def write_lines(self, n: int) -> None:
+        now = datetime.now(UTC).isoformat()
+        with self.lock:
+            if not self.app_running:
+                return
+            level = "ERROR" if n % 50 == 0 else "INFO"
+            self.files["app.log"].write(f"{now} {level} request handled id={n} duration_ms={n % 300}\n")
+            self.files["access.log"].write(
+                f'127.0.0.1 - - [{now}] "GET /api/projects HTTP/1.1" 200 {512 + n % 97}\n'
+            )
+
+    def control(self, path: str) -> dict | None:
+        if path == "/control/app/stop":
+            self.app_running = False
+        elif path == "/control/app/start":
+            self.app_running = True
+        elif path == "/control/logging/restart":
+            self.reopen_logs()
+        else:
+            return None
+        return {"app_running": self.app_running, "logging_restarts": self.restarts}
+
+
+def grow_logs(host: Host, stop: threading.Event, interval: float = 1.0) -> None:
     n = 0
     while not stop.wait(interval):
         n += 1
-        now = datetime.now(UTC).isoformat()
-        with (logs / "app.log").open("a") as f:
-            level = "ERROR" if n % 50 == 0 else "INFO"
-            f.write(f"{now} {level} request handled id={n} duration_ms={n % 300}\n")
-        with (logs / "access.log").open("a") as f:
-            f.write(f'127.0.0.1 - - [{now}] "GET /api/projects HTTP/1.1" 200 {512 + n % 97}\n')
+        host.write_lines(n)
 
 
 def port_open(port: int | None) -> bool:
@@ -114,14 +158,19 @@ def port_open(port: int | None) -> bool:
         return False
 
 
-def make_handler(mongo_port: int | None):
+def make_handler(host: Host, mongo_port: int | None):
     class Health(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
             pass
 
+        def do_POST(self):
+            body = host.control(self.path)
+            self._reply(404 if body is None else 200, body or {"status": "not found"})
+
         def do_GET(self):
             if self.path == "/health":
-                status, body = 200, {"status": "ok"}
+                up = host.app_running
+                status, body = (200 if up else 503), {"status": "ok" if up else "stopped"}
             elif self.path == "/health/db":
                 up = port_open(mongo_port)
                 status, body = (200 if up else 503), {"status": "ok" if up else "unavailable"}
@@ -129,6 +178,9 @@ def make_handler(mongo_port: int | None):
                 status, body = 200, {"status": "ok"}
             else:
                 status, body = 404, {"status": "not found"}
+            self._reply(status, body)
+
+        def _reply(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -150,8 +202,9 @@ def main() -> None:
 
     build_tree(args.root)
     stop = threading.Event()
-    threading.Thread(target=grow_logs, args=(args.root / "logs", stop, args.log_interval), daemon=True).start()
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(args.mongo_port))
+    host = Host(args.root / "logs")
+    threading.Thread(target=grow_logs, args=(host, stop, args.log_interval), daemon=True).start()
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(host, args.mongo_port))
     server.daemon_threads = True
     print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)
     try:

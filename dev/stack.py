@@ -306,10 +306,20 @@ class LocalStack:
             },
         }
 
+    def service_commands(self) -> dict[str, list[str]]:
+        """Service control driving the dev host process (the runbook uses docker compose)."""
+        ctl = [sys.executable, str(REPO / "dev" / "host_ctl.py"), "--url", self.url("host")]
+        return {
+            "stop_app": [*ctl, "stop", "app"],
+            "start_app": [*ctl, "start", "app"],
+            "restart_logging": [*ctl, "restart", "logging"],
+        }
+
     def ops_config(self) -> dict:
         """The gravitypm_ops Variable pointing the suite at this stack."""
         host = self.url("host")
         return {
+            "service_commands": self.service_commands(),
             "vault_bucket": self.vault_bucket,
             "vault_prefix": "production",
             "app_root": str(self.app_root),

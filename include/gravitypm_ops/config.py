@@ -63,6 +63,20 @@ class OpsConfig:
     fs_excludes: tuple[str, ...] = ("**/*.tmp", "**/*.swp", "**/.cache/**")
     # Trial restores and drills write only into databases named with this prefix.
     scratch_database_prefix: str = "gravitypm_scratch_"
+    # Service control (stop/start the app, restart logging): {action: command}; see service_control.py.
+    # Empty means the runbook's docker compose lines; an action given replaces that action only.
+    service_commands: Mapping[str, Any] = field(default_factory=dict)
+    # Filesystem restores may only write below these; empty means (app_root,).
+    restore_allowed_roots: tuple[str, ...] = ()
+    # The runbook's logrotate block, as overrides of log_rotation.py's defaults.
+    log_rotation: Mapping[str, Any] = field(default_factory=dict)
+    # Checklist settings (TLS endpoints, thresholds, commands), overrides of checklists.py's defaults.
+    checklists: Mapping[str, Any] = field(default_factory=dict)
+    # Off-site copies: off while offsite_bucket is empty; offsite_prefix empty means vault_prefix.
+    offsite_bucket: str = ""
+    offsite_prefix: str = ""
+    # Per kind, like `retention`; a kind not given keeps the primary vault's policy.
+    offsite_retention: Mapping[str, RetentionPolicy] = field(default_factory=dict)
 
     @property
     def logs_path(self) -> str:
@@ -71,6 +85,21 @@ class OpsConfig:
     @property
     def config_files(self) -> tuple[str, ...]:
         return tuple(os.path.join(self.app_root, p) for p in self.config_paths)
+
+    @property
+    def restore_roots(self) -> tuple[str, ...]:
+        return self.restore_allowed_roots or (self.app_root,)
+
+    @property
+    def offsite_enabled(self) -> bool:
+        return bool(self.offsite_bucket)
+
+    @property
+    def offsite_key_prefix(self) -> str:
+        return self.offsite_prefix or self.vault_prefix
+
+    def offsite_policy(self, kind: str) -> RetentionPolicy:
+        return self.offsite_retention.get(kind) or self.retention[kind]
 
     @property
     def disk_paths(self) -> tuple[str, ...]:
@@ -209,6 +238,43 @@ def _scratch_prefix(value: Any) -> str:
     return value
 
 
+def _absolute_paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of absolute paths")
+    return tuple(_absolute_path(v) for v in value)
+
+
+def _optional_bucket(value: Any) -> str:
+    return "" if value in ("", None) else _bucket(value)
+
+
+def _optional_prefix(value: Any) -> str:
+    return "" if value in ("", None) else _prefix(value)
+
+
+def _offsite_retention(value: Any) -> dict[str, RetentionPolicy]:
+    return _per_kind(value, {}, _policy, 'policy, e.g. {"db": {"daily": 7, "monthly": 24}}')
+
+
+# These three are validated by the module that owns their defaults (imported lazily: no cycles).
+def _service_commands(value: Any) -> dict:
+    from gravitypm_ops.service_control import parse_service_commands
+
+    return parse_service_commands(value)
+
+
+def _log_rotation(value: Any) -> dict:
+    from gravitypm_ops.log_rotation import parse_rotation_settings
+
+    return parse_rotation_settings(value)
+
+
+def _checklists(value: Any) -> dict:
+    from gravitypm_ops.checklists import parse_checklist_settings
+
+    return parse_checklist_settings(value)
+
+
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "vault_bucket": _bucket,
     "vault_prefix": _prefix,
@@ -226,6 +292,13 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "compression": _compression,
     "fs_excludes": _globs,
     "scratch_database_prefix": _scratch_prefix,
+    "service_commands": _service_commands,
+    "restore_allowed_roots": _absolute_paths,
+    "log_rotation": _log_rotation,
+    "checklists": _checklists,
+    "offsite_bucket": _optional_bucket,
+    "offsite_prefix": _optional_prefix,
+    "offsite_retention": _offsite_retention,
 }
 assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
 
