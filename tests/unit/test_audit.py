@@ -1,0 +1,201 @@
+"""Audit history: record validation and hashing (pure), chain storage against the real moto S3."""
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gravitypm_ops.audit import AuditError, AuditLog, canonical, record_hash, validate_record
+from gravitypm_ops.vault import Protection, Vault
+
+T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+
+
+def item(n: int, outcome: str = "passed", **extra) -> dict:
+    return {
+        "period": "2026-W48", "run_id": "scheduled__2026-11-23", "dag_id": "gravitypm_weekly_maintenance",
+        "item": f"item_{n}", "title": f"Item {n}", "item_kind": "automated", "outcome": outcome,
+        "actor": "automation", "started_at": T0 + timedelta(minutes=n), "completed_at": T0 + timedelta(minutes=n, seconds=5),
+        "evidence": {"summary": f"evidence {n}", "links": [{"label": "log", "url": "http://x/log"}], "data": {"n": n}},
+        **extra,
+    }
+
+
+# --- pure -----------------------------------------------------------------------------------------
+def test_hash_is_sha256_of_canonical_json_without_hash():
+    record = {"b": 1, "a": "é", "hash": "ignored"}
+    assert canonical({"b": 1, "a": "é"}) == b'{"a":"\\u00e9","b":1}'
+    import hashlib
+
+    assert record_hash(record) == hashlib.sha256(b'{"a":"\\u00e9","b":1}').hexdigest()
+    assert record_hash({**record, "a": "e"}) != record_hash(record)
+
+
+def test_validate_fills_schema_and_checklist_and_normalises_times():
+    clean = validate_record("weekly_maintenance", item(1))
+    assert clean["schema"] == 1 and clean["checklist"] == "weekly_maintenance"
+    assert clean["started_at"] == "2026-11-27T18:01:00+00:00"
+    assert clean["evidence"]["links"] == [{"label": "log", "url": "http://x/log"}]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"outcome": "ok"}, "outcome 'ok' is not one of"),
+        ({"item_kind": "robot"}, "item_kind"),
+        ({"seq": 3}, "must not carry seq"),
+        ({"hash": "x"}, "must not carry hash"),
+        ({"checklist": "monthly_maintenance"}, "appended to 'weekly_maintenance'"),
+        ({"actor": ""}, "'actor' must be a non-empty string"),
+        ({"completed_at": "yesterday"}, "not an ISO 8601 time"),
+        ({"evidence": "fine"}, "evidence must be"),
+        ({"evidence": {"summary": "s", "links": ["http://x"]}}, "links must be"),
+        ({"evidence": {"summary": "s", "data": {"blob": "x" * 70000}}}, "exceeds"),
+    ],
+)
+def test_bad_records_are_refused_with_the_reason(change, message):
+    with pytest.raises(ValueError, match=message):
+        validate_record("weekly_maintenance", {**item(1), **change})
+
+
+def test_missing_fields_and_bad_checklist_names_are_refused():
+    record = item(1)
+    del record["period"], record["actor"]
+    with pytest.raises(ValueError, match="lacks period, actor"):
+        validate_record("weekly_maintenance", record)
+    with pytest.raises(ValueError, match="checklist name"):
+        AuditLog(Vault("b", "p", s3_client=None))._prefix("../etc")
+
+
+# --- storage (moto over HTTP) ---------------------------------------------------------------------
+@pytest.fixture
+def audit(stack):
+    return AuditLog(Vault(stack.vault_bucket, f"test-{uuid.uuid4().hex[:8]}", stack.s3_client()))
+
+
+def test_append_chains_records_in_order_at_the_contract_keys(audit, stack):
+    first = audit.append("weekly_maintenance", [item(1), item(2, "warning")])
+    second = audit.append("weekly_maintenance", [item(3, "missed")])
+    assert [r["seq"] for r in first + second] == [1, 2, 3]
+    assert first[0]["prev_hash"] == "" and first[1]["prev_hash"] == first[0]["hash"]
+    assert second[0]["prev_hash"] == first[1]["hash"]
+    key = f"{audit.vault.prefix}/audit/weekly_maintenance/0000000002.json"
+    stored = json.loads(stack.s3_client().get_object(Bucket=audit.vault.bucket, Key=key)["Body"].read())
+    assert stored == first[1] and stored["hash"] == record_hash(stored)
+    head = stack.s3_client().head_object(Bucket=audit.vault.bucket, Key=key)
+    assert head["ServerSideEncryption"] == "AES256"
+    report = audit.verify("weekly_maintenance")
+    assert (report.ok, report.records, report.problems, report.head_hash) == (True, 3, [], second[0]["hash"])
+
+
+def test_a_bad_record_in_a_batch_writes_nothing(audit):
+    with pytest.raises(ValueError, match="outcome"):
+        audit.append("weekly_maintenance", [item(1), item(2, "great")])
+    assert audit.records("weekly_maintenance") == []
+
+
+def test_records_filter_by_checklist_time_and_outcome(audit):
+    audit.append("weekly_maintenance", [item(1), item(2, "failed")])
+    audit.append("evening_checklist", [item(3, "missed", period="2026-11-27")])
+    assert audit.checklists() == ["evening_checklist", "weekly_maintenance"]
+    assert [r["item"] for r in audit.records()] == ["item_3", "item_1", "item_2"]
+    assert [r["item"] for r in audit.records("weekly_maintenance", outcome="failed")] == ["item_2"]
+    assert [r["item"] for r in audit.records(outcome={"failed", "missed"})] == ["item_3", "item_2"]
+    since = T0 + timedelta(minutes=2)
+    assert [r["item"] for r in audit.records(since=since)] == ["item_3", "item_2"]
+    assert [r["item"] for r in audit.records(until=since.isoformat())] == ["item_1"]
+
+
+def chain_of_three(audit) -> tuple[list[dict], str]:
+    records = audit.append("weekly_maintenance", [item(1), item(2), item(3)])
+    return records, f"{audit.vault.prefix}/audit/weekly_maintenance/"
+
+
+def test_an_edited_record_is_detected(audit, stack):
+    records, prefix = chain_of_three(audit)
+    forged = {**records[1], "outcome": "passed", "actor": "mallory", "evidence": {"summary": "all fine"}}
+    stack.s3_client().put_object(Bucket=audit.vault.bucket, Key=f"{prefix}0000000002.json", Body=json.dumps(forged))
+    report = audit.verify("weekly_maintenance")
+    assert not report.ok
+    assert "seq 2: content does not match its hash (record edited)" in report.problems
+    assert "0000000002.json: overwritten (2 versions)" in report.problems
+    stack.s3_client().put_object(
+        Bucket=audit.vault.bucket, Key=f"{prefix}0000000003.json", Body=json.dumps({**records[2], "outcome": "x"})
+    )
+    with pytest.raises(AuditError, match="run verify"):  # nothing is chained onto a tampered newest record
+        audit.append("weekly_maintenance", [item(4)])
+
+
+def test_a_rehashed_forgery_still_breaks_the_link_and_leaves_versions(audit, stack):
+    records, prefix = chain_of_three(audit)
+    forged = {**records[0], "outcome": "failed"}
+    forged["hash"] = record_hash(forged)  # a careful forger recomputes the record's own hash
+    stack.s3_client().put_object(Bucket=audit.vault.bucket, Key=f"{prefix}0000000001.json", Body=json.dumps(forged))
+    problems = audit.verify("weekly_maintenance").problems
+    assert "seq 2: prev_hash does not match seq 1's hash (chain broken)" in problems
+    assert "0000000001.json: overwritten (2 versions)" in problems
+
+
+def test_a_deleted_record_is_detected_in_the_middle_and_at_the_end(audit, stack):
+    _, prefix = chain_of_three(audit)
+    s3 = stack.s3_client()
+    s3.delete_object(Bucket=audit.vault.bucket, Key=f"{prefix}0000000002.json")
+    problems = audit.verify("weekly_maintenance").problems
+    assert "seq 2 missing (deleted record)" in problems
+    assert "0000000002.json: deleted (delete marker in the bucket)" in problems
+    s3.delete_object(Bucket=audit.vault.bucket, Key=f"{prefix}0000000003.json")  # no gap left behind by this one
+    report = audit.verify("weekly_maintenance")
+    assert not report.ok and "0000000003.json: deleted (delete marker in the bucket)" in report.problems
+
+
+def test_deletion_on_an_unversioned_bucket_is_still_seen_as_a_gap(stack):
+    s3 = stack.s3_client()
+    bucket = f"audit-plain-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    audit = AuditLog(Vault(bucket, "p", s3))
+    chain_of_three(audit)
+    s3.delete_object(Bucket=bucket, Key="p/audit/weekly_maintenance/0000000001.json")
+    s3.put_object(Bucket=bucket, Key="p/audit/weekly_maintenance/notes.txt", Body=b"hi")
+    report = audit.verify("weekly_maintenance")
+    assert report.records == 2
+    assert report.problems == ["notes.txt: unexpected object in the audit chain", "seq 1 missing (deleted record)"]
+
+
+def test_concurrent_appenders_both_land_in_one_unbroken_chain(audit):
+    other = AuditLog(Vault(audit.vault.bucket, audit.vault.prefix, audit.vault.s3))
+    errors = []
+
+    def write(log, base):
+        try:
+            for n in range(3):
+                log.append("weekly_maintenance", [item(base + n)])
+        except Exception as err:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(audit, 10)), threading.Thread(target=write, args=(other, 20))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = audit.verify("weekly_maintenance")
+    assert report.ok and report.records == 6, report.problems
+    assert sorted(r["item"] for r in audit.records("weekly_maintenance")) == sorted(
+        [f"item_{n}" for n in (10, 11, 12, 20, 21, 22)]
+    )
+
+
+def test_object_lock_vault_locks_every_record_and_refuses_deletes(stack):
+    s3 = stack.s3_client()
+    bucket = f"audit-locked-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    audit = AuditLog(Vault(bucket, "p", s3, Protection(object_lock_days=1)))
+    stored = audit.append("monthly_maintenance", [item(1)])
+    key = "p/audit/monthly_maintenance/0000000001.json"
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE" and head["ObjectLockRetainUntilDate"] > datetime.now(UTC)
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
+    assert audit.records("monthly_maintenance") == stored and audit.verify("monthly_maintenance").ok
