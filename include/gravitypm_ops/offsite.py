@@ -2,20 +2,55 @@
 
 The off-site vault has the primary's key layout under `offsite_prefix` (default `vault_prefix`)
 in `offsite_bucket`, reached through the `gravitypm_aws_offsite` connection. It is off while
-`offsite_bucket` is empty.
+`offsite_bucket` is empty: every off-site step then logs that and does nothing.
+
+Copying one backup (`Copier.copy_backup`), in this order:
+
+1. leftovers of an interrupted copy of it (open multipart uploads) are aborted;
+2. each artifact is copied and checked against the primary manifest's size and SHA-256:
+   - *server-side* (CopyObject, or UploadPartCopy in parts for big objects) when one client
+     reaches both vaults (same endpoint, same credentials); the copy is then re-read and hashed.
+     S3's own copy checksum is not used instead: for a multipart copy it is a checksum of part
+     checksums, not comparable with the manifest's whole-object SHA-256, and some S3-compatible
+     stores accept checksums without checking them (moto does), so only our own hash proves it;
+   - *streamed* otherwise: downloaded in a thread while the bytes are hashed and uploaded as a
+     multipart upload (at most a few MiB held); the upload is completed only if the bytes sent
+     hash to the manifest's SHA-256, so a bad copy is never even assembled;
+3. the backup's verification records are copied (byte for byte, same names, never overwritten):
+   off-site, `latest`, restores and retention's "newest verified" then mean what they mean on
+   the primary — the records prove the very bytes the copy was checked against;
+4. the manifest is written last, never over an existing one, with artifact keys pointing into
+   the off-site vault and an `offsite_copy` block (when, how, how checked). Until then the copy
+   does not exist off-site: an interrupted copy is invisible there and redone by the next run.
+
+Which backups: every committed primary backup that is not off-site yet — newest first, so the
+off-site recovery point catches up first — except one whose newest verification failed (never
+ship a known-bad backup) and one the off-site retention policy would delete at once (else
+retention and copying would undo each other every hour). Verification records added later on
+the primary are copied by later runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from gravitypm_ops.names import AWS_CONN_ID, AWS_OFFSITE_CONN_ID
-from gravitypm_ops.vault import Protection, Vault
+from gravitypm_ops.names import AWS_CONN_ID, AWS_OFFSITE_CONN_ID, BACKUP_KINDS
+from gravitypm_ops.vault import (
+    MANIFEST_NAME, PART_SIZE, VERIFICATIONS_DIR, ArtifactUpload, HashingReader, IntegrityError, Protection, Vault,
+    VaultError, backup_prefix, verified_ok,
+)
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("primary", "offsite")
 NOT_CONFIGURED = "off-site vault is not configured (offsite_bucket is empty)"
+OFF = "off-site copies are off (config key offsite_bucket is empty): nothing to do"
+COPY_PART_SIZE = 512 * 2**20  # server-side copies above this go in UploadPartCopy parts (S3 allows <= 5 GiB each)
+READ_CHUNK = 1 << 20
 
 
 def open_vault(cfg, source: str) -> Vault:
@@ -44,3 +79,357 @@ def offsite_protection(cfg) -> Protection:
     cannot encrypt there (the bucket's default encryption may still name a key of its own).
     Object Lock days are the primary's: an immutable vault wants an immutable copy."""
     return Protection(object_lock_days=cfg.object_lock_days)
+
+
+def one_client_reaches_both() -> bool:
+    """True when the two connections name the same S3 endpoint and the same credentials: then one
+    client can read the primary and write off-site, and copies stay inside S3 (no bytes through
+    the worker). Different regions of one account qualify (CopyObject works across regions)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    primary, offsite = S3Hook(aws_conn_id=AWS_CONN_ID), S3Hook(aws_conn_id=AWS_OFFSITE_CONN_ID)
+    if primary.conn_config.get_service_endpoint_url("s3") != offsite.conn_config.get_service_endpoint_url("s3"):
+        return False
+    a, b = primary.get_credentials(), offsite.get_credentials()
+    return (a.access_key, a.secret_key, a.token) == (b.access_key, b.secret_key, b.token)
+
+
+def check_offsite_access(vault: Vault) -> None:
+    """Fail fast, naming the off-site config key and connection, when the bucket cannot be used."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        vault.s3.head_bucket(Bucket=vault.bucket)
+        vault.s3.list_objects_v2(Bucket=vault.bucket, Prefix=vault.prefix + "/", MaxKeys=1)
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code"))
+        what = "does not exist" if code in ("404", "NoSuchBucket") else f"cannot be used ({code})"
+        raise VaultError(f"off-site bucket {vault.bucket!r} {what}: check config key offsite_bucket and "
+                         f"the {AWS_OFFSITE_CONN_ID} connection") from None
+    except BotoCoreError as err:
+        raise VaultError(f"off-site vault unreachable ({type(err).__name__}): check the "
+                         f"{AWS_OFFSITE_CONN_ID} connection") from None
+
+
+# --- which backups to copy (pure) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class CopyPlan:
+    copy: tuple[dict, ...]  # primary manifests, newest first
+    skip: tuple[tuple[str, str], ...]  # (backup_id, why not copied)
+
+
+def _retained(manifest: dict):
+    from gravitypm_ops.retention import RetainedBackup
+
+    return RetainedBackup(
+        backup_id=manifest["backup_id"],
+        finished=datetime.fromisoformat(manifest["finished"]),
+        verified=verified_ok(manifest),
+        safety_until=datetime.fromisoformat(manifest["safety_until"]) if manifest.get("safety_until") else None,
+    )
+
+
+def plan_copies(primary: list[dict], offsite: list[dict], policy, now: datetime) -> CopyPlan:
+    """Which primary backups (manifests with `verification`) to copy, given what is off-site.
+
+    A candidate is copied only if the off-site policy, applied to what is off-site plus every
+    candidate, keeps it: what off-site retention would delete right away is never copied.
+    """
+    from gravitypm_ops.retention import apply_policy
+
+    present = {m["backup_id"] for m in offsite}
+    skip, candidates = [], []
+    for m in primary:
+        if m["backup_id"] in present:
+            continue
+        if m.get("verification") and not verified_ok(m):
+            skip.append((m["backup_id"], "its newest verification on the primary failed"))
+        else:
+            candidates.append(m)
+    kept = {k.backup.backup_id for k in apply_policy([_retained(m) for m in offsite + candidates], policy, now).keep}
+    skip += [(m["backup_id"], "off-site retention would not keep it") for m in candidates if m["backup_id"] not in kept]
+    copy = sorted((m for m in candidates if m["backup_id"] in kept), key=lambda m: m["backup_id"], reverse=True)
+    return CopyPlan(tuple(copy), tuple(sorted(skip, reverse=True)))
+
+
+def missing_records(primary_keys: list[str], offsite_keys: list[str]) -> list[str]:
+    """Primary verification record keys whose file name is not off-site yet (names are kept as is)."""
+    have = {k.rsplit("/", 1)[-1] for k in offsite_keys}
+    return [k for k in primary_keys if k.rsplit("/", 1)[-1] not in have]
+
+
+# --- copying ------------------------------------------------------------------------------------
+class BackupGone(VaultError):
+    """The primary deleted the backup (retention) while it was being copied: nothing to copy."""
+
+
+def _code(err) -> str:
+    return str(getattr(err, "response", {}).get("Error", {}).get("Code"))
+
+
+class Copier:
+    """Copies committed backups from `primary` to `offsite` (see the module docstring)."""
+
+    def __init__(self, primary: Vault, offsite: Vault, *, server_side: bool,
+                 copy_part_size: int = COPY_PART_SIZE, upload_part_size: int = PART_SIZE):
+        self.primary, self.offsite, self.server_side = primary, offsite, server_side
+        self.copy_part_size, self.upload_part_size = copy_part_size, upload_part_size
+
+    @property
+    def method(self) -> str:
+        return "server-side" if self.server_side else "streamed"
+
+    def sync(self, kind: str, policy, now: datetime) -> dict:
+        """Copy what `kind` misses off-site, then the verification records added since.
+
+        One backup failing does not stop the others; the report lists it under `failed`.
+        """
+        primary_backups, offsite_backups = self.primary.list_backups(kind), self.offsite.list_backups(kind)
+        plan = plan_copies(primary_backups, offsite_backups, policy, now)
+        primary_inventory = self.primary.inventory(kind)
+        report = {"kind": kind, "method": self.method, "copied": [], "failed": [], "records_copied": 0,
+                  "skipped": [{"backup_id": b, "reason": r} for b, r in plan.skip]}
+        for manifest in plan.copy:
+            records = primary_inventory.get(manifest["backup_id"], {}).get("verifications", [])
+            try:
+                report["copied"].append(self.copy_backup(manifest, records))
+            except BackupGone as err:
+                report["skipped"].append({"backup_id": manifest["backup_id"], "reason": str(err)})
+            except Exception as err:
+                log.exception("copying %s %s off-site failed", kind, manifest["backup_id"])
+                report["failed"].append({"backup_id": manifest["backup_id"], "error": f"{type(err).__name__}: {err}"})
+        # Records the primary added after an earlier copy (the verification DAG runs after backups).
+        offsite_inventory = self.offsite.inventory(kind)
+        for backup_id, entry in offsite_inventory.items():
+            source = primary_inventory.get(backup_id)
+            for key in missing_records(source["verifications"], entry["verifications"]) if source else []:
+                self._copy_record(key, entry["prefix"])
+                report["records_copied"] += 1
+        return report
+
+    def copy_backup(self, manifest: dict, record_keys: list[str]) -> dict:
+        """Copy one committed backup: artifacts (each checked), records, manifest last."""
+        started = time.monotonic()
+        kind, backup_id = manifest["kind"], manifest["backup_id"]
+        prefix = backup_prefix(self.offsite.prefix, kind, backup_id)
+        self.offsite.discard_incomplete(prefix)
+        stored = {k: v for k, v in manifest.items() if k != "verification"}
+        copy = {
+            **stored,
+            "artifacts": [{**a, "key": prefix + a["name"]} for a in stored["artifacts"]],
+            "offsite_copy": {
+                "copied": None,  # set at commit
+                "method": self.method,
+                "checked": "sha256 of the copy re-read" if self.server_side else "sha256 of the bytes sent",
+            },
+        }
+        for source, target in zip(stored["artifacts"], copy["artifacts"], strict=True):
+            if self.server_side:
+                version = self._copy_in_s3(source, target)
+                self.offsite.check_artifact(copy, target["name"])  # IntegrityError unless the copy hashes right
+            else:
+                version = self._copy_streamed(source, target)
+            self.offsite.protect(target["key"], version)
+        for key in record_keys:
+            self._copy_record(key, prefix)
+        copy["offsite_copy"]["copied"] = datetime.now(UTC).isoformat()
+        committed = self._commit(prefix + MANIFEST_NAME, copy)
+        seconds = round(time.monotonic() - started, 3)
+        size = sum(a["size"] for a in stored["artifacts"])
+        log.info("%s %s copied off-site (%s, %d bytes, %.1f s)%s", kind, backup_id, self.method, size, seconds,
+                 "" if committed else ": already committed there by another run")
+        return {"backup_id": backup_id, "bytes": size, "seconds": seconds, "records": len(record_keys)}
+
+    def _copy_in_s3(self, source: dict, target: dict) -> str | None:
+        s3, src = self.offsite.s3, {"Bucket": self.primary.bucket, "Key": source["key"]}
+        dest = {"Bucket": self.offsite.bucket, "Key": target["key"], **self.offsite.protection.encryption_args()}
+        try:
+            if source["size"] <= self.copy_part_size:
+                return s3.copy_object(CopySource=src, **dest).get("VersionId")
+            upload_id = s3.create_multipart_upload(**dest)["UploadId"]
+            try:
+                parts = []
+                for number, start in enumerate(range(0, source["size"], self.copy_part_size), 1):
+                    end = min(start + self.copy_part_size, source["size"]) - 1
+                    answer = s3.upload_part_copy(
+                        CopySource=src, CopySourceRange=f"bytes={start}-{end}", Bucket=self.offsite.bucket,
+                        Key=target["key"], UploadId=upload_id, PartNumber=number,
+                    )
+                    parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+                return s3.complete_multipart_upload(
+                    Bucket=self.offsite.bucket, Key=target["key"], UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ).get("VersionId")
+            except BaseException:
+                s3.abort_multipart_upload(Bucket=self.offsite.bucket, Key=target["key"], UploadId=upload_id)
+                raise
+        except s3.exceptions.ClientError as err:
+            if _code(err) in ("NoSuchKey", "404"):
+                raise BackupGone(f"{source['key']} left the primary vault during the copy") from None
+            raise
+
+    def _copy_streamed(self, source: dict, target: dict) -> str | None:
+        from gravitypm_ops.streaming import prefetch
+
+        try:
+            body = self.primary.s3.get_object(Bucket=self.primary.bucket, Key=source["key"])["Body"]
+        except self.primary.s3.exceptions.NoSuchKey:
+            raise BackupGone(f"{source['key']} left the primary vault during the copy") from None
+        upload = ArtifactUpload(self.offsite.s3, self.offsite.bucket, target["key"], self.offsite.protection,
+                                self.upload_part_size)
+        try:
+            with HashingReader(body, source) as reader:  # raises IntegrityError at EOF on a size/sha mismatch
+                for chunk in prefetch(iter(lambda: reader.read(READ_CHUNK), b""), batch=1, depth=4):
+                    upload.write(chunk)
+                reader.verify()
+            size, sha, version = upload.complete()
+        except BaseException:
+            upload.abort()
+            raise
+        landed = self.offsite.s3.head_object(Bucket=self.offsite.bucket, Key=target["key"])["ContentLength"]
+        if (size, sha, landed) != (source["size"], source["sha256"], source["size"]):
+            raise IntegrityError(f"{target['key']}: copy has {landed} bytes, manifest says {source['size']}")
+        return version
+
+    def _copy_record(self, key: str, offsite_prefix: str) -> None:
+        """One verification record, same name, never over an existing one (records are tiny)."""
+        body = self.primary.s3.get_object(Bucket=self.primary.bucket, Key=key)["Body"].read()
+        target = offsite_prefix + VERIFICATIONS_DIR + key.rsplit("/", 1)[-1]
+        if self._put_once(target, body) is False:
+            log.info("%s already off-site", target)
+
+    def _commit(self, key: str, manifest: dict) -> bool:
+        return self._put_once(key, json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+
+    def _put_once(self, key: str, body: bytes) -> bool:
+        """PUT unless the key exists (If-None-Match: *); False when it already did."""
+        s3 = self.offsite.s3
+        try:
+            answer = s3.put_object(Bucket=self.offsite.bucket, Key=key, Body=body, ContentType="application/json",
+                                   IfNoneMatch="*", **self.offsite.protection.encryption_args())
+        except s3.exceptions.ClientError as err:
+            if _code(err) == "PreconditionFailed":
+                return False
+            raise
+        self.offsite.protect(key, answer.get("VersionId"))
+        return True
+
+
+# --- status and freshness -----------------------------------------------------------------------
+def copy_state(offsite: Vault, kind: str, newest_primary_id: str | None, now: datetime) -> dict:
+    """The status entry of one kind off-site: has the primary's newest backup a copy? how old is
+    the newest copy (by its backup's finish time)?"""
+    inventory = offsite.inventory(kind)
+    if not inventory:
+        return {"copied": False, "count": 0, "latest_id": None, "age_hours": None, "verified": None}
+    newest = offsite.resolve(kind, list(inventory)[-1])
+    return {
+        "copied": newest_primary_id in inventory,
+        "count": len(inventory),
+        "latest_id": newest["backup_id"],
+        "age_hours": round((now - datetime.fromisoformat(newest["finished"])).total_seconds() / 3600, 2),
+        "verified": verified_ok(newest),
+    }
+
+
+def status_fields(cfg, summaries: dict[str, dict | None], now: datetime) -> dict:
+    """Adds `offsite` to each kind's status entry (Vault.summary) and returns the top-level
+    `offsite` entry. An unreachable off-site vault is reported, not raised: the primary's status
+    must still be written (the freshness audit fails on it instead)."""
+    if not cfg.offsite_enabled:
+        return {"enabled": False}
+    top = {"enabled": True, "bucket": cfg.offsite_bucket, "prefix": cfg.offsite_key_prefix}
+    try:
+        offsite = open_vault(cfg, "offsite")
+        states = {kind: copy_state(offsite, kind, (entry or {}).get("latest_id"), now) for kind, entry in summaries.items()}
+    except Exception as err:
+        log.warning("off-site status unavailable: %s", err)
+        return {**top, "error": f"{type(err).__name__}: {err}"}
+    for kind, entry in summaries.items():
+        if entry is not None:
+            entry["offsite"] = states[kind]
+    return top
+
+
+def freshness_findings(cfg, now: datetime) -> tuple:
+    """Per kind "<kind> off-site": the newest off-site copy is younger than freshness_hours (the
+    kind's interval plus grace), like the primary's RPO audit. Empty while off-site is off."""
+    from gravitypm_ops import checks
+
+    if not cfg.offsite_enabled:
+        return ()
+    try:
+        offsite = open_vault(cfg, "offsite")
+        newest = {}
+        for kind in BACKUP_KINDS:
+            inventory = offsite.inventory(kind)
+            newest[kind] = (datetime.fromisoformat(offsite.resolve(kind, list(inventory)[-1])["finished"])
+                            if inventory else None)
+    except Exception as err:
+        return (checks.Finding("off-site", checks.BREACH, f"off-site vault unreachable: {type(err).__name__}: {err}"),)
+    result = checks.check_backup_age(newest, cfg.freshness_hours, now, missing_is_breach=True)
+    return tuple(checks.Finding(f"{f.subject} off-site", f.status, f.detail.replace("backup", "off-site copy"))
+                 for f in result.findings)
+
+
+# --- task bodies of gravitypm_offsite_copy --------------------------------------------------------
+def copy_missing() -> dict:
+    """Copy every backup the off-site vault misses (all kinds); fail the task if any copy failed."""
+    from gravitypm_ops.backup_tasks import check_vault, fail_fast
+    from gravitypm_ops.config import load_config
+
+    cfg = load_config()
+    if not cfg.offsite_enabled:
+        log.info(OFF)
+        return {"enabled": False}
+    primary = check_vault(cfg)
+    offsite = open_vault(cfg, "offsite")
+    try:
+        check_offsite_access(offsite)
+    except VaultError as err:
+        raise fail_fast(str(err)) from None
+    copier = Copier(primary, offsite, server_side=one_client_reaches_both())
+    now = datetime.now(UTC)
+    reports = [copier.sync(kind, cfg.offsite_policy(kind), now) for kind in BACKUP_KINDS]
+    for r in reports:
+        log.info("%s: copied %s, skipped %s, records %d, failed %s", r["kind"], [c["backup_id"] for c in r["copied"]],
+                 [(s["backup_id"], s["reason"]) for s in r["skipped"]], r["records_copied"], r["failed"])
+    failed = [f"{r['kind']} {f['backup_id']} ({f['error']})" for r in reports for f in r["failed"]]
+    if failed:
+        raise RuntimeError(f"{len(failed)} off-site copy(ies) failed (the next run retries them): " + "; ".join(failed))
+    return {"enabled": True, "method": copier.method, "kinds": {r["kind"]: r for r in reports}}
+
+
+def apply_retention(dry_run: bool) -> dict:
+    """The off-site policy per kind (offsite_retention, else the primary's) on the off-site vault."""
+    from gravitypm_ops.config import load_config
+
+    cfg = load_config()
+    if not cfg.offsite_enabled:
+        log.info(OFF)
+        return {"enabled": False}
+    offsite, now = open_vault(cfg, "offsite"), datetime.now(UTC)
+    reports = {}
+    for kind in BACKUP_KINDS:
+        reports[kind] = offsite.apply_retention(kind, cfg.offsite_policy(kind), now, dry_run=dry_run)
+        log.info("off-site retention %s (%s): kept %d, removed %s", kind, "dry run" if dry_run else "applied",
+                 len(reports[kind]["kept"]), reports[kind]["removed"])
+    return {"enabled": True, "kinds": reports}
+
+
+def write_status() -> dict:
+    """The primary's status.json (with its off-site fields) and the off-site vault's own status.json,
+    readable from the backup site when the primary region is gone."""
+    from gravitypm_ops import verification_tasks
+    from gravitypm_ops.config import load_config
+
+    status = verification_tasks.write_status()
+    cfg = load_config()
+    if not cfg.offsite_enabled:
+        log.info(OFF)
+        return status
+    offsite, now = open_vault(cfg, "offsite"), datetime.now(UTC)
+    own = {"written": now.isoformat(), "copy_of": cfg.vault_prefix,
+           "kinds": {kind: offsite.summary(kind, now) for kind in BACKUP_KINDS}}
+    own["key"] = offsite.write_status(own)
+    return {"primary": status, "offsite": own}

@@ -39,3 +39,72 @@ def test_each_source_uses_its_own_connection_bucket_and_prefix(monkeypatch):
     assert offsite.protection.object_lock_days == 30
     renamed = open_vault(parse_config({"offsite_bucket": "gpm-offsite", "offsite_prefix": "/dr/copy/"}), "offsite")
     assert renamed.prefix == "dr/copy"
+
+
+# --- which backups a run copies ------------------------------------------------------------------
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from gravitypm_ops.offsite import missing_records, plan_copies  # noqa: E402
+from gravitypm_ops.retention import RetentionPolicy  # noqa: E402
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def backup(days_ago: float, verification: str | None = None) -> dict:
+    finished = NOW - timedelta(days=days_ago)
+    return {
+        "kind": "db", "backup_id": f"{finished:%Y%m%dT%H%M%SZ}-0000000000", "finished": finished.isoformat(),
+        "verification": None if verification is None else {"status": verification, "finished": finished.isoformat()},
+    }
+
+
+def ids(manifests) -> list[str]:
+    return [m["backup_id"] for m in manifests]
+
+
+def test_what_is_missing_is_copied_newest_first_and_what_is_there_is_not():
+    old, mid, new = backup(3, "passed"), backup(2, "passed"), backup(1)
+    plan = plan_copies([old, mid, new], [old], RetentionPolicy(daily=7), NOW)
+    assert ids(plan.copy) == [new["backup_id"], mid["backup_id"]]
+    assert plan.skip == ()
+
+
+def test_a_backup_that_failed_verification_is_not_shipped():
+    good, bad = backup(2, "passed"), backup(1, "failed")
+    plan = plan_copies([good, bad], [], RetentionPolicy(daily=7), NOW)
+    assert ids(plan.copy) == [good["backup_id"]]
+    assert plan.skip == ((bad["backup_id"], "its newest verification on the primary failed"),)
+
+
+def test_what_offsite_retention_would_delete_at_once_is_not_copied():
+    primary = [backup(d, "passed") for d in (5, 4, 3, 2, 1)]
+    plan = plan_copies(primary, [], RetentionPolicy(daily=2), NOW)
+    assert ids(plan.copy) == ids(primary[:2:-1])  # the two newest
+    assert [b for b, _ in plan.skip] == ids(primary[2::-1])
+    assert {r for _, r in plan.skip} == {"off-site retention would not keep it"}
+    # Once they are off-site, the next run copies nothing (retention and copying do not fight).
+    assert plan_copies(primary, list(plan.copy), RetentionPolicy(daily=2), NOW).copy == ()
+
+
+def test_the_newest_verified_backup_is_copied_even_when_the_policy_keeps_only_the_newest():
+    verified, unverified = backup(2, "passed"), backup(1)
+    plan = plan_copies([verified, unverified], [], RetentionPolicy(last=1), NOW)
+    assert ids(plan.copy) == [unverified["backup_id"], verified["backup_id"]]
+
+
+def test_older_offsite_copies_count_when_the_policy_decides():
+    # Off-site already holds this day's backup: a second one of the same day adds no daily bucket
+    # but is the newest, so it is kept (and copied); an older one of a day already covered is not.
+    there = backup(1.0, "passed")
+    newer_same_day, older = backup(0.9, "passed"), backup(1.1, "passed")
+    plan = plan_copies([older, there, newer_same_day], [there], RetentionPolicy(daily=1), NOW)
+    assert ids(plan.copy) == [newer_same_day["backup_id"]]
+    assert [b for b, _ in plan.skip] == [older["backup_id"]]
+
+
+def test_missing_records_compare_by_file_name_across_prefixes():
+    primary = ["production/db/x/verifications/20261127T010000000000Z-aa.json",
+               "production/db/x/verifications/20261127T020000000000Z-bb.json"]
+    offsite = ["dr/db/x/verifications/20261127T010000000000Z-aa.json"]
+    assert missing_records(primary, offsite) == [primary[1]]
+    assert missing_records(primary, []) == primary
