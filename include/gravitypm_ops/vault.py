@@ -617,3 +617,20 @@ class Vault:
                 ("ObjectLockConfigurationNotFoundError",),
             ),
         }
+
+    # --- copies (off-site; see offsite.py) ------------------------------------------------------
+    def inventory(self, kind: str) -> dict[str, dict]:
+        """From one LIST: {backup_id: {"prefix", "manifest": key, "verifications": [keys, oldest first]}}
+        of every committed backup of `kind`, oldest first. No object is read."""
+        return {
+            prefix.rstrip("/").rsplit("/", 1)[-1]: {"prefix": prefix, **entry}
+            for prefix, entry in self._listing(kind).items()
+        }
+
+    def protect(self, key: str, version_id: str | None) -> None:
+        """Apply the vault's Object Lock to an object written by other means (a copy)."""
+        self._lock(key, version_id)
+
+    def discard_incomplete(self, prefix: str) -> None:
+        """Abort the multipart uploads left under `prefix` by an interrupted write."""
+        self._abort_uploads_under(prefix)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from gravitypm_ops import checks
+from gravitypm_ops import checks, offsite
 from gravitypm_ops.config import load_config
 from gravitypm_ops.names import BACKUP_KINDS, MONGO_CONN_ID, MONGO_SCRATCH_CONN_ID
 from gravitypm_ops.vault import Vault, verified_ok
@@ -90,14 +90,20 @@ def audit_freshness() -> dict:
     for kind in BACKUP_KINDS:
         verified = [m for m in vault.list_backups(kind) if verified_ok(m)]
         newest[kind] = datetime.fromisoformat(verified[-1]["finished"]) if verified else None
-    result = checks.check_backup_age(newest, cfg.freshness_hours, datetime.now(UTC), missing_is_breach=True)
+    now = datetime.now(UTC)
+    result = checks.check_backup_age(newest, cfg.freshness_hours, now, missing_is_breach=True)
+    # The off-site copy has the same limits ("<kind> off-site" findings; none while off-site is off).
+    result = checks.CheckResult(result.check, result.findings + offsite.freshness_findings(cfg, now))
     return report(result)
 
 
 def write_status() -> dict:
-    """Per kind: latest id, age, size, verified?, last verification result — to <prefix>/status.json."""
-    vault = Vault.from_config(load_config())
+    """Per kind: latest id, age, size, verified?, last verification result, off-site copy — to
+    <prefix>/status.json."""
+    cfg = load_config()
+    vault = Vault.from_config(cfg)
     now = datetime.now(UTC)
     status = {"written": now.isoformat(), "kinds": {kind: vault.summary(kind, now) for kind in BACKUP_KINDS}}
+    status["offsite"] = offsite.status_fields(cfg, status["kinds"], now)
     status["key"] = vault.write_status(status)
     return status
