@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 log = logging.getLogger(__name__)
 
@@ -221,23 +221,40 @@ class AuditLog:
 
     def records(self, checklist: str | None = None, since=None, until=None, outcome=None) -> list[dict]:
         """Stored records, by checklist name then seq. `since` / `until` (datetime, date or ISO string)
-        bound `completed_at` (inclusive); `outcome` is one outcome or a collection of them."""
+        bound `completed_at` (inclusive); `outcome` is one outcome or a collection of them.
+
+        With `since`, a chain is read from its newest record backwards and reading stops a day
+        before `since` (records are appended in time order), so a short window stays cheap."""
         low = _as_datetime(since) if since is not None else None
         high = _as_datetime(until) if until is not None else None
         outcomes = {outcome} if isinstance(outcome, str) else set(outcome) if outcome is not None else None
         found = []
         for name in [checklist] if checklist else self.checklists():
-            for _, key in self._keys(name):
+            chain = []
+            for _, key in reversed(self._keys(name)):
                 record = self._read(key)
                 if record is None:
                     continue
                 completed = _as_datetime(record.get("completed_at", "1970-01-01T00:00:00+00:00"))
+                if low and completed < low - timedelta(days=1):
+                    break
                 if (low and completed < low) or (high and completed > high):
                     continue
                 if outcomes is not None and record.get("outcome") not in outcomes:
                     continue
-                found.append(record)
+                chain.append(record)
+            found.extend(reversed(chain))
         return found
+
+    def first(self, checklist: str) -> dict | None:
+        """The oldest record of a chain (None when it has none)."""
+        keys = self._keys(checklist)
+        return self._read(keys[0][1]) if keys else None
+
+    def tail(self, checklist: str, n: int) -> list[dict]:
+        """The newest `n` records of a chain, in seq order."""
+        keys = self._keys(checklist)[-n:] if n > 0 else []
+        return [r for r in (self._read(key) for _, key in keys) if r is not None]
 
     # --- proving --------------------------------------------------------------------------------
     def verify(self, checklist: str) -> ChainReport:
