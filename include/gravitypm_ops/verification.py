@@ -8,7 +8,8 @@ For one backup, in order (every check runs; the record names each one that faile
   the scratch database is dropped afterwards, also when a check fails;
 - fs / config: the archive is restored into a temporary directory with every file's sha256
   checked against the index, and every indexed file must be there;
-- logs: artifacts only.
+- logs: every gzip'd log decompresses whole (each member's CRC and length) to the size the
+  manifest recorded.
 The result is a new JSON record in the backup's `verifications/` (append-only); the newest one
 is what `latest`, retention ("newest verified") and restores read.
 """
@@ -19,6 +20,7 @@ import gzip
 import logging
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -127,6 +129,29 @@ def check_files(vault: Vault, manifest: dict) -> str:
     return f"{len(expected)} files restored with matching sha256"
 
 
+def check_logs(vault: Vault, manifest: dict) -> str:
+    """Each rotated log decompresses whole (every gzip member, CRC checked) to its recorded size."""
+    expected = {e["artifact"]: e.get("uncompressed_size") for e in manifest["content"].get("logs", [])}
+    problems, total = [], 0
+    for artifact in manifest["artifacts"]:
+        if artifact["compression"] != "gzip":
+            continue
+        size = 0
+        try:
+            with vault.open_artifact(manifest, artifact["name"]) as body, gzip.GzipFile(fileobj=body) as logs:
+                while data := logs.read(1 << 20):
+                    size += len(data)
+        except (OSError, EOFError, zlib.error) as err:
+            problems.append(f"{artifact['name']}: {err}")
+            continue
+        if expected.get(artifact["name"]) not in (None, size):
+            problems.append(f"{artifact['name']}: {size} bytes after gunzip, manifest says {expected[artifact['name']]}")
+        total += size
+    if problems:
+        raise CheckFailed("; ".join(problems[:10]))
+    return f"{len(expected)} log file(s) decompress whole ({total} bytes)"
+
+
 def verify_backup(
     vault: Vault, manifest: dict, *, mongo_client=None, scratch_prefix: str = "gravitypm_scratch_",
     production_databases: tuple[str, ...] = (), verifier: dict | None = None,
@@ -155,6 +180,8 @@ def verify_backup(
                 vault, manifest, mongo_client, scratch_prefix, set(production_databases)))
     elif manifest["kind"] in ("fs", "config"):
         run("files", lambda: check_files(vault, manifest))
+    elif manifest["kind"] == "logs":
+        run("gzip", lambda: check_logs(vault, manifest))
     finished = datetime.now(UTC)
     record = {
         "schema_version": 1,
