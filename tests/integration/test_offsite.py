@@ -303,7 +303,7 @@ def test_the_dag_copies_applies_offsite_retention_and_writes_status(run_dag, sta
     d3, d2 = make_backup(primary, 72, 2000), make_backup(primary, 48, 2000)
     d1 = make_backup(primary, 24, 2000, verified=None)  # newest, not verified yet
     failed = make_backup(primary, 60, 2000, verified="failed")
-    overrides = {"vault_prefix": primary.prefix, "offsite_bucket": other_region.bucket}
+    overrides = {"vault_prefix": primary.prefix, "offsite_bucket": other_region.bucket, "offsite_prefix": "production"}
 
     first = run_dag("gravitypm_offsite_copy", overrides)
 
