@@ -1,0 +1,297 @@
+"""Task bodies of the checklist DAGs (dags/gravitypm_maintenance.py) and the human prompt operator.
+
+Every item task leaves its result as the XCom key ``item`` — {"outcome", "summary", "links",
+"data", "actor", "started_at", "completed_at"} — *before* it fails, so the final
+`record_audit` task (trigger rule all_done) can write one audit record per item, in item order,
+whatever happened. An item without a result is recorded from its task state: "missed" for a
+human item (never "passed"), "failed" for an automated one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Param, TriggerRule
+
+from gravitypm_ops.checklists import AUTOMATED, CHECKLISTS, HUMAN, HUMAN_OPTIONS, Checklist, Item, period_of
+
+log = logging.getLogger(__name__)
+
+RESULT_KEY = "item"
+COMMENT = "comment"
+RESPONSE_HOURS_PARAM = "human_response_hours"
+MAX_COMMENT = 2000
+DRILL_DAG_ID = "gravitypm_dr_drill"
+
+
+def find_item(checklist: str, item_id: str) -> tuple[Checklist, Item]:
+    chk = CHECKLISTS[checklist]
+    return chk, next(i for i in chk.items if i.id == item_id)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def ui_url(path: str) -> str:
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback="").rstrip("/") + path
+
+
+def task_link(dag_id: str, run_id: str, task_id: str) -> dict:
+    return {"label": f"task {task_id}", "url": ui_url(f"/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}")}
+
+
+def drill_run_id(run_id: str) -> str:
+    """The DR drill run a quarterly checklist run starts (fixed, so record_audit can find it)."""
+    return f"quarterly_maintenance__{run_id}"
+
+
+# --- automated items and evidence for human ones -------------------------------------------------------
+def run_item(checklist: str, item_id: str, *, decide: bool = True) -> dict:
+    """Collect the item's evidence and publish it; `decide`: a "failed" outcome fails the task.
+
+    Evidence for a human item (decide=False) never fails the task: the human judges it."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gravitypm_ops.config import load_config
+    from gravitypm_ops.evidence import FAILED, collect
+
+    context = get_current_context()
+    _, item = find_item(checklist, item_id)
+    started = _now()
+    evidence = collect(item.collector, load_config(), item.options)
+    result = {**evidence.to_dict(), "actor": "automation", "started_at": started, "completed_at": _now()}
+    result.pop("alert")
+    context["ti"].xcom_push(key=RESULT_KEY, value=result)
+    print(f"[{evidence.outcome.upper()}] {item.title}: {evidence.summary}")
+    if evidence.alert:
+        _alert_critical(f"{item.title}: {evidence.alert}", context)
+    if decide and evidence.outcome == FAILED:
+        raise AirflowFailException(f"{item.title}: {evidence.summary}")
+    return result
+
+
+def _alert_critical(text: str, context) -> None:
+    from gravitypm_ops.alerts import Severity, scrub, send_slack
+
+    ti = context["ti"]
+    send_slack(f"{Severity.CRITICAL.icon} *[Critical] {ti.dag_id}*: {scrub(text)}\n"
+               f"• Run: `{ti.run_id}` • Task: `{ti.task_id}`")
+
+
+# --- human items -----------------------------------------------------------------------------------
+def prompt_body(item: Item, owner: str, evidence: dict | None, hours: float) -> str:
+    """The text a responder sees in "Required Actions" (Markdown)."""
+    lines = [f"**Owner:** {owner}", "", "### What to do", item.instructions, ""]
+    if item.collector:
+        lines.append("### Evidence gathered automatically")
+        if evidence:
+            lines.append(f"**{evidence['outcome']}** — {evidence['summary']}")
+            lines += [f"- [{link['label']}]({link['url']})" for link in evidence.get("links", [])]
+        else:
+            lines.append("_Not available: the evidence task did not finish (see its log)._")
+        lines.append("")
+    lines += [
+        "### Answer",
+        "Choose an outcome and write a **comment** (required): what you checked, what you found, "
+        "tickets opened; for *Waived*, why.",
+        f"Without an answer within {hours:g} h the item is recorded as **missed**.",
+    ]
+    return "\n".join(lines)
+
+
+def response_hours(context) -> float:
+    from gravitypm_ops.checklists import settings_of
+    from gravitypm_ops.config import load_config
+
+    override = (context.get("params") or {}).get(RESPONSE_HOURS_PARAM)
+    return float(override) if override else float(settings_of(load_config())["human_response_hours"])
+
+
+def human_result(payload: dict, started_at: str) -> dict:
+    """The item result of an answered prompt. No comment: not accepted (failed), never passed."""
+    chosen = payload["chosen_options"][0] if payload.get("chosen_options") else None
+    comment = str((payload.get("params_input") or {}).get(COMMENT) or "").strip()[:MAX_COMMENT]
+    user = payload.get("responded_by_user") or {}
+    actor = user.get("name") or user.get("id") or "unknown user"
+    responded_at = payload.get("responded_at")
+    responded_at = responded_at.isoformat() if isinstance(responded_at, datetime) else str(responded_at or _now())
+    if chosen not in HUMAN_OPTIONS:
+        outcome, summary = "failed", f"answer {chosen!r} is not one of the options"
+    elif not comment:
+        outcome, summary = "failed", f"answered {chosen!r} without the required comment: not accepted"
+    else:
+        outcome, summary = HUMAN_OPTIONS[chosen], f"{chosen}: {comment}"
+    return {
+        "outcome": outcome, "summary": summary, "links": [], "actor": actor,
+        "data": {"answer": chosen, "comment": comment, "responded_at": responded_at},
+        "started_at": started_at, "completed_at": responded_at,
+    }
+
+
+def missed_result(reason: str, started_at: str) -> dict:
+    return {"outcome": "missed", "summary": reason, "links": [], "data": {}, "actor": "automation",
+            "started_at": started_at, "completed_at": _now()}
+
+
+class ChecklistPrompt(HITLOperator):
+    """One human checklist item in "Required Actions": the item's instructions and evidence, an
+    outcome to choose and a required comment. A timeout records "missed" and fails the task."""
+
+    def __init__(self, *, checklist: str, item: str, **kwargs):
+        chk, it = find_item(checklist, item)
+        if it.kind != HUMAN:
+            raise ValueError(f"{checklist}.{item} is not a human item")
+        from airflow.sdk.definitions.param import ParamsDict
+
+        # apply_defaults hands in the DAG's params; the form shows only task-level ones (the comment).
+        params = ParamsDict(kwargs.pop("params", None) or {})
+        params[COMMENT] = Param("", type="string", title="Comment (required)",
+                                description="What you checked and found; tickets; for Waived, why.")
+        super().__init__(
+            task_id=it.id,
+            subject=f"{chk.title}: {it.title}",
+            body=it.instructions,
+            options=list(HUMAN_OPTIONS),
+            params=params,
+            trigger_rule=TriggerRule.ALL_DONE,  # evidence that failed to load must not skip the question
+            retries=0,  # a human prompt is never re-asked on its own
+            **kwargs,
+        )
+        self.checklist, self.item_id = checklist, item
+
+    def execute(self, context):
+        chk, item = find_item(self.checklist, self.item_id)
+        evidence = (context["ti"].xcom_pull(task_ids=item.evidence_task_id, key=RESULT_KEY)
+                    if item.collector else None)
+        hours = response_hours(context)
+        self.body = prompt_body(item, item.owner, evidence, hours)
+        self.response_timeout = timedelta(hours=hours)
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict[str, Any]):
+        from airflow.providers.standard.exceptions import HITLTimeoutError
+
+        ti = context["ti"]
+        started = (ti.start_date or datetime.now(UTC)).isoformat()
+        if event.get("error_type") == "timeout":
+            ti.xcom_push(key=RESULT_KEY, value=missed_result(
+                f"no answer within {response_hours(context):g} h: missed", started))
+            raise HITLTimeoutError(f"{self.subject}: no answer in time; recorded as missed")
+        payload = super().execute_complete(context, event)
+        result = human_result(dict(payload), started)
+        ti.xcom_push(key=RESULT_KEY, value=result)
+        log.info("%s answered by %s: %s", self.subject, result["actor"], result["outcome"])
+        return payload
+
+
+# --- the audit record of a run --------------------------------------------------------------------------
+def run_period(checklist: Checklist, dag_run) -> str:
+    from zoneinfo import ZoneInfo
+
+    from gravitypm_ops.names import schedule_timezone
+
+    moment = dag_run.logical_date or dag_run.run_after
+    return period_of(checklist.cadence, moment.astimezone(ZoneInfo(schedule_timezone())))
+
+
+def outcome_without_result(item: Item, state: str | None) -> dict:
+    """An item that published no result: never "passed"."""
+    reason = f"no result: task ended {state or 'without running'}"
+    if item.kind == HUMAN:
+        return missed_result(reason + " (no answer recorded)", _now())
+    return {"outcome": "failed", "summary": reason + " (see its log)", "links": [], "data": {"task_state": state},
+            "actor": "automation", "started_at": _now(), "completed_at": _now()}
+
+
+def drill_result(ti, run_id: str, state: str | None) -> dict:
+    """The DR test's outcome is the drill run's state; its own audit record is quoted as evidence."""
+    drill = drill_run_id(run_id)
+    try:
+        drill_state = ti.get_dagrun_state(DRILL_DAG_ID, drill)
+    except Exception as err:  # noqa: BLE001 - no such run: the trigger never happened
+        drill_state = None
+        log.warning("drill run %s not found: %s", drill, err)
+    outcome = {"success": "passed", "failed": "failed"}.get(str(drill_state), "failed")
+    summary = (f"{DRILL_DAG_ID} run {drill} ended {drill_state}" if drill_state
+               else f"{DRILL_DAG_ID} was not started (task ended {state})")
+    return {"outcome": outcome, "summary": summary, "actor": "automation", "started_at": _now(),
+            "completed_at": _now(), "data": {"drill_run_id": drill, "drill_state": drill_state},
+            "links": [{"label": "drill run", "url": ui_url(f"/dags/{DRILL_DAG_ID}/runs/{quote(drill, safe='')}")}]}
+
+
+def collect_results(checklist: Checklist, ti, dag_id: str, run_id: str) -> list[tuple[Item, dict]]:
+    task_ids = [i.id for i in checklist.items]
+    states = ti.get_task_states(dag_id=dag_id, task_ids=task_ids, run_ids=[run_id]).get(run_id, {})
+    results = []
+    for item in checklist.items:
+        state = states.get(item.id)
+        if item.trigger:
+            result = drill_result(ti, run_id, state)
+        else:
+            result = ti.xcom_pull(task_ids=item.id, key=RESULT_KEY) or outcome_without_result(item, state)
+        result.setdefault("links", [])
+        result["links"] = [task_link(dag_id, run_id, item.id), *result["links"]]
+        results.append((item, result))
+    return results
+
+
+def build_record(checklist: Checklist, item: Item, result: dict, *, period: str, dag_id: str, run_id: str) -> dict:
+    return {
+        "schema": 1, "checklist": checklist.name, "period": period, "run_id": run_id, "dag_id": dag_id,
+        "item": item.id, "title": item.title, "item_kind": HUMAN if item.kind == HUMAN else AUTOMATED,
+        "outcome": result["outcome"], "actor": result.get("actor") or "automation",
+        "started_at": result["started_at"], "completed_at": result["completed_at"],
+        "evidence": {"summary": result["summary"], "links": result["links"][:20], "data": result.get("data") or {}},
+    }
+
+
+def record_audit(checklist_name: str) -> dict:
+    """Append one audit record per item, in item order (items already recorded by an earlier try of
+    this task are skipped), then post the run's summary to Slack."""
+    from airflow.sdk import get_current_context
+
+    from gravitypm_ops.alerts import send_slack
+    from gravitypm_ops.audit import AuditLog
+    from gravitypm_ops.config import load_config
+
+    context = get_current_context()
+    ti, dag_run = context["ti"], context["dag_run"]
+    checklist = CHECKLISTS[checklist_name]
+    period = run_period(checklist, dag_run)
+    records = [
+        build_record(checklist, item, result, period=period, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+        for item, result in collect_results(checklist, ti, dag_run.dag_id, dag_run.run_id)
+    ]
+    audit = AuditLog.from_config(load_config())
+    done = {r["item"] for r in audit.tail(checklist.name, len(records)) if r["run_id"] == dag_run.run_id}
+    stored = audit.append(checklist.name, [r for r in records if r["item"] not in done])
+    for record in records:
+        print(f"[{record['outcome'].upper()}] {record['title']} ({record['actor']}): {record['evidence']['summary']}")
+    send_slack(summary_text(checklist, period, records, dag_run.run_id))
+    return {"period": period, "appended": [r["seq"] for r in stored],
+            "outcomes": {r["item"]: r["outcome"] for r in records}}
+
+
+ICONS = {"passed": ":white_check_mark:", "warning": ":warning:", "failed": ":x:", "missed": ":hourglass:",
+         "waived": ":heavy_minus_sign:"}
+
+
+def summary_text(checklist: Checklist, period: str, records: list[dict], run_id: str) -> str:
+    from collections import Counter
+
+    from gravitypm_ops.alerts import scrub
+
+    counts = Counter(r["outcome"] for r in records)
+    verdict = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    lines = [f"*{checklist.title}* {period} ({run_id}): {verdict}"]
+    lines += [f"{ICONS[r['outcome']]} *{r['title']}* ({r['actor']}): {scrub(r['evidence']['summary'])[:300]}"
+              for r in records]
+    return "\n".join(lines)
