@@ -1,0 +1,115 @@
+"""GravityPM ops console: "Checklists" and "Backups" under the Airflow UI's Browse menu, and /metrics.
+
+A FastAPI app mounted by the API server at /gravitypm:
+
+    /gravitypm/checklists       completion history (filters: since, until, checklist, outcome)
+    /gravitypm/checklists.csv   the same records as CSV
+    /gravitypm/backups          per kind: newest backups, age, size, verification, size chart
+    /gravitypm/metrics          Prometheus text format
+
+Plugin apps are not protected by Airflow by default. The pages require Airflow's own auth (the UI's
+session cookie or `Authorization: Bearer <JWT>`) and the PLUGINS view permission. /metrics accepts
+the same, or the static scrape token kept as the password of connection `gravitypm_metrics` (Airflow's
+JWTs expire, a Prometheus scrape config should not have to). The page logic is
+include/gravitypm_ops/console.py; this file only wires routes and auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+from airflow.api_fastapi.core_api.security import get_user, requires_access_view
+from airflow.plugins_manager import AirflowPlugin
+
+URL_PREFIX = "/gravitypm"
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_plugins_view = requires_access_view(AccessView.PLUGINS)
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _open_vault():
+    # Read per request: the config Variable and the gravitypm_aws connection may change at any time.
+    from gravitypm_ops.config import load_config
+    from gravitypm_ops.vault import Vault
+
+    return Vault.from_config(load_config())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def metrics_access(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """The scrape token (constant-time compare) or, failing that, exactly the pages' auth."""
+    if credentials is not None:
+        from gravitypm_ops.console import scrape_token
+
+        expected = await asyncio.to_thread(scrape_token)
+        if expected and hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+            return
+    _plugins_view(request, await get_user(request, None, credentials))
+
+
+pages = APIRouter(dependencies=[Depends(_plugins_view)])
+
+
+@pages.get("/", include_in_schema=False)
+def index(request: Request):
+    return RedirectResponse(request.url_for("checklists"))
+
+
+@pages.get("/checklists", response_class=HTMLResponse)
+def checklists(request: Request):
+    from gravitypm_ops.console import checklists_view
+
+    status, html = checklists_view(request.query_params, _open_vault, _now())
+    return HTMLResponse(html, status_code=status)
+
+
+@pages.get("/checklists.csv")
+def checklists_csv(request: Request):
+    from gravitypm_ops.console import checklists_csv_view
+
+    status, headers, body = checklists_csv_view(request.query_params, _open_vault, _now())
+    return StreamingResponse(body, status_code=status, headers=headers)
+
+
+@pages.get("/backups", response_class=HTMLResponse)
+def backups():
+    from gravitypm_ops.console import backups_view
+
+    status, html = backups_view(_open_vault, _now())
+    return HTMLResponse(html, status_code=status)
+
+
+app = FastAPI(title="GravityPM ops console", docs_url=None, redoc_url=None, openapi_url=None)
+app.include_router(pages)
+
+
+@app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=PlainTextResponse)
+def metrics():
+    from gravitypm_ops.console import metrics_text
+
+    return PlainTextResponse(metrics_text(_open_vault, _now()), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+class GravityPMOpsConsole(AirflowPlugin):
+    name = "gravitypm_ops_console"
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "GravityPM ops console"}]
+    external_views = [
+        {"name": "Checklists", "href": "gravitypm/checklists", "destination": "nav", "category": "browse",
+         "url_route": "gravitypm-checklists"},
+        {"name": "Backups", "href": "gravitypm/backups", "destination": "nav", "category": "browse",
+         "url_route": "gravitypm-backups"},
+    ]

@@ -1,0 +1,264 @@
+"""Ops console against the real stack: backups written with the vault API, checklist records appended
+with AuditLog, status.json written by the verification task, and the plugin app mounted by Airflow's
+own API server app (create_app), spoken to over HTTP (ASGI) with and without credentials."""
+
+import csv
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gravitypm_ops import console
+from gravitypm_ops.audit import AuditLog
+from gravitypm_ops.vault import Vault
+from tests.unit.test_console import Page, parse_exposition
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+
+
+@dataclass
+class Seeded:
+    """What seed() wrote, for the assertions."""
+
+    db_ids: list[str]
+    logs_id: str
+    failed_db_id: str
+    weekly: list[dict]
+    evening: list[dict]
+
+
+def _backup(vault: Vault, kind: str, run_after: datetime, payload: bytes) -> dict:
+    writer = vault.begin_backup(kind, dag_id=f"gravitypm_{kind}_backup", run_id=f"scheduled__{run_after:%Y%m%dT%H}",
+                                run_after=run_after)
+    with writer.artifact("payload.bin", compression="none", format="bytes") as out:
+        out.write(payload)
+    return writer.commit(source={"host": "test"}, tools={}, content={"bytes": len(payload)})
+
+
+def _verified(vault: Vault, manifest: dict, status: str) -> None:
+    finished = datetime.fromisoformat(manifest["finished"]) + timedelta(seconds=1)
+    vault.record_verification(manifest, {
+        "schema_version": 1, "kind": manifest["kind"], "backup_id": manifest["backup_id"], "status": status,
+        "started": finished.isoformat(), "finished": finished.isoformat(),
+        "checks": [{"name": "artifacts", "status": "passed", "detail": "ok", "seconds": 0.1},
+                   {"name": "trial_restore", "status": status, "detail": "counts", "seconds": 0.2}],
+        "verifier": {"dag_id": "gravitypm_backup_verification", "run_id": "manual__test"},
+    })
+
+
+def _item(name: str, outcome: str, completed: datetime, period: str, run: str, actor: str = "automation") -> dict:
+    return {
+        "period": period, "run_id": run, "dag_id": "gravitypm_weekly_maintenance", "item": name,
+        "title": name.replace("_", " ").capitalize(), "item_kind": "human" if actor != "automation" else "automated",
+        "outcome": outcome, "actor": actor, "started_at": completed - timedelta(minutes=1), "completed_at": completed,
+        "evidence": {"summary": f"{name}: evidence <ok>", "links": [
+            {"label": "task log", "url": f"http://127.0.0.1:8080/dags/x/runs/{run}/tasks/{name}"},
+            {"label": "vault object", "url": "s3://gravitypm-vault/production/status.json"}]},
+    }
+
+
+def seed(vault: Vault) -> Seeded:
+    """Three db backups (sizes growing; verified passed, passed, failed), one logs backup never verified,
+    and two checklists' audit chains across two periods."""
+    db = [_backup(vault, "db", T0 + timedelta(hours=6 * i), b"d" * (1000 * (i + 1))) for i in range(3)]
+    for manifest, status in zip(db, ("passed", "passed", "failed"), strict=True):
+        _verified(vault, manifest, status)
+    logs = _backup(vault, "logs", T0 + timedelta(hours=1), b"l" * 700)
+    audit = AuditLog(vault)
+    day1, day2 = T0 + timedelta(hours=2), T0 + timedelta(days=2, hours=2)
+    weekly = audit.append("weekly_maintenance", [
+        _item("review_dashboards", "passed", day1, "2026-W47", "scheduled__1"),
+        _item("check_backup_integrity", "failed", day1 + timedelta(minutes=2), "2026-W47", "scheduled__1"),
+        _item("test_failover", "missed", day1 + timedelta(minutes=9), "2026-W47", "scheduled__1"),
+    ])
+    weekly += audit.append("weekly_maintenance", [
+        _item("review_dashboards", "passed", day2, "2026-W48", "scheduled__2"),
+        _item("review_access_logs", "warning", day2 + timedelta(minutes=3), "2026-W48", "scheduled__2", actor="ana"),
+    ])
+    evening = audit.append("evening_checklist", [_item("disk_space", "passed", day2, "2026-11-27", "scheduled__3")])
+    return Seeded([m["backup_id"] for m in db], logs["backup_id"], db[2]["backup_id"], weekly, evening)
+
+
+@pytest.fixture
+def vault(stack, monkeypatch):
+    """A vault under its own prefix, which the stack's config Variable names (the plugin reads it)."""
+    prefix = f"console-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("AIRFLOW_VAR_GRAVITYPM_OPS", json.dumps({**stack.ops_config(), "vault_prefix": prefix}))
+    return Vault(stack.vault_bucket, prefix, stack.s3_client())
+
+
+@pytest.fixture
+def seeded(vault):
+    from gravitypm_ops import verification_tasks
+
+    data = seed(vault)
+    verification_tasks.write_status()  # status.json, as the verification DAG's last task writes it
+    return data
+
+
+# --- the views over the real vault ------------------------------------------------------------------
+def test_checklists_page_shows_real_records_filters_them_and_verifies_the_chains(vault, seeded):
+    now = datetime.now(UTC)
+    status, html = console.checklists_view({}, lambda: vault, now)  # default: the last month
+    page = Page(html)
+    assert status == 200
+    # evening_checklist, then weekly_maintenance's W48 and W47, each in chain order
+    assert page.rows == ["passed", "passed", "warning", "passed", "failed", "missed"]
+    assert page.all_text.count("chain verified") == 2
+    assert "review_access_logs: evidence <ok>" in page.all_text and "ana" in page.all_text
+
+    day2 = (T0 + timedelta(days=2)).date().isoformat()
+    status, html = console.checklists_view({"since": day2, "until": day2, "checklist": "weekly_maintenance"},
+                                           lambda: vault, now)
+    assert status == 200 and Page(html).rows == ["passed", "warning"]
+    status, html = console.checklists_view({"outcome": "failed", "since": ""}, lambda: vault, now)
+    assert Page(html).rows == ["failed"]
+
+
+def test_a_tampered_record_shows_as_a_broken_chain(vault, seeded, stack):
+    key = f"{vault.prefix}/audit/weekly_maintenance/{2:010d}.json"
+    record = json.loads(stack.s3_client().get_object(Bucket=vault.bucket, Key=key)["Body"].read())
+    stack.s3_client().put_object(Bucket=vault.bucket, Key=key, Body=json.dumps({**record, "outcome": "passed"}))
+    _, html = console.checklists_view({"checklist": "weekly_maintenance"}, lambda: vault, datetime.now(UTC))
+    text = Page(html).all_text
+    assert "chain BROKEN" in text and "seq 2: content does not match its hash (record edited)" in text
+
+
+def test_backups_page_shows_each_backup_with_its_verification_and_the_status_file(vault, seeded):
+    status, html = console.backups_view(lambda: vault, datetime.now(UTC))
+    page = Page(html)
+    assert status == 200
+    db = html.split('data-kind="db"')[1].split("</section>")[0]
+    assert f"Newest: <code>{seeded.failed_db_id}</code>" in db and "2.9 KiB" in db
+    assert "failed" in db and "(failed: trial_restore)" in db
+    assert db.count("<circle") == 3 and f"{seeded.db_ids[0]}: 1000 B, passed" in db
+    assert "status.json (written" in db and f"newest verified: <code>{seeded.db_ids[1]}</code>" in db
+    logs = html.split('data-kind="logs"')[1].split("</section>")[0]
+    assert seeded.logs_id in logs and "not verified yet" in logs and "700 B" in logs
+    assert "No committed backup." in html.split('data-kind="fs"')[1].split("</section>")[0]
+    assert page.scripts == 0
+
+
+def test_csv_export_has_the_filtered_records(vault, seeded):
+    status, headers, body = console.checklists_csv_view({"checklist": "weekly_maintenance", "since": ""},
+                                                        lambda: vault, datetime.now(UTC))
+    rows = list(csv.DictReader(io.StringIO("".join(body))))
+    assert status == 200 and headers["Content-Disposition"].startswith('attachment; filename="gravitypm-checklists_')
+    assert [(r["seq"], r["outcome"], r["hash"]) for r in rows] == [
+        (str(r["seq"]), r["outcome"], r["hash"]) for r in seeded.weekly]
+
+
+# --- the plugin, mounted by Airflow's API server app ------------------------------------------------
+@pytest.fixture(scope="module")
+def api(airflow_db):
+    """Airflow's own API server app (plugins from this repo's plugins/), spoken to over HTTP (ASGI)."""
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", uuid.uuid4().hex)  # `airflow standalone` writes one to its cfg
+        with TestClient(create_app("core"), base_url="http://airflow.test:8080") as client:
+            yield client
+
+
+@pytest.fixture(scope="module")
+def token(api, airflow_db):
+    from dev.airflow_api import AirflowAPI
+
+    password = AirflowAPI.standalone_password(airflow_db)
+    answer = api.post("/auth/token", json={"username": "admin", "password": password})
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()["access_token"]
+
+
+ROUTES = ("/gravitypm/", "/gravitypm/checklists", "/gravitypm/checklists.csv", "/gravitypm/backups",
+          "/gravitypm/metrics")
+
+
+def test_plugin_is_registered_with_its_nav_entries(api, token):
+    plugins = api.get("/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}).json()["plugins"]
+    mine = next(p for p in plugins if p["name"] == "gravitypm_ops_console")
+    assert mine["fastapi_apps"][0]["url_prefix"] == "/gravitypm"
+    assert {(v["name"], v["href"], v["destination"]) for v in mine["external_views"]} == {
+        ("Checklists", "gravitypm/checklists", "nav"), ("Backups", "gravitypm/backups", "nav")}
+
+
+def test_every_route_refuses_a_request_without_credentials(api, stack):
+    from plugins.gravitypm_ops_console import app
+
+    served = {route.path for route in app.routes if getattr(route, "include_in_schema", True) or route.path == "/"}
+    assert {f"/gravitypm{p}" if p != "/" else "/gravitypm/" for p in served} <= set(ROUTES)  # none untested
+    for path in ROUTES:
+        answer = api.get(path, follow_redirects=False)
+        assert answer.status_code == 401, (path, answer.status_code)
+        assert "gravitypm" not in answer.text.lower().replace(path.lower(), "")
+    assert api.get("/gravitypm/backups", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 403
+
+
+def test_with_a_token_the_pages_csv_and_metrics_are_served(api, token, seeded):
+    auth = {"Authorization": f"Bearer {token}"}
+    assert api.get("/gravitypm/", headers=auth, follow_redirects=False).headers["location"].endswith(
+        "/gravitypm/checklists")
+    page = api.get("/gravitypm/checklists?checklist=weekly_maintenance&outcome=&since=&until=", headers=auth)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert Page(page.text).rows == ["passed", "warning", "passed", "failed", "missed"]
+
+    exported = api.get("/gravitypm/checklists.csv?outcome=missed&since=", headers=auth)
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert [r["item"] for r in csv.DictReader(io.StringIO(exported.text))] == ["test_failover"]
+
+    backups = api.get("/gravitypm/backups", headers=auth)
+    assert backups.status_code == 200 and seeded.failed_db_id in backups.text
+
+    metrics = api.get("/gravitypm/metrics", headers=auth)
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    m = parse_exposition(metrics.text)
+    assert m[("gravitypm_vault_up", ())] == 1
+    assert m[("gravitypm_backup_size_bytes", (("kind", "db"),))] == 3000
+    assert m[("gravitypm_backup_last_verification_success", (("kind", "db"),))] == 0
+    assert m[("gravitypm_backup_last_verification_success", (("kind", "logs"),))] == -1
+    assert m[("gravitypm_backup_present", (("kind", "fs"),))] == 0
+    assert 0 <= m[("gravitypm_backup_age_seconds", (("kind", "logs"),))] < 600
+    weekly = (("checklist", "weekly_maintenance"),)
+    assert m[("gravitypm_checklist_items_total", (*weekly, ("outcome", "passed")))] == 2
+    assert m[("gravitypm_checklist_last_run_items", (*weekly, ("outcome", "warning")))] == 1
+    assert m[("gravitypm_checklist_chain_ok", weekly)] == 1
+
+
+def test_the_session_cookie_of_the_ui_is_accepted(api, token, seeded):
+    answer = api.get("/gravitypm/backups", cookies={"_token": token})
+    assert answer.status_code == 200 and "Backups" in answer.text
+
+
+def test_metrics_accept_the_scrape_token_and_nothing_else(api, seeded, monkeypatch):
+    scrape = "scrape-" + uuid.uuid4().hex
+    monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_METRICS", json.dumps({"conn_type": "generic", "password": scrape}))
+    ok = api.get("/gravitypm/metrics", headers={"Authorization": f"Bearer {scrape}"})
+    assert ok.status_code == 200 and parse_exposition(ok.text)[("gravitypm_vault_up", ())] == 1
+    assert scrape not in ok.text
+    assert api.get("/gravitypm/metrics", headers={"Authorization": f"Bearer {scrape}x"}).status_code == 403
+    assert api.get("/gravitypm/metrics").status_code == 401
+    # The scrape token opens /metrics only, never the pages.
+    assert api.get("/gravitypm/backups", headers={"Authorization": f"Bearer {scrape}"}).status_code == 403
+
+
+def test_an_unreachable_vault_is_an_error_box_not_a_500(api, token, stack, monkeypatch):
+    from dev.stack import free_port
+
+    dead = stack.connections()["gravitypm_aws"]
+    dead["extra"] = {**dead["extra"], "endpoint_url": f"http://127.0.0.1:{free_port()}",
+                     "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
+    monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS", json.dumps(dead))
+    auth = {"Authorization": f"Bearer {token}"}
+    for path in ("/gravitypm/backups", "/gravitypm/checklists"):
+        answer = api.get(path, headers=auth)
+        assert answer.status_code == 503, path
+        text = Page(answer.text).all_text
+        assert "The vault cannot be read" in text and "Could not connect to the endpoint URL" in text
+        assert stack.secrets.aws_secret_access_key not in answer.text and "Traceback" not in answer.text
+    metrics = parse_exposition(api.get("/gravitypm/metrics", headers=auth).text)
+    assert metrics == {("gravitypm_vault_up", ()): 0}
