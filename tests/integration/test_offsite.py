@@ -282,6 +282,7 @@ def test_status_and_freshness_say_whether_the_newest_backup_is_offsite(stack, re
     Copier(primary, other_region, server_side=False).sync("logs", KEEP_ALL, now)
     offsite.status_fields(cfg, summaries, now)
     assert summaries["logs"]["offsite"]["copied"] is True and summaries["logs"]["offsite"]["verified"] is True
+    assert summaries["logs"]["offsite"]["latest_id"] == new["backup_id"]
     assert {f.subject: f.status for f in offsite.freshness_findings(cfg, now)}["logs off-site"] == "ok"
 
 
@@ -352,7 +353,7 @@ def test_the_verification_dags_freshness_audit_fails_on_a_lagging_offsite_copy(r
     make_backup(primary, 1, 1000, kind="logs", verified=None)  # the verification DAG verifies it
     Copier(primary, other_region, server_side=False).copy_backup(old, [])
 
-    result = run_dag("gravitypm_backup_verification", {"vault_prefix": primary.prefix,
+    result = run_dag("gravitypm_backup_verification", {"vault_prefix": primary.prefix, "offsite_prefix": "production",
                                                        "offsite_bucket": other_region.bucket})
 
     findings = {f["subject"]: f for f in result.xcom("audit_freshness", key="check")["findings"]}

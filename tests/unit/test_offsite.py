@@ -1,11 +1,13 @@
 """Off-site copy logic that needs no server: which vault a source names, what a copy plan holds."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.offsite import NOT_CONFIGURED, open_vault
+from gravitypm_ops.offsite import NOT_CONFIGURED, missing_records, open_vault, plan_copies
+from gravitypm_ops.retention import RetentionPolicy
 
 
 def aws_conn(endpoint: str) -> str:
@@ -42,11 +44,6 @@ def test_each_source_uses_its_own_connection_bucket_and_prefix(monkeypatch):
 
 
 # --- which backups a run copies ------------------------------------------------------------------
-from datetime import UTC, datetime, timedelta  # noqa: E402
-
-from gravitypm_ops.offsite import missing_records, plan_copies  # noqa: E402
-from gravitypm_ops.retention import RetentionPolicy  # noqa: E402
-
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
