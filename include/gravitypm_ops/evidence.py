@@ -189,18 +189,19 @@ def capacity(cfg, options: dict, now: datetime) -> Evidence:
     """Trend of DB and backup sizes in the vault manifests, and the host's disk headroom."""
     import shutil
 
-    from gravitypm_ops.vault import Vault
+    from gravitypm_ops.vault import Vault, backup_time
 
     settings = settings_of(cfg)
     since = now - timedelta(days=settings["capacity_window_days"])
     vault = Vault.from_config(cfg)
     trends, host_trends = {}, {}
     for kind in BACKUP_KINDS:
-        backups = [m for m in vault.list_backups(kind) if datetime.fromisoformat(m["finished"]) >= since]
-        trends[kind] = trend([(datetime.fromisoformat(m["finished"]), sum(a["size"] for a in m["artifacts"]))
-                              for m in backups])
+        # A backup's time is its run's scheduled time (in its id): the series is evenly spaced.
+        backups = [(backup_time(m["backup_id"]), m) for m in vault.list_backups(kind)]
+        backups = [(t, m) for t, m in backups if t >= since]
+        trends[kind] = trend([(t, sum(a["size"] for a in m["artifacts"])) for t, m in backups])
         if kind in ("db", "fs"):
-            sized = [(datetime.fromisoformat(m["finished"]), host_data_bytes(m)) for m in backups]
+            sized = [(t, host_data_bytes(m)) for t, m in backups]
             host_trends[kind] = trend([(t, b) for t, b in sized if b is not None])
     try:
         total, _, free = shutil.disk_usage(cfg.app_root)

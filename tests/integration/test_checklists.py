@@ -1,0 +1,334 @@
+"""Checklist evidence against real inputs (a live TLS endpoint with a short-lived certificate, seeded
+access logs, a real command, vault contents in moto, real audit chains) and the all-automated
+evening checklist run for real with dag.test()."""
+
+import gzip
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gravitypm_ops import evidence
+from gravitypm_ops.audit import AuditLog
+from gravitypm_ops.config import parse_config
+from gravitypm_ops.vault import Vault
+
+NOW = datetime.now(UTC)
+
+
+# --- a local TLS endpoint ---------------------------------------------------------------------------
+def make_certificate(directory, *, days_left: float, name: str = "localhost") -> tuple[str, str]:
+    """A self-signed certificate for `name` expiring in `days_left` days (negative: expired)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    not_after = NOW + timedelta(days=days_left)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(min(NOW, not_after) - timedelta(days=1)).not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    tag = uuid.uuid4().hex[:6]
+    cert_path, key_path = directory / f"cert-{tag}.pem", directory / f"key-{tag}.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+class TLSEndpoint:
+    """A TLS server on a free loopback port that completes handshakes (enough to read its certificate)."""
+
+    def __init__(self, cert_path: str, key_path: str):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_path, key_path)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            try:
+                conn.settimeout(5)
+                with self.context.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                conn.close()  # the client refused our certificate
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def tls_endpoint(tmp_path):
+    servers = []
+
+    def start(days_left: float) -> tuple[TLSEndpoint, str]:
+        cert, key = make_certificate(tmp_path, days_left=days_left)
+        servers.append(TLSEndpoint(cert, key))
+        return servers[-1], cert
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_certificate_read_from_the_live_endpoint(tls_endpoint):
+    server, ca = tls_endpoint(60)
+    found = evidence.fetch_certificate("localhost", server.port, ca_file=ca, timeout=5)
+    assert found["valid"] and found["error"] is None and found["subject"] == "localhost"
+    assert abs(datetime.fromisoformat(found["not_after"]) - (NOW + timedelta(days=60))) < timedelta(seconds=2)
+
+
+def test_tls_collector_warns_and_alerts_under_the_warning_days(tls_endpoint):
+    healthy, ca_healthy = tls_endpoint(90)
+    expiring, ca_expiring = tls_endpoint(10)
+    bundle = os.path.join(os.path.dirname(ca_healthy), "bundle.pem")
+    with open(bundle, "w") as out:
+        out.write(open(ca_healthy).read() + open(ca_expiring).read())
+    cfg = parse_config({"checklists": {"tls_endpoints": [f"localhost:{healthy.port}", f"localhost:{expiring.port}"],
+                                       "tls_ca_file": bundle}})
+    result = evidence.collect("tls_expiry", cfg)
+    assert result.outcome == "warning", result.summary
+    assert f"localhost:{expiring.port}: expires in 10 days, under 30" in result.summary
+    assert f"localhost:{healthy.port}: valid for 90 more days" in result.summary
+    assert result.alert and "Critical" in result.alert
+    cfg = parse_config({"checklists": {"tls_endpoints": [f"localhost:{expiring.port}"], "tls_ca_file": ca_expiring,
+                                       "tls_warning_days": 7}})
+    assert evidence.collect("tls_expiry", cfg).outcome == "passed"
+
+
+def test_expired_untrusted_and_unreachable_endpoints_fail(tls_endpoint):
+    expired, ca_expired = tls_endpoint(-2)
+    found = evidence.fetch_certificate("localhost", expired.port, ca_file=ca_expired, timeout=5)
+    assert not found["valid"] and "expired" in found["error"]
+    assert datetime.fromisoformat(found["not_after"]) < NOW  # read without trusting it, to say when
+    trusted, _ = tls_endpoint(60)
+    untrusted = evidence.fetch_certificate("localhost", trusted.port, timeout=5)  # system CAs only
+    assert not untrusted["valid"] and "self-signed" in untrusted["error"]
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    assert "unreachable" in evidence.fetch_certificate("127.0.0.1", port, timeout=2)["error"]
+    cfg = parse_config({"checklists": {"tls_endpoints": [f"localhost:{expired.port}"], "tls_ca_file": ca_expired}})
+    result = evidence.collect("tls_expiry", cfg)
+    assert result.outcome == "failed" and result.alert
+
+
+# --- seeded access logs -----------------------------------------------------------------------------
+def combined(ip, status, path, when):
+    return f'{ip} - - [{when:%d/%b/%Y:%H:%M:%S %z}] "POST {path} HTTP/1.1" {status} 42 "-" "Mozilla/5.0"\n'
+
+
+def iso(ip, status, path, when):  # what dev/prod_host.py writes
+    return f'{ip} - - [{when.isoformat()}] "GET {path} HTTP/1.1" {status} 512\n'
+
+
+def seed_logs(logs, *, attack: int):
+    logs.mkdir(parents=True, exist_ok=True)
+    recent = NOW - timedelta(hours=1)
+    current = [iso("127.0.0.1", 200, "/api/projects", recent)] * 300
+    current += [combined("203.0.113.66", 401, "/api/auth/login", recent)] * attack
+    current += [iso("127.0.0.1", 503, "/api/reports", recent)] * 2
+    (logs / "access.log").write_text("".join(current))
+    yesterday = NOW - timedelta(hours=20)
+    with gzip.open(logs / "access.log.1.gz", "wt") as out:  # rotated, still inside a 24 h window
+        out.write("".join([iso("127.0.0.1", 200, "/api/projects", yesterday)] * 100))
+        out.write("".join([combined("198.51.100.4", 403, "/login", yesterday)] * 3))
+    os.utime(logs / "access.log.1.gz", (yesterday.timestamp(), yesterday.timestamp()))
+    old = NOW - timedelta(days=10)
+    (logs / "access.log.5").write_text(iso("127.0.0.1", 500, "/api/old", old) * 1000)
+    os.utime(logs / "access.log.5", (old.timestamp(), old.timestamp()))
+
+
+def test_access_logs_read_current_and_rotated_files_in_the_window(tmp_path):
+    seed_logs(tmp_path / "logs", attack=25)
+    cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "logs")})
+    result = evidence.collect("access_logs", cfg, {"window_hours": 24})
+    assert result.data["files"] == ["access.log.1.gz", "access.log"]  # the 10-day-old file is not read
+    assert (result.data["requests"], result.data["401"], result.data["403"], result.data["5xx"]) == (430, 25, 3, 2)
+    assert result.outcome == "failed" and "failed-login spike: 203.0.113.66 25×" in result.summary
+    assert result.data["top_failed_login_clients"] == {"203.0.113.66": 25, "198.51.100.4": 3}
+
+    seed_logs(tmp_path / "quiet", attack=0)
+    cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "quiet")})
+    assert evidence.collect("access_logs", cfg, {"window_hours": 24}).outcome == "passed"
+    cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "none")})
+    missing = evidence.collect("access_logs", cfg)
+    assert missing.outcome == "failed" and "no access log" in missing.summary
+
+
+# --- the configured security-updates command --------------------------------------------------------
+def command_printing(text: str, code: int = 0, stderr: str = "") -> list[str]:
+    script = f"import sys; sys.stdout.write({text!r}); sys.stderr.write({stderr!r}); sys.exit({code})"
+    return [sys.executable, "-c", script]
+
+
+def test_security_updates_from_the_configured_command():
+    apt = ("Listing...\nopenssl/stable-security 3.0.15 amd64 [upgradable from: 3.0.14]\n"
+           "tzdata/stable-updates 2025b all [upgradable from: 2025a]\n")
+    cfg = parse_config({"checklists": {"security_updates_command": command_printing(apt)}})
+    result = evidence.collect("security_updates", cfg)
+    assert result.outcome == "failed" and result.data["security_packages"] == ["openssl"]
+    cfg = parse_config({"checklists": {"security_updates_command": command_printing("Listing...\n")}})
+    assert evidence.collect("security_updates", cfg).outcome == "passed"
+    cfg = parse_config({"checklists": {"security_updates_command": command_printing(
+        "", 100, "E: Could not open lock file, password=hunter2")}})
+    broken = evidence.collect("security_updates", cfg)
+    assert broken.outcome == "failed" and "exited 100" in broken.summary and "hunter2" not in broken.summary
+    cfg = parse_config({"checklists": {"security_updates_command": ["/nonexistent/apt", "list"]}})
+    assert "could not run" in evidence.collect("security_updates", cfg).summary
+
+
+# --- vault contents (moto) --------------------------------------------------------------------------
+@pytest.fixture
+def vault_cfg(stack):
+    prefix = f"chk-{uuid.uuid4().hex[:8]}"
+    cfg = parse_config({**stack.ops_config(), "vault_prefix": prefix})
+    return cfg, Vault(stack.vault_bucket, prefix, stack.s3_client())
+
+
+def add_backup(vault, kind, run_after, payload: bytes, *, verified: str | None, content=None) -> dict:
+    writer = vault.begin_backup(kind, dag_id="gravitypm_test", run_id=f"r-{run_after.isoformat()}",
+                                run_after=run_after)
+    with writer.artifact("payload.bin", compression="none", format="bytes") as out:
+        out.write(payload)
+    manifest = writer.commit(source={}, tools={}, content=content or {})
+    if verified:
+        vault.record_verification(manifest, {"status": verified, "finished": datetime.now(UTC).isoformat(),
+                                             "checks": [{"name": "sha256", "status": verified, "detail": ""}]})
+    return manifest
+
+
+def test_backup_integrity_and_full_verification_from_the_vault(vault_cfg):
+    cfg, vault = vault_cfg
+    for i, kind in enumerate(("db", "fs", "config", "logs")):
+        add_backup(vault, kind, NOW - timedelta(days=2, hours=i), b"x" * 100, verified="passed")
+    result = evidence.collect("backup_integrity", cfg)
+    assert result.outcome == "passed", result.summary
+    assert {link["label"] for link in result.links} >= {"backup status", "db latest verified manifest"}
+    assert evidence.collect("full_backup_verification", cfg).outcome == "passed"
+
+    add_backup(vault, "config", NOW - timedelta(days=1), b"y" * 100, verified="failed")
+    broken = evidence.collect("backup_integrity", cfg)
+    assert broken.outcome == "failed" and "config: newest backup" in broken.summary and "(sha256)" in broken.summary
+    full = evidence.collect("full_backup_verification", cfg)
+    assert full.outcome == "failed" and full.data["config"]["failed"]
+
+
+def test_capacity_from_the_trend_of_db_and_backup_sizes(vault_cfg, stack, tmp_path):
+    _, vault = vault_cfg
+    cfg = parse_config({**stack.ops_config(), "vault_prefix": vault.prefix, "app_root": str(tmp_path)})
+    for day in range(5):  # the DB grows ~1 TB a day: far faster than any test disk can absorb
+        bson = 10**12 * (day + 1)
+        add_backup(vault, "db", NOW - timedelta(days=8 - 2 * day), b"z" * (1000 * (day + 1)), verified="passed",
+                   content={"databases": {"gravitypm_production": {"projects": {"bson_bytes": bson}}}})
+    result = evidence.collect("capacity", cfg)
+    db = result.data["backup_trends"]["db"]
+    assert db["points"] == 5 and db["growth_percent"] == 400.0 and db["bytes_per_day"] == pytest.approx(500.0)
+    assert result.data["host_data_trends"]["db"]["bytes_per_day"] == pytest.approx(5e11)
+    assert result.data["days_until_disk_threshold"] < 90
+    assert result.outcome == "warning" and "backup size grew 400 %" in result.summary
+
+
+# --- compliance over real audit chains --------------------------------------------------------------
+def record(period, item, outcome, when):
+    return {"period": period, "run_id": f"scheduled__{period}", "dag_id": "gravitypm_weekly_maintenance",
+            "item": item, "title": item, "item_kind": "human", "outcome": outcome, "actor": "alice",
+            "started_at": when, "completed_at": when, "evidence": {"summary": "s"}}
+
+
+def test_compliance_audit_verifies_chains_and_reports_gaps_and_missed_items(vault_cfg, stack):
+    from gravitypm_ops.checklists import period_of
+
+    cfg, vault = vault_cfg
+    audit = AuditLog(vault)
+    weeks = [NOW - timedelta(weeks=n) for n in (5, 4, 2, 1)]  # the week 3 weeks ago has no run
+    for when in weeks:
+        outcome = "missed" if when == weeks[-1] else "passed"
+        audit.append("weekly_maintenance", [record(period_of("weekly", when), "test_failover_procedures", outcome,
+                                                   when)])
+    drill = audit.append("dr_drill", [record("2026-Q4", "drill", "passed", weeks[-1])])
+    result = evidence.collect("compliance", cfg, now=NOW)
+    gap = period_of("weekly", NOW - timedelta(weeks=3))
+    assert result.outcome == "warning", result.summary
+    assert result.data["gaps"]["weekly_maintenance"] == [gap]
+    assert result.data["missed"] == [{"checklist": "weekly_maintenance", "period": period_of("weekly", weeks[-1]),
+                                      "item": "test_failover_procedures"}]
+    assert result.data["chains"]["dr_drill"]["ok"]
+
+    key = f"{vault.prefix}/audit/dr_drill/0000000001.json"
+    stack.s3_client().put_object(Bucket=vault.bucket, Key=key, Body=json.dumps({**drill[0], "outcome": "failed"}))
+    tampered = evidence.collect("compliance", cfg, now=NOW)
+    assert tampered.outcome == "failed" and "dr_drill: audit chain does not verify" in tampered.summary
+
+
+# --- the evening checklist, run for real ------------------------------------------------------------
+def test_evening_checklist_run_records_every_item_in_order(run_dag, stack, slack, tls_endpoint, tmp_path):
+    expiring, ca = tls_endpoint(12)
+    seed_logs(tmp_path / "logs", attack=40)
+    prefix = f"evening-{uuid.uuid4().hex[:8]}"
+    vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
+    add_backup(vault, "db", NOW - timedelta(hours=2), b"db" * 50, verified="passed")
+    overrides = {
+        "vault_prefix": prefix, "logs_dir": str(tmp_path / "logs"),
+        "checklists": {"tls_endpoints": [f"localhost:{expiring.port}"], "tls_ca_file": ca},
+    }
+    result = run_dag("gravitypm_evening_checklist", overrides)
+
+    assert result.task_states["record_audit"] == "success"
+    assert result.task_states["failed_logins_and_access_logs"] == "failed"  # the seeded spike
+    assert result.state == "failed"  # the watcher makes the run red
+    audit = AuditLog(vault)
+    records = audit.records("evening_checklist")
+    assert [r["item"] for r in records] == [
+        "backup_verification_state", "disk_space", "failed_logins_and_access_logs", "ssl_certificate_validity"]
+    assert [r["outcome"] for r in records] == ["warning", "passed", "failed", "warning"]
+    assert {r["period"] for r in records} == {result.dag_run.run_after.date().isoformat()}
+    assert all(r["actor"] == "automation" and r["item_kind"] == "automated" for r in records)
+    assert all(r["run_id"] == result.dag_run.run_id for r in records)
+    assert "203.0.113.66 40×" in records[2]["evidence"]["summary"]
+    assert records[3]["evidence"]["data"]["endpoints"][0]["days_left"] == pytest.approx(12, abs=0.1)
+    assert records[0]["evidence"]["links"][0]["url"].endswith("/tasks/backup_verification_state")
+    assert audit.verify("evening_checklist").ok
+
+    texts = slack.texts()
+    assert any("[Critical]" in t and "expires in 12 days" in t for t in texts), texts
+    summary = next(t for t in texts if "*Evening checklist*" in t)
+    assert "1 passed" in summary and "1 failed" in summary and "2 warning" in summary
+    blob = json.dumps([texts, records])
+    for secret in (stack.secrets.aws_secret_access_key, stack.secrets.mongo_password, stack.secrets.slack_token):
+        assert secret not in blob
+
+    again = run_dag("gravitypm_evening_checklist", overrides)
+    assert again.task_states["record_audit"] == "success"
+    report = audit.verify("evening_checklist")
+    assert report.ok and report.records == 8
