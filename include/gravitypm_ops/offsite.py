@@ -293,7 +293,11 @@ class Copier:
 
     def _copy_record(self, key: str, offsite_prefix: str) -> None:
         """One verification record, same name, never over an existing one (records are tiny)."""
-        body = self.primary.s3.get_object(Bucket=self.primary.bucket, Key=key)["Body"].read()
+        try:
+            body = self.primary.s3.get_object(Bucket=self.primary.bucket, Key=key)["Body"].read()
+        except self.primary.s3.exceptions.NoSuchKey:
+            log.info("%s left the primary vault before it was copied", key)
+            return
         target = offsite_prefix + VERIFICATIONS_DIR + key.rsplit("/", 1)[-1]
         if self._put_once(target, body) is False:
             log.info("%s already off-site", target)
@@ -423,11 +427,11 @@ def write_status() -> dict:
     from gravitypm_ops import verification_tasks
     from gravitypm_ops.config import load_config
 
-    status = verification_tasks.write_status()
     cfg = load_config()
     if not cfg.offsite_enabled:
         log.info(OFF)
-        return status
+        return {"enabled": False}
+    status = verification_tasks.write_status()
     offsite, now = open_vault(cfg, "offsite"), datetime.now(UTC)
     own = {"written": now.isoformat(), "copy_of": cfg.vault_prefix,
            "kinds": {kind: offsite.summary(kind, now) for kind in BACKUP_KINDS}}

@@ -342,8 +342,12 @@ def test_the_dag_is_a_clear_no_op_while_offsite_is_off(run_dag, stack, primary):
     assert result.state == "success", result.task_states
     assert result.xcom("copy_backups") == {"enabled": False}
     assert result.xcom("apply_offsite_retention") == {"enabled": False}
-    status = json.loads(stack.s3_client().get_object(Bucket=primary.bucket, Key=f"{primary.prefix}/status.json")["Body"].read())
-    assert status["offsite"] == {"enabled": False} and "offsite" not in status["kinds"]["db"]
+    assert result.xcom("write_status") == {"enabled": False}
+    assert stack.s3_client().list_objects_v2(Bucket=primary.bucket, Prefix=f"{primary.prefix}/status.json")["KeyCount"] == 0
+    # The backup status says so too.
+    summaries = {"db": primary.summary("db", NOW)}
+    assert offsite.status_fields(parse_config({}), summaries, NOW) == {"enabled": False}
+    assert "offsite" not in summaries["db"]
 
 
 def test_the_verification_dags_freshness_audit_fails_on_a_lagging_offsite_copy(run_dag, stack, region, primary,
