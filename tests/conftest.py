@@ -6,6 +6,7 @@ before any test module imports Airflow. Unit tests need none of the services.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -91,10 +92,14 @@ def run_dag(stack, dagbag, monkeypatch):
         # alert up by a serialized dict instead of its id); the scheduler path is unaffected.
         # Deadlines are tested on their own (declaration + callback against the Slack receiver).
         deadline, dag.deadline = dag.deadline, None
+        # dag.test(run_conf=...) writes the conf into the tasks' params: keep runs independent.
+        params = {task.task_id: copy.deepcopy(task.params) for task in dag.tasks}
         try:
             return DagRunResult(dag.test(**test_kwargs))
         finally:
             dag.deadline = deadline
+            for task in dag.tasks:
+                task.params = params[task.task_id]
 
     return run
 

@@ -47,8 +47,12 @@ def preflight() -> None:
         ) from None
 
 
-def run_backup(cfg, vault: Vault, client, *, dag_id: str, run_id: str, run_after: datetime) -> dict:
-    """Dump `cfg.mongo_databases` into a new vault backup and commit it; returns the manifest.
+def run_backup(
+    cfg, vault: Vault, client, *, dag_id: str, run_id: str, run_after: datetime,
+    databases: list[str] | None = None, extra: dict | None = None,
+) -> dict:
+    """Dump `databases` (default `cfg.mongo_databases`) into a new vault backup and commit it;
+    returns the manifest. `extra` fields go into the manifest (e.g. a safety backup's purpose).
 
     If this run already committed a backup, that manifest is returned and nothing is written.
     On any failure the partial backup is aborted: no manifest, no open multipart upload.
@@ -57,16 +61,18 @@ def run_backup(cfg, vault: Vault, client, *, dag_id: str, run_id: str, run_after
 
     from gravitypm_ops import __version__, mongo_backup
 
+    databases = list(databases or cfg.mongo_databases)
     writer = vault.begin_backup(KIND, dag_id=dag_id, run_id=run_id, run_after=run_after)
     if isinstance(writer, dict):
         return writer
     try:
         with writer.artifact(mongo_backup.ARTIFACT_NAME, compression="gzip", format=mongo_backup.ARTIFACT_FORMAT) as out:
-            content = mongo_backup.dump(client, list(cfg.mongo_databases), out)
+            content = mongo_backup.dump(client, databases, out)
         return writer.commit(
-            source=describe_source(client, cfg.mongo_databases),
+            source=describe_source(client, databases),
             tools={"gravitypm_ops": __version__, "pymongo": version("pymongo"), "format": "mongodump archive, gzip"},
             content=content,
+            extra=extra,
         )
     except BaseException:
         writer.abort()

@@ -1167,6 +1167,7 @@ def extract_archive(
     expected_sha256: Mapping[str, str] | None = None,
     mirror: bool = False,
     confirm_mirror: bool = False,
+    before_commit: Callable[[], None] | None = None,
 ) -> dict:
     """Restore an uncompressed tar stream (`tar_in.read`) into `target`, safely.
 
@@ -1176,6 +1177,7 @@ def extract_archive(
     place — any failure before that leaves the target exactly as it was.
 
     - `paths`: restore only these archive paths (a file, or a directory and all below it).
+    - `before_commit` runs after staging, before anything moves (e.g. the artifact hash check).
     - Entries of the backup replace what is on disk at their path. Paths on disk (within the
       restored scope) that the backup lacks are left alone and listed, or with `mirror=True`
       and `confirm_mirror=True` removed.
@@ -1194,6 +1196,8 @@ def extract_archive(
         stager.extract(tar_in)
         if missing := selection.missing():
             raise RestoreError(f"not in the archive: {missing[:20]}")
+        if before_commit is not None:
+            before_commit()
         moved = _commit(staging, target, stager, selection, mirror)
     report = {**stager.counts, "ownership": "restored" if stager.as_root else "not restored (not running as root)"}
     lists = {"restored": stager.restored, **moved, "refused": stager.refused, "neutralised": stager.neutralised}

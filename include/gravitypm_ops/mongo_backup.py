@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -208,7 +208,10 @@ class RestoreReport:
         return {"restored": self.restored, "views": self.views, "left_alone": self.left_alone}
 
 
-def restore(archive_gz, client, db_map: dict[str, str], *, batch_size: int = 500) -> RestoreReport:
+def restore(
+    archive_gz, client, db_map: dict[str, str], *, collections: Collection[str] | None = None,
+    before_swap: Callable[[], None] | None = None, batch_size: int = 500,
+) -> RestoreReport:
     """Restore a gzip'd mongodump archive into `client`, database by database per `db_map`.
 
     Per collection it replaces what is there, like `mongorestore --drop`, but without a window
@@ -216,10 +219,17 @@ def restore(archive_gz, client, db_map: dict[str, str], *, batch_size: int = 500
     first, then indexes), and only when every one is complete do they replace the targets by
     renames; the old collections are kept aside until all swaps succeeded and renamed back if
     one fails. A failure leaves the target as it was. Collections of the target that are not
-    in the backup are left alone and reported. Databases not in `db_map` are skipped.
+    in the backup are left alone and reported. Databases not in `db_map` are skipped, and so
+    are collections not in `collections` when it is given.
+
+    `before_swap` runs once everything is staged and before any target changes (a restore
+    checks the artifact's SHA-256 there); if it raises, the staging is dropped.
     """
     reader = ArchiveReader(gzip.GzipFile(fileobj=archive_gz, mode="rb"))
-    metas = {(ns.db, ns.collection): ns for ns in reader.namespaces if ns.db in db_map}
+    metas = {
+        (ns.db, ns.collection): ns for ns in reader.namespaces
+        if ns.db in db_map and (collections is None or ns.collection in collections)
+    }
     report = RestoreReport()
     staged: dict[tuple[str, str], object] = {}
 
@@ -257,6 +267,8 @@ def restore(archive_gz, client, db_map: dict[str, str], *, batch_size: int = 500
         for key, coll in staged.items():
             _create_indexes(coll, metas[key].metadata["indexes"])
             report.restored.setdefault(coll.database.name, {})[metas[key].collection] = coll.count_documents({})
+        if before_swap is not None:
+            before_swap()
     except BaseException:
         for coll in staged.values():
             coll.database.drop_collection(coll.name)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 VERIFICATIONS_DIR = "verifications/"  # beside the manifest: one JSON record per verification, never overwritten
 MANIFEST_SCHEMA_VERSION = 1
+LEASES_DIR = "leases"  # <prefix>/leases/<kind>/<holder>.json: a restore or drill of that kind is running
+SAFETY_PURPOSE = "safety"  # manifest "purpose" of the backup a restore takes of its target first
 PART_SIZE = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last; this bounds memory per upload.
 
 
@@ -378,8 +380,13 @@ class Vault:
     def latest(self, kind: str, as_of: datetime | None = None) -> dict | None:
         """What `latest` means: the newest backup that passed its newest verification (finished at
         or before `as_of`). While no backup of the kind was ever verified (a new installation): the
-        newest committed. A backup whose newest verification failed is never returned."""
-        backups = [m for m in self.list_backups(kind) if as_of is None or datetime.fromisoformat(m["finished"]) <= as_of]
+        newest committed. A backup whose newest verification failed is never returned, nor a
+        pre-restore safety backup (it holds the state a restore replaced, often the broken one;
+        restore it by id)."""
+        backups = [
+            m for m in self.list_backups(kind)
+            if m.get("purpose") != SAFETY_PURPOSE and (as_of is None or datetime.fromisoformat(m["finished"]) <= as_of)
+        ]
         verified = [m for m in backups if verified_ok(m)]
         if verified:
             return verified[-1]
@@ -409,6 +416,36 @@ class Vault:
         if manifest is None:
             raise VaultError(f"no committed {kind} backup {ref!r}")
         return self._with_verification(manifest)
+
+    # --- leases: retention keeps every backup of a kind while a restore or drill of it runs ----
+    def _lease_key(self, kind: str, holder: str) -> str:
+        return f"{self.prefix}/{LEASES_DIR}/{kind}/{hashlib.sha256(holder.encode()).hexdigest()[:16]}.json"
+
+    def hold(self, kind: str, holder: str, *, hours: float = 12.0) -> str:
+        """Take (or renew) a lease on `kind` for `holder` (e.g. "<dag_id>/<run_id>"); it lapses by
+        itself after `hours`, so a crashed restore cannot block retention for ever."""
+        key = self._lease_key(kind, holder)
+        until = datetime.now(UTC) + timedelta(hours=hours)
+        body = json.dumps({"kind": kind, "holder": holder, "until": until.isoformat()}).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
+                           **self.protection.encryption_args())
+        return key
+
+    def release(self, kind: str, holder: str) -> None:
+        self._delete_key(self._lease_key(kind, holder))
+
+    def leases(self, kind: str, now: datetime | None = None) -> list[dict]:
+        """The unexpired leases on `kind`."""
+        now = now or datetime.now(UTC)
+        found = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}/{LEASES_DIR}/{kind}/"
+        ):
+            for obj in page.get("Contents", []):
+                lease = self._read_json(obj["Key"])
+                if lease and datetime.fromisoformat(lease["until"]) > now:
+                    found.append(lease)
+        return found
 
     # --- verification records ---------------------------------------------------------------
     def _with_verification(self, manifest: dict) -> dict:
@@ -585,6 +622,11 @@ class Vault:
         for backup in decision.remove:
             if dry_run:
                 report["removed"].append(backup.backup_id)
+                continue
+            # Asked again before each delete: a restore may have started since the decision.
+            holders = [lease["holder"] for lease in self.leases(kind)]
+            if holders:
+                report["kept"].append({"backup_id": backup.backup_id, "reasons": [f"kept: in use by {', '.join(holders)}"]})
                 continue
             refused = self.delete_backup(manifests[backup.backup_id])
             if refused:

@@ -1,0 +1,159 @@
+"""
+### GravityPM database restore (runbook: Recovery Procedures, "Database Recovery")
+
+Triggered by hand from the trigger form. The steps are the runbook's, with guards:
+
+1. **plan**: validates every param against the vault and the config *before anything changes*
+   and logs the plan (backup id, age, size, verified?, target, collections). Refused: an unknown
+   backup id, a backup that failed or never had a verification (unless `allow_unverified`), a
+   database or collection the backup does not have, and a production target (one of
+   `mongo_databases`) without `confirm` = its name (type-to-confirm).
+2. **approve** (production targets, unless `require_approval` is false): a human approves in
+   *Required Actions*; who approved goes into the report. Reject or time-out: nothing changes.
+3. **safety_backup**: a normal `db` backup of the target as it is now, tagged `purpose: safety`,
+   kept by retention for 14 days and never chosen as `latest`; the rollback point.
+4. **stop_app** → **restore** → **start_app**: `docker compose … stop app` (the `service_commands`
+   config key), the restore (staged collections, artifact SHA-256 checked, then swapped in all or
+   none, counts checked against the manifest), and `start app` again, which runs even when the
+   restore failed.
+5. **validate**: the `health_urls` answer 2xx; per-collection counts next to the manifest.
+6. **report**: one Slack message with the outcome; on failure it names the safety backup to
+   roll back to (restore it by id).
+
+`dry_run: true` runs only the plan and the report. Retention keeps every `db` backup while the
+run is active (a lease in the vault). Pool `gravitypm_db`: never beside a DB backup.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, TriggerRule, dag, task
+
+from gravitypm_ops.alerts import Severity
+from gravitypm_ops.dag_defaults import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.names import DB_POOL, backup_asset
+
+WHAT = "What to restore"
+WHERE = "Where to restore it"
+SAFETY = "Safety"
+
+
+@dag(
+    dag_id="gravitypm_db_restore",
+    params={
+        "backup_id": Param(
+            "latest", type="string", minLength=1, section=WHAT, title="Backup",
+            description="A backup id (see the Backups page), `latest` (newest verified) or `latest@<ISO time>`.",
+        ),
+        "source": Param(
+            "primary", type="string", enum=["primary", "offsite"], section=WHAT, title="Vault",
+            description="Read the backup from the primary vault or the off-site copy.",
+        ),
+        "source_database": Param(
+            "gravitypm_production", type="string", pattern=r"^[A-Za-z0-9_-]{1,63}$", section=WHAT,
+            title="Database in the backup", description="Which database of the backup to restore.",
+        ),
+        "collections": Param(
+            [], type="array", items={"type": "string", "minLength": 1}, section=WHAT, title="Collections",
+            description="Only these collections (one per line); empty restores every collection of the database.",
+        ),
+        "target_database": Param(
+            "gravitypm_production", type="string", pattern=r"^[A-Za-z0-9_-]{1,63}$", section=WHERE,
+            title="Target database", description="Restore into this database (its collections are replaced).",
+        ),
+        "dry_run": Param(False, type="boolean", section=SAFETY, title="Dry run",
+                         description="Only validate and show the plan; change nothing."),
+        "allow_unverified": Param(
+            False, type="boolean", section=SAFETY, title="Allow an unverified backup",
+            description="Restore a backup whose verification failed or never ran. Last resort only.",
+        ),
+        "require_approval": Param(
+            None, type=["null", "boolean"], section=SAFETY, title="Require approval",
+            description="Wait for a human approval in Required Actions. Empty: yes for a production target.",
+        ),
+        "confirm": Param(
+            "", type="string", section=SAFETY, title="Confirm",
+            description="For a production target: type the target database name to confirm.",
+        ),
+    },
+    **dag_kwargs(schedule=None, doc_md=__doc__, severity=Severity.CRITICAL, extra_tags=("restore", "db")),
+)
+def gravitypm_db_restore():
+    @task(**NO_RETRY)
+    def plan(params=None, **context):
+        from gravitypm_ops.restore_tasks import plan
+
+        return plan("db", params, context)
+
+    @task.branch(**NO_RETRY)
+    def decide(the_plan: dict):
+        from gravitypm_ops.restore_tasks import choose_path
+
+        return choose_path(the_plan)
+
+    approve = ApprovalOperator(
+        task_id="approve",
+        subject="Approve the restore of {{ params.target_database }} ({{ run_id }})",
+        body=(
+            "A restore will **replace** collections of `{{ params.target_database }}`.\n\n"
+            "```\n{{ ti.xcom_pull(task_ids='plan') | tojson(indent=2) }}\n```\n\n"
+            "A safety backup of the target is taken first. Approve only if this is the intended backup."
+        ),
+        response_timeout=timedelta(hours=4),
+        ignore_downstream_trigger_rules=False,  # a Reject skips the restore; the report still runs
+        **NO_RETRY,
+    )
+
+    @task(pool=DB_POOL, outlets=[backup_asset("db")], trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def safety_backup(the_plan: dict, **context):
+        from gravitypm_ops.restore_tasks import take_safety_backup
+
+        return take_safety_backup(the_plan, context)
+
+    @task(**NO_RETRY)
+    def stop_app(the_plan: dict, **context):
+        from gravitypm_ops.restore_tasks import stop_app
+
+        return stop_app(the_plan, context)
+
+    @task(pool=DB_POOL, execution_timeout=timedelta(hours=4), **NO_RETRY)
+    def restore(the_plan: dict):
+        from gravitypm_ops.restore_tasks import restore_db
+
+        return restore_db(the_plan)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def start_app(**context):
+        from gravitypm_ops.restore_tasks import start_app
+
+        return start_app(context)
+
+    @task(retries=3, retry_delay=timedelta(seconds=20))  # the app needs a moment to come up
+    def validate(the_plan: dict):
+        from gravitypm_ops.restore_tasks import validate
+
+        return validate(the_plan)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, **NO_RETRY)
+    def report(**context):
+        from gravitypm_ops.restore_tasks import report
+
+        return report(context)
+
+    the_plan = plan()
+    branch = decide(the_plan)
+    safety = safety_backup(the_plan)
+    stopped = stop_app(the_plan)
+    restored = restore(the_plan)
+    started = start_app()
+    validated = validate(the_plan)
+    done = report()
+    branch >> [approve, safety, done]
+    approve >> safety >> stopped >> restored >> started >> validated >> done
+    restored >> validated  # validate only what was restored
+    [the_plan, safety, stopped, restored, started, validated] >> fail_run_if_any_check_failed()
+
+
+gravitypm_db_restore()
