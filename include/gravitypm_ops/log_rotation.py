@@ -66,6 +66,7 @@ from __future__ import annotations
 import fnmatch
 import grp
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -73,7 +74,7 @@ import pwd
 import re
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -471,7 +472,7 @@ class Rotation:
     force: bool = False
     postrotate: Callable[[], Any] | None = None  # runs the configured action; raises on failure
     shipped_elsewhere: Callable[[], set[str]] | None = None  # hashes already in the vault
-    ship: Callable[[list[RotatedFile]], dict] | None = None  # commits one backup; returns its summary
+    ship: Callable[[Iterable[RotatedFile]], dict] | None = None  # commits one backup; returns its summary
     settle: float = 0.5  # a rotated file is final once it has not grown for this long
     max_wait: float = 30.0
 
@@ -494,12 +495,11 @@ class Rotation:
             save_state(self.logs_dir, state)
             self._postrotate(state, report)
             save_state(self.logs_dir, state)
-            self._compress(state, report)
-            save_state(self.logs_dir, state)
-            final = self._final_files(state)
-            self._ship(state, final, report)
-            save_state(self.logs_dir, state)
-            self._prune(state, final, report)
+            try:
+                self._compress_and_ship(state, report)
+            finally:
+                save_state(self.logs_dir, state)
+            self._prune(state, self._final_files(state), report)
             self._forget_gone(state)
             save_state(self.logs_dir, state)
         return report
@@ -594,20 +594,37 @@ class Rotation:
                 names.add(m.group(1))
         return sorted(names)
 
-    # 3. compress every old version that is final
-    def _compress(self, state: dict, report: dict) -> None:
+    # 3 + 4. compress every old version that is final while shipping what the vault does not have
+    def _compress_and_ship(self, state: dict, report: dict) -> None:
+        """Compression runs in a worker thread (zlib releases the GIL) while this one uploads each file
+        as soon as it is ready. If shipping fails, every compression still finishes before we return."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ready = self._final_files(state)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress") as pool:
+            futures = [pool.submit(self._compress_one, state, report, *job) for job in self._to_compress(state)]
+            self._ship(state, itertools.chain(ready, (f.result() for f in futures)), report)
+        for f in futures:
+            f.result()  # a compression error surfaces even when nothing was shipped
+
+    def _to_compress(self, state: dict) -> list[tuple[str, int, str]]:
         if not self.settings["compress"]:
-            return
+            return []
         awaiting = set(state["awaiting_reopen"])
-        for path in self._all_numbered():
-            st = os.stat(path)
-            if path.endswith(".gz") or st.st_ino in awaiting:
-                continue
-            target, sha, size, raw = compress_file(path, self.settings["compress_level"])
-            gz = os.stat(target)
-            state["files"][str(gz.st_ino)] = {"sha256": sha, "size": size, "mtime_ns": gz.st_mtime_ns,
-                                              "uncompressed_size": raw}
-            report["compressed"].append({"file": os.path.basename(target), "bytes": raw, "gz_bytes": size})
+        return [
+            (name, number, path)
+            for name in self._log_names()
+            for number, path in sorted(_numbered(self.logs_dir, name).items())
+            if not path.endswith(".gz") and os.stat(path).st_ino not in awaiting
+        ]
+
+    def _compress_one(self, state: dict, report: dict, name: str, number: int, path: str) -> RotatedFile:
+        target, sha, size, raw = compress_file(path, self.settings["compress_level"])
+        gz = os.stat(target)
+        state["files"][str(gz.st_ino)] = {"sha256": sha, "size": size, "mtime_ns": gz.st_mtime_ns,
+                                          "uncompressed_size": raw}
+        report["compressed"].append({"file": os.path.basename(target), "bytes": raw, "gz_bytes": size})
+        return RotatedFile(name, target, number, size, sha, raw, True, gz.st_mtime)
 
     def _final_files(self, state: dict) -> list[RotatedFile]:
         """Old versions that will not change any more, with their hashes (cached by inode)."""
@@ -628,27 +645,40 @@ class Rotation:
                                          known.get("uncompressed_size"), compressed, st.st_mtime))
         return files
 
-    # 4. ship what the vault does not have yet
-    def _ship(self, state: dict, final: list[RotatedFile], report: dict) -> None:
+    def _ship(self, state: dict, candidates: Iterable[RotatedFile], report: dict) -> None:
+        """Hand every candidate the vault does not hold yet (by sha256) to `ship`, as one backup."""
         if self.ship is None:
             return
-        known = set(state["shipped"])
-        if self.shipped_elsewhere is not None and any(f.sha256 not in known for f in final):
-            for sha in self.shipped_elsewhere():
-                state["shipped"].setdefault(sha, "vault")
-            known = set(state["shipped"])
-        todo, seen = [], set()
-        for f in final:
-            if f.sha256 not in known and f.sha256 not in seen:
-                todo.append(f)
-                seen.add(f.sha256)
-        if not todo:
+        asked_vault = False
+
+        def not_yet_shipped() -> Iterator[RotatedFile]:
+            nonlocal asked_vault
+            seen = set()
+            for f in candidates:
+                if f.sha256 not in state["shipped"] and not asked_vault and self.shipped_elsewhere is not None:
+                    asked_vault = True  # the local ledger does not know it: ask the vault once
+                    for sha in self.shipped_elsewhere():
+                        state["shipped"].setdefault(sha, "vault")
+                if f.sha256 not in state["shipped"] and f.sha256 not in seen:
+                    seen.add(f.sha256)
+                    yield f
+
+        todo = not_yet_shipped()
+        first = next(todo, None)
+        if first is None:
             report["shipped"] = {"files": 0}
             return
-        summary = self.ship(todo)
-        for f in todo:
+        handed: list[RotatedFile] = []
+
+        def tracked() -> Iterator[RotatedFile]:
+            for f in itertools.chain([first], todo):
+                handed.append(f)
+                yield f
+
+        summary = self.ship(tracked())
+        for f in handed:
             state["shipped"][f.sha256] = summary.get("backup_id", "?")
-        report["shipped"] = {"files": len(todo), **summary}
+        report["shipped"] = {**summary, "files": len(handed)}
 
     # 5. remove what `rotate N` no longer keeps — only once it is in the vault
     def _prune(self, state: dict, final: list[RotatedFile], report: dict) -> None:
@@ -699,7 +729,7 @@ def artifact_name(f: RotatedFile) -> str:
     return f"{f.log}.{stamp}.{f.sha256[:12]}" + (".gz" if f.compressed else "")
 
 
-def ship_to_vault(vault, files: list[RotatedFile], *, settings: Mapping, logs_dir: str, dag_id: str, run_id: str,
+def ship_to_vault(vault, files: Iterable[RotatedFile], *, settings: Mapping, logs_dir: str, dag_id: str, run_id: str,
                   now: datetime | None = None) -> dict:
     """One `logs` backup holding `files` as they are on disk (the .gz bytes); returns the manifest.
 

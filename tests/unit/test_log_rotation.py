@@ -44,8 +44,9 @@ class Vaultish:
     def ship(self, files):
         if self.fail:
             raise RuntimeError("vault unreachable")
-        self.shipped += [(f.name, f.sha256) for f in files]
-        return {"backup_id": f"b{len(self.shipped)}", "files": len(files)}
+        batch = [(f.name, f.sha256) for f in files]  # an iterator: files arrive as they are compressed
+        self.shipped += batch
+        return {"backup_id": f"b{len(self.shipped)}", "files": len(batch)}
 
     def hashes(self) -> set[str]:
         return {sha for _, sha in self.shipped}
