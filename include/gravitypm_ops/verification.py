@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import shutil
 import tempfile
 import time
 import zlib
@@ -52,13 +54,21 @@ def _index_specs(indexes: list[dict]) -> dict:
     return {i["name"]: {k: v for k, v in i.items() if k not in ("v", "ns")} for i in indexes}
 
 
-def check_db_restore(vault: Vault, manifest: dict, client, scratch_prefix: str, forbidden: set[str]) -> str:
-    """Trial restore into scratch databases, compared with the manifest, then dropped."""
+def check_db_restore(
+    vault: Vault, manifest: dict, client, scratch_prefix: str, forbidden: set[str], *,
+    scratch_database: str | None = None, cleanup: bool = True,
+) -> str:
+    """Trial restore into scratch databases, compared with the manifest, then dropped (unless
+    `cleanup` is False). The scratch names derive from the backup id, or are `scratch_database`
+    (a backup of several databases: `<scratch_database>_<db>`); they must start with the prefix."""
     from gravitypm_ops import mongo_backup
 
     content = manifest["content"]["databases"]
-    scratch = {db: f"{scratch_prefix}{manifest['backup_id'].replace('-', '_')}_{db}"[:63] for db in content}
-    if set(scratch.values()) & forbidden:
+    if scratch_database:
+        scratch = {db: scratch_database if len(content) == 1 else f"{scratch_database}_{db}"[:63] for db in content}
+    else:
+        scratch = {db: f"{scratch_prefix}{manifest['backup_id'].replace('-', '_')}_{db}"[:63] for db in content}
+    if set(scratch.values()) & forbidden or not all(n.startswith(scratch_prefix) for n in scratch.values()):
         raise CheckFailed(f"refusing to use a configured production database as scratch: {scratch}")
     try:
         with vault.open_artifact(manifest, mongo_backup.ARTIFACT_NAME) as body:
@@ -84,7 +94,7 @@ def check_db_restore(vault: Vault, manifest: dict, client, scratch_prefix: str, 
         total = sum(sum(c.values()) for c in report.restored.values())
         return f"trial restore of {total} documents into {sorted(scratch.values())} matches the manifest"
     finally:
-        for name in scratch.values():
+        for name in scratch.values() if cleanup else ():
             client.drop_database(name)
 
 
@@ -110,20 +120,27 @@ def _compare_sample(vault: Vault, manifest: dict, client, scratch: dict[str, str
     return problems
 
 
-def check_files(vault: Vault, manifest: dict) -> str:
-    """Restore into a temporary directory, verifying each file's sha256 against the index."""
+def check_files(vault: Vault, manifest: dict, target: str | None = None, *, cleanup: bool = True) -> str:
+    """Restore into `target` (a new or empty directory; default a temporary one), verifying each
+    file's sha256 against the index; the directory is removed afterwards unless `cleanup` is False."""
     from gravitypm_ops.fs_archive import Compression, decompressing_reader, extract_archive, read_index
 
     compression = Compression.from_dict(manifest["tools"]["compression"])
     index_name = manifest["tools"]["index"]
     archive_name = next(a["name"] for a in manifest["artifacts"] if a["name"] != index_name)
+    if target is not None and os.path.isdir(target) and os.listdir(target):
+        raise CheckFailed(f"{target}: not empty; restore checks need a new or empty directory")
     with vault.open_artifact(manifest, index_name) as body:
         expected = {r["path"]: r["sha256"] for r in read_index(decompressing_reader(body, compression)) if r.get("sha256")}
-    with tempfile.TemporaryDirectory(prefix="gravitypm-verify-") as target, vault.open_artifact(manifest, archive_name) as body:
-        try:
+    target = target or tempfile.mkdtemp(prefix="gravitypm-verify-")
+    try:
+        with vault.open_artifact(manifest, archive_name) as body:
             report = extract_archive(decompressing_reader(body, compression), target, expected_sha256=expected)
-        except Exception as err:
-            raise CheckFailed(f"{archive_name}: {scrub(str(err))}") from None
+    except Exception as err:
+        raise CheckFailed(f"{archive_name}: {scrub(str(err))}") from None
+    finally:
+        if cleanup:
+            shutil.rmtree(target, ignore_errors=True)
     if report.get("verified", 0) < len(expected):
         raise CheckFailed(f"{archive_name}: {report.get('verified', 0)} of {len(expected)} indexed files verified")
     return f"{len(expected)} files restored with matching sha256"
