@@ -38,22 +38,31 @@ def rotate_and_ship(force: bool, context) -> dict:
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from gravitypm_ops.backup_tasks import check_vault, manifest_summary
+    from gravitypm_ops.backup_tasks import manifest_summary
     from gravitypm_ops.log_rotation import Rotation, RotationError, parse_rotation_settings, shipped_hashes, ship_to_vault
     from gravitypm_ops.names import schedule_timezone
     from gravitypm_ops.service_control import run_service_action
+    from gravitypm_ops.vault import Vault
 
     cfg = load_config()
     settings = parse_rotation_settings(cfg.log_rotation)
-    vault = check_vault(cfg)
+    vault = Vault.from_config(cfg)
     dag_run = context["dag_run"]
+
+    def in_vault() -> set[str]:
+        # Checked here, not before rotating: with the vault down the logs still rotate (disk space);
+        # the task fails with the reason (VaultError), keeps every rotated file, and its retry ships them.
+        vault.check_access()
+        return shipped_hashes(vault)
+
+    def ship(files) -> dict:
+        return manifest_summary(ship_to_vault(
+            vault, files, settings=settings, logs_dir=cfg.logs_path, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+        ))
+
     rotation = Rotation(
         cfg.logs_path, settings, now=datetime.now(UTC), tz=ZoneInfo(schedule_timezone()), force=force,
-        postrotate=lambda: run_service_action(cfg, settings["postrotate"]),
-        shipped_elsewhere=lambda: shipped_hashes(vault),
-        ship=lambda files: manifest_summary(ship_to_vault(
-            vault, files, settings=settings, logs_dir=cfg.logs_path, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
-        )),
+        postrotate=lambda: run_service_action(cfg, settings["postrotate"]), shipped_elsewhere=in_vault, ship=ship,
     )
     try:
         report = rotation.run()
