@@ -1168,6 +1168,7 @@ def extract_archive(
     mirror: bool = False,
     confirm_mirror: bool = False,
     before_commit: Callable[[], None] | None = None,
+    strict: bool = False,
 ) -> dict:
     """Restore an uncompressed tar stream (`tar_in.read`) into `target`, safely.
 
@@ -1178,6 +1179,8 @@ def extract_archive(
 
     - `paths`: restore only these archive paths (a file, or a directory and all below it).
     - `before_commit` runs after staging, before anything moves (e.g. the artifact hash check).
+    - `strict`: any refused entry fails the whole restore before anything moves (an archive
+      with unsafe entries is crafted or corrupt: restore none of it into production).
     - Entries of the backup replace what is on disk at their path. Paths on disk (within the
       restored scope) that the backup lacks are left alone and listed, or with `mirror=True`
       and `confirm_mirror=True` removed.
@@ -1196,6 +1199,11 @@ def extract_archive(
         stager.extract(tar_in)
         if missing := selection.missing():
             raise RestoreError(f"not in the archive: {missing[:20]}")
+        if strict and stager.refused.total:
+            raise RestoreError(
+                f"the archive has {stager.refused.total} unsafe entr(y/ies), nothing was restored: "
+                f"{list(stager.refused)[:5]}"
+            )
         if before_commit is not None:
             before_commit()
         moved = _commit(staging, target, stager, selection, mirror)

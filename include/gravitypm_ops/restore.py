@@ -304,6 +304,6 @@ def restore_files(vault: Vault, plan: dict) -> dict:
         tar_in = decompressing_reader(body, compression)
         return extract_archive(
             tar_in, plan["target_path"], paths=plan["paths"], expected_sha256=expected,
-            mirror=plan["mirror"], confirm_mirror=plan["mirror"],
+            mirror=plan["mirror"], confirm_mirror=plan["mirror"], strict=True,
             before_commit=lambda: _drain_and_verify(tar_in, body),
         )

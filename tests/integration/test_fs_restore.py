@@ -1,0 +1,193 @@
+"""gravitypm_fs_restore for real: backups in moto S3, a host tree of the test's own, the dev
+host as the app, real DAG runs. Bad input and crafted archives change nothing."""
+
+import io
+import json
+import tarfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from gravitypm_ops import file_backup
+from gravitypm_ops.config import parse_config
+from gravitypm_ops.vault import Vault
+from gravitypm_ops.verification import verify_backup
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+FILES = {
+    "docker-compose.production.yml": "services: {app: {image: gravitypm/api:1.2.3}}\n",
+    ".env": "JWT_SECRET=fake-jwt-secret-for-restore-tests\n",
+    "config/app.json": '{"rate_limit_per_minute": 600}\n',
+    "uploads/projects/p1/spec.txt": "spec one\n" * 50,
+    "uploads/projects/p2/spec.txt": "spec two\n" * 50,
+    "uploads/avatars/u1.png": "\x89PNG fake\n",
+}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Setup:
+    def __init__(self, stack, tmp_path: Path):
+        self.stack = stack
+        self.root = tmp_path / "opt" / "gravitypm" / "production"
+        for rel, text in FILES.items():
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        self.elsewhere = tmp_path / "restore-area"
+        self.elsewhere.mkdir()
+        self.prefix = f"fsrestore-{uuid.uuid4().hex[:8]}"
+        self.vault = Vault(stack.vault_bucket, self.prefix, stack.s3_client())
+        self.overrides = {
+            "vault_prefix": self.prefix, "app_root": str(self.root),
+            "restore_allowed_roots": [str(self.root), str(self.elsewhere)],
+            "config_paths": ["docker-compose.production.yml", ".env", "config"],
+        }
+        self.cfg = parse_config({**stack.ops_config(), **self.overrides})
+        self.backup = self.take("fs")
+
+    def take(self, kind: str, run_after=T0) -> dict:
+        manifest = file_backup.run_backup(kind, self.cfg, self.vault, dag_id="t", run_id=uuid.uuid4().hex,
+                                          run_after=run_after)
+        assert verify_backup(self.vault, manifest)["status"] == "passed"
+        return manifest
+
+    def damage(self) -> None:
+        (self.root / "uploads/projects/p1/spec.txt").write_text("overwritten by mistake\n")
+        (self.root / "uploads/avatars/u1.png").unlink()
+        (self.root / "uploads/projects/p1/new-after-backup.txt").write_text("keep me unless mirroring\n")
+
+    def conf(self, **params) -> dict:
+        return {"kind": "fs", "confirm": str(self.root), **params}
+
+
+@pytest.fixture
+def setup(stack, tmp_path):
+    return Setup(stack, tmp_path)
+
+
+def run_restore(run_dag, setup, **params):
+    return run_dag("gravitypm_fs_restore", setup.overrides, run_conf=setup.conf(**params))
+
+
+def test_restore_to_the_original_location_stops_and_starts_the_app_and_leaves_new_files(run_dag, setup, slack):
+    setup.damage()
+
+    result = run_restore(run_dag, setup)
+
+    assert result.state == "success", result.task_states
+    now = snapshot(setup.root)
+    for rel, text in FILES.items():
+        assert now[rel] == text, rel
+    assert now["uploads/projects/p1/new-after-backup.txt"] == "keep me unless mirroring\n"  # mirror is off
+    restored = result.xcom("restore")
+    assert restored["verified"] == len(FILES) and restored["left_alone_count"] == 1
+    assert json.loads(result.xcom("stop_app")["stdout_tail"])["app_running"] is False
+    assert json.loads(result.xcom("start_app")["stdout_tail"])["app_running"] is True
+    [text] = slack.texts()
+    assert "restored" in text and setup.backup["backup_id"] in text
+    assert "fake-jwt-secret" not in json.dumps(result.xcom("report"))  # file contents never reach XCom
+
+
+def test_dry_run_lists_created_replaced_left_and_changes_nothing(run_dag, setup):
+    setup.damage()
+    before = snapshot(setup.root)
+
+    result = run_restore(run_dag, setup, dry_run=True, confirm="")
+
+    assert result.state == "success", result.task_states
+    changes = result.xcom("plan")["changes"]
+    assert changes["created"]["paths"] == ["uploads/avatars/u1.png"]
+    assert changes["replaced"]["paths"] == ["uploads/projects/p1/spec.txt"]
+    assert changes["left_alone"]["paths"] == ["uploads/projects/p1/new-after-backup.txt"]
+    assert changes["unchanged"]["count"] == len(FILES) - 2
+    assert snapshot(setup.root) == before
+    assert result.task_states["restore"] == "skipped" and result.task_states["stop_app"] == "skipped"
+
+
+def test_mirror_into_another_allowed_root_with_a_glob_subset(run_dag, setup):
+    target = setup.elsewhere / "copy"
+    (target / "uploads/projects/p1").mkdir(parents=True)
+    (target / "uploads/projects/p1/stale.txt").write_text("not in the backup\n")
+    (target / "unrelated.txt").write_text("outside the restored paths\n")
+
+    result = run_restore(run_dag, setup, target_path=str(target), paths=["uploads/projects/*"], mirror=True, confirm="")
+
+    assert result.state == "success", result.task_states
+    assert snapshot(target) == {
+        "uploads/projects/p1/spec.txt": FILES["uploads/projects/p1/spec.txt"],
+        "uploads/projects/p2/spec.txt": FILES["uploads/projects/p2/spec.txt"],
+        "unrelated.txt": "outside the restored paths\n",
+    }
+    assert result.xcom("stop_app")["not_needed"]  # not the production root: the app keeps running
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"target_path": "/etc"}, "outside the allowed restore roots"),
+        ({"confirm": ""}, "is production: type it exactly into `confirm`"),
+        ({"confirm": "/opt/gravitypm/production"}, "is production: type it exactly"),
+        ({"paths": ["nothing/here/*"]}, "matches nothing in the backup"),
+        ({"paths": ["../../etc/*"]}, "without '..'"),
+        ({"kind": "config"}, "no committed config backup"),
+        ({"backup_id": "20260101T000000Z-deadbeef"}, "no committed fs backup"),
+    ],
+)
+def test_bad_requests_are_refused_before_anything_changes(run_dag, setup, params, message, capfd):
+    setup.damage()
+    before = snapshot(setup.root)
+
+    result = run_restore(run_dag, setup, **params)
+
+    assert result.state == "failed" and result.task_states["plan"] == "failed"
+    assert message in capfd.readouterr().out
+    assert snapshot(setup.root) == before
+    assert result.xcom("report")["outcome"] == "refused: nothing changed"
+
+
+def test_a_backup_of_the_other_kind_is_refused(run_dag, setup, capfd):
+    config_backup = setup.take("config", run_after=T0 + timedelta(minutes=1))
+
+    result = run_restore(run_dag, setup, backup_id=config_backup["backup_id"])
+
+    assert result.state == "failed"
+    assert f"no committed fs backup {config_backup['backup_id']!r}" in capfd.readouterr().out
+
+
+def crafted_backup(setup) -> dict:
+    """A committed backup whose archive tries to write outside its target."""
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("innocent.txt", b"hello\n"), ("../../escaped.txt", b"pwned\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    index = json.dumps({"path": "innocent.txt", "type": "file", "size": 6,
+                        "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}) + "\n"
+    writer = setup.vault.begin_backup("fs", dag_id="attacker", run_id=uuid.uuid4().hex, run_after=T0 + timedelta(hours=1))
+    for name, payload in (("files.tar.zst", tar_bytes.getvalue()), ("index.jsonl.zst", index.encode())):
+        with writer.artifact(name, compression="zstd", format="x") as out:
+            out.write(zstandard.ZstdCompressor().compress(payload))
+    return writer.commit(source={}, tools={"compression": {"algorithm": "zstd", "level": 3}, "index": "index.jsonl.zst"},
+                         content={})
+
+
+def test_a_crafted_archive_escaping_the_target_is_rejected_and_nothing_changes(run_dag, setup, capfd):
+    evil = crafted_backup(setup)
+    target = setup.elsewhere / "t"
+    target.mkdir()
+    (target / "existing.txt").write_text("untouched\n")
+
+    result = run_restore(run_dag, setup, backup_id=evil["backup_id"], allow_unverified=True,
+                         target_path=str(target), confirm="")
+
+    assert result.state == "failed" and result.task_states["restore"] == "failed"
+    assert "unsafe entr" in capfd.readouterr().out
+    assert snapshot(target) == {"existing.txt": "untouched\n"}  # not even innocent.txt
+    assert not (setup.elsewhere / "escaped.txt").exists() and not (setup.elsewhere.parent / "escaped.txt").exists()
