@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.dag_parse import parse_dags_isolated
 from bench.db_backup import bench_db_backup
+from bench.dr_drill import bench_dr_drill
 from bench.fs_backup import bench_fs_backup
 from bench.log_rotation import bench_log_rotation
 from bench.offsite import bench_offsite
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--logs-files", type=int, default=30, help="logs rotated by the log rotation benchmark")
     parser.add_argument("--logs-size-mb", type=int, default=100, help="size of each of those logs (MiB)")
     parser.add_argument("--only", choices=["dag_parse", "db_backup", "fs_backup", "verification", "log_rotation",
-                                           "offsite"], action="append")
+                                           "offsite", "dr_drill"], action="append")
     args = parser.parse_args()
     benches = {
         "dag_parse": bench_dag_parse,
@@ -69,6 +70,7 @@ def main() -> None:
         "verification": bench_verification,
         "log_rotation": lambda: bench_log_rotation(files=args.logs_files, size_mb=args.logs_size_mb),
         "offsite": bench_offsite,
+        "dr_drill": lambda: bench_dr_drill(fs_size_mb=args.fs_small_size_mb),
     }
     report = {"machine": f"{platform.machine()} {platform.system()} Python {platform.python_version()}"}
     for name, run in benches.items():
