@@ -279,7 +279,7 @@ class Copier:
                                 self.upload_part_size)
         try:
             with HashingReader(body, source) as reader:  # raises IntegrityError at EOF on a size/sha mismatch
-                for chunk in prefetch(iter(lambda: reader.read(READ_CHUNK), b""), batch=1, depth=4):
+                for chunk in prefetch(iter(lambda: reader.read(READ_CHUNK), b""), batch=1, depth=2):
                     upload.write(chunk)
                 reader.verify()
             size, sha, version = upload.complete()

@@ -166,7 +166,7 @@ def test_copies_get_the_offsite_object_lock(stack, primary):
 
 # --- streamed: another server ("region"), other credentials -------------------------------------------
 def test_streamed_copy_to_another_region_hashes_on_the_way_with_bounded_memory(primary, other_region):
-    small, big = make_backup(primary, 3, 4 * MiB), make_backup(primary, 2, 40 * MiB)
+    small, big = make_backup(primary, 3, 20 * MiB), make_backup(primary, 2, 60 * MiB)
     copier = Copier(primary, other_region, server_side=False)
 
     tracemalloc.start()
@@ -177,8 +177,8 @@ def test_streamed_copy_to_another_region_hashes_on_the_way_with_bounded_memory(p
     _, peak_big = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    assert peak_big < 3 * PART_SIZE, peak_big  # a part being assembled + a few read-ahead chunks
-    assert peak_big < peak_small + 2 * PART_SIZE  # does not grow with the artifact (40 MiB)
+    assert peak_big < 3 * PART_SIZE, peak_big  # a part being assembled, its copy for the HTTP client, read-ahead
+    assert peak_big < 1.25 * peak_small  # flat: 3x the bytes, not more memory
     for manifest in (small, big):
         copy = assert_same_backup(manifest, other_region)
         assert copy["offsite_copy"]["method"] == "streamed"
