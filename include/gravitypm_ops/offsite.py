@@ -14,8 +14,9 @@ Copying one backup (`Copier.copy_backup`), in this order:
      checksums, not comparable with the manifest's whole-object SHA-256, and some S3-compatible
      stores accept checksums without checking them (moto does), so only our own hash proves it;
    - *streamed* otherwise: downloaded in a thread while the bytes are hashed and uploaded as a
-     multipart upload (at most a few MiB held); the upload is completed only if the bytes sent
-     hash to the manifest's SHA-256, so a bad copy is never even assembled;
+     multipart upload (~20 MiB held whatever the size: one 8 MiB part and its copy, two 1 MiB
+     read-ahead chunks); the upload is completed only if the bytes sent hash to the manifest's
+     SHA-256, so a bad copy is never even assembled;
 3. the backup's verification records are copied (byte for byte, same names, never overwritten):
    off-site, `latest`, restores and retention's "newest verified" then mean what they mean on
    the primary — the records prove the very bytes the copy was checked against;
@@ -345,7 +346,8 @@ def status_fields(cfg, summaries: dict[str, dict | None], now: datetime) -> dict
     top = {"enabled": True, "bucket": cfg.offsite_bucket, "prefix": cfg.offsite_key_prefix}
     try:
         offsite = open_vault(cfg, "offsite")
-        states = {kind: copy_state(offsite, kind, (entry or {}).get("latest_id"), now) for kind, entry in summaries.items()}
+        states = {kind: copy_state(offsite, kind, (entry or {}).get("latest_id"), now)
+                  for kind, entry in summaries.items()}
     except Exception as err:
         log.warning("off-site status unavailable: %s", err)
         return {**top, "error": f"{type(err).__name__}: {err}"}
