@@ -408,8 +408,11 @@ def render_status_entry(kind: str, status: dict | None, now: datetime) -> str:
 
 
 def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: datetime) -> str:
-    """Per kind: the newest backup's age / size / verification, status.json's entry, the size chart and
-    the newest BACKUPS_SHOWN backups."""
+    """Per kind: the newest backup's age / size / verification (and the newest verified one's age when that
+    is another: what a restore of `latest` would use), status.json's entry, the size chart and the newest
+    BACKUPS_SHOWN backups."""
+    from gravitypm_ops.vault import verified_ok
+
     parts = []
     for kind in BACKUP_KINDS:
         backups = list(by_kind.get(kind, []))
@@ -425,6 +428,13 @@ def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: 
                 f'<span class="muted">({len(backups)} backups, '
                 f"{_e(fmt_bytes(sum(map(_size, backups))))} in all)</span></p>"
             )
+            verified = next((m for m in reversed(backups) if verified_ok(m)), None)
+            if verified is not newest:
+                parts.append(
+                    f'<p class="latest-verified">Newest verified: <code>{_e(verified["backup_id"])}</code>, age '
+                    f'<strong>{_e(fmt_age((now - _time(verified["finished"])).total_seconds()))}</strong></p>'
+                    if verified else '<p class="latest-verified">No backup of this kind has passed verification.</p>'
+                )
         else:
             parts.append('<p class="latest muted">No committed backup.</p>')
         parts.append(render_status_entry(kind, status, now))

@@ -245,6 +245,7 @@ def test_backups_page_shows_newest_backup_age_size_verification_and_a_chart_per_
     assert page.scripts == 0
     assert f"Newest: {DB[-1]['backup_id']}, age 55 min, 28.3 KiB, not verified yet (4 backups," in text
     assert "failed 2026-11-27 06:20:00 UTC (failed: trial_restore)" in text
+    assert f"Newest verified: {DB[1]['backup_id']}, age 11 h 55 min" in text
     assert "status.json (written 2026-11-27 11:30:00 UTC (30 min ago)): latest" in text
     assert f"newest verified: {DB[1]['backup_id']}" in text
     assert text.count("No committed backup.") == 3  # fs, config, logs
