@@ -205,8 +205,8 @@ def render_filter_form(f: HistoryFilter, checklists: Iterable[str]) -> str:
     names = sorted(set(checklists) | ({f.checklist} if f.checklist else set()))
     return (
         '<form class="filters" method="get" action="checklists">'
-        f'<label>From <input type="date" name="since" value="{_e(f.since.isoformat() if f.since else "")}"></label>'
-        f'<label>To <input type="date" name="until" value="{_e(f.until.isoformat() if f.until else "")}"></label>'
+        f'<label>From (UTC) <input type="date" name="since" value="{_e(f.since.isoformat() if f.since else "")}"></label>'
+        f'<label>To (UTC) <input type="date" name="until" value="{_e(f.until.isoformat() if f.until else "")}"></label>'
         f'<label>Checklist <select name="checklist">{options(names, f.checklist, "all checklists")}</select></label>'
         f'<label>Outcome <select name="outcome">{options(OUTCOMES, f.outcome, "any outcome")}</select></label>'
         '<button type="submit">Filter</button>'

@@ -194,8 +194,7 @@ def test_every_route_refuses_a_request_without_credentials(api, stack):
     assert {f"/gravitypm{p}" if p != "/" else "/gravitypm/" for p in served} <= set(ROUTES)  # none untested
     for path in ROUTES:
         answer = api.get(path, follow_redirects=False)
-        assert answer.status_code == 401, (path, answer.status_code)
-        assert "gravitypm" not in answer.text.lower().replace(path.lower(), "")
+        assert (answer.status_code, answer.json()) == (401, {"detail": "Not authenticated"}), path
     assert api.get("/gravitypm/backups", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 403
 
 

@@ -64,7 +64,7 @@ CHAINS = {"weekly_maintenance": Report(True, 5), "evening_checklist": Report(Tru
 class Page(HTMLParser):
     """Collects text, links and table rows of a rendered page; fails on unbalanced tags."""
 
-    VOID = {"meta", "input", "br", "link", "img", "line", "circle", "polyline"}
+    VOID = {"meta", "input", "br", "link", "img"}
 
     def __init__(self, html: str):
         super().__init__()
