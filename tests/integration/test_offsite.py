@@ -104,6 +104,14 @@ def record(vault, manifest, status: str, at: datetime | None = None) -> dict:
     return rec
 
 
+def ids(*manifests) -> list[str]:
+    return [m["backup_id"] for m in manifests]
+
+
+def read_json(vault, key: str) -> dict:
+    return json.loads(vault.s3.get_object(Bucket=vault.bucket, Key=key)["Body"].read())
+
+
 def uploads(vault) -> list:
     return vault.s3.list_multipart_uploads(Bucket=vault.bucket).get("Uploads", [])
 
@@ -199,7 +207,8 @@ def test_streamed_copy_of_a_corrupted_artifact_is_aborted_before_it_is_assembled
 
 
 @pytest.mark.parametrize("where", ["second artifact", "manifest"])
-def test_a_copy_interrupted_midway_is_invisible_offsite_and_the_next_run_completes_it(region, primary, other_region, where):
+def test_a_copy_interrupted_midway_is_invisible_offsite_and_the_next_run_completes_it(
+        region, primary, other_region, where):
     manifest = make_backup(primary, 2, 1000, 12 * MiB)
     second = manifest["artifacts"][1]["name"]
 
@@ -259,7 +268,8 @@ def offsite_cfg(stack, primary, other, **extra):
                          "offsite_bucket": other.bucket, "offsite_prefix": other.prefix, **extra})
 
 
-def test_status_and_freshness_say_whether_the_newest_backup_is_offsite(stack, region, primary, other_region, monkeypatch):
+def test_status_and_freshness_say_whether_the_newest_backup_is_offsite(
+        stack, region, primary, other_region, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", region.connection())
     cfg = offsite_cfg(stack, primary, other_region)
     old, new = make_backup(primary, 30, kind="logs"), make_backup(primary, 1, kind="logs")
@@ -291,7 +301,8 @@ def test_an_unreachable_offsite_vault_is_a_breach_not_a_crash(stack, primary, mo
                        "extra": {"endpoint_url": f"http://127.0.0.1:{free_port()}", "region_name": "eu-west-1",
                                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}})
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", dead)
-    cfg = parse_config({"vault_bucket": stack.vault_bucket, "vault_prefix": primary.prefix, "offsite_bucket": "gpm-gone"})
+    cfg = parse_config({"vault_bucket": stack.vault_bucket, "vault_prefix": primary.prefix,
+                        "offsite_bucket": "gpm-gone"})
     (finding,) = offsite.freshness_findings(cfg, NOW)
     assert finding.subject == "off-site" and finding.status == "breach" and "unreachable" in finding.detail
     assert "error" in offsite.status_fields(cfg, {"db": None}, NOW)
@@ -311,12 +322,12 @@ def test_the_dag_copies_applies_offsite_retention_and_writes_status(run_dag, sta
     assert first.state == "success", first.task_states
     copied = first.xcom("copy_backups")
     assert copied["method"] == "streamed"
-    assert [c["backup_id"] for c in copied["kinds"]["db"]["copied"]] == [d1["backup_id"], d2["backup_id"], d3["backup_id"]]
+    assert [c["backup_id"] for c in copied["kinds"]["db"]["copied"]] == ids(d1, d2, d3)  # newest first
     assert {"backup_id": failed["backup_id"], "reason": "its newest verification on the primary failed"} in \
         copied["kinds"]["db"]["skipped"]
-    status = json.loads(stack.s3_client().get_object(Bucket=primary.bucket, Key=f"{primary.prefix}/status.json")["Body"].read())
+    status = read_json(primary, f"{primary.prefix}/status.json")
     assert status["offsite"]["enabled"] is True and status["kinds"]["db"]["offsite"]["copied"] is True
-    own = json.loads(other_region.s3.get_object(Bucket=other_region.bucket, Key="production/status.json")["Body"].read())
+    own = read_json(other_region, "production/status.json")
     assert own["kinds"]["db"]["count"] == 3 and own["kinds"]["db"]["latest_verified_id"] == d2["backup_id"]
 
     # A stricter off-site policy: the newest and the newest verified stay, the rest goes.
@@ -327,7 +338,7 @@ def test_the_dag_copies_applies_offsite_retention_and_writes_status(run_dag, sta
     assert retention["removed"] == [d3["backup_id"]]
     kept = {k["backup_id"]: k["reasons"] for k in retention["kept"]}
     assert "newest verified" in kept[d2["backup_id"]] and "newest backup" in kept[d1["backup_id"]]
-    assert [m["backup_id"] for m in other_region.list_backups("db")] == [d2["backup_id"], d1["backup_id"]]
+    assert [m["backup_id"] for m in other_region.list_backups("db")] == ids(d2, d1)
     assert len(primary.list_backups("db")) == 4  # the primary is untouched
     assert second.xcom("copy_backups")["kinds"]["db"]["copied"] == []  # nothing to copy again...
     third = run_dag("gravitypm_offsite_copy", {**overrides, "offsite_retention": {"db": {"last": 1}}})
@@ -343,7 +354,7 @@ def test_the_dag_is_a_clear_no_op_while_offsite_is_off(run_dag, stack, primary):
     assert result.xcom("copy_backups") == {"enabled": False}
     assert result.xcom("apply_offsite_retention") == {"enabled": False}
     assert result.xcom("write_status") == {"enabled": False}
-    assert stack.s3_client().list_objects_v2(Bucket=primary.bucket, Prefix=f"{primary.prefix}/status.json")["KeyCount"] == 0
+    assert primary.s3.list_objects_v2(Bucket=primary.bucket, Prefix=f"{primary.prefix}/status.json")["KeyCount"] == 0
     # The backup status says so too.
     summaries = {"db": primary.summary("db", NOW)}
     assert offsite.status_fields(parse_config({}), summaries, NOW) == {"enabled": False}
