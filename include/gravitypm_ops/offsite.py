@@ -204,8 +204,7 @@ class Copier:
         for backup_id, entry in offsite_inventory.items():
             source = primary_inventory.get(backup_id)
             for key in missing_records(source["verifications"], entry["verifications"]) if source else []:
-                self._copy_record(key, entry["prefix"])
-                report["records_copied"] += 1
+                report["records_copied"] += self._copy_record(key, entry["prefix"])
         return report
 
     def copy_backup(self, manifest: dict, record_keys: list[str]) -> dict:
@@ -292,16 +291,19 @@ class Copier:
             raise IntegrityError(f"{target['key']}: copy has {landed} bytes, manifest says {source['size']}")
         return version
 
-    def _copy_record(self, key: str, offsite_prefix: str) -> None:
-        """One verification record, same name, never over an existing one (records are tiny)."""
+    def _copy_record(self, key: str, offsite_prefix: str) -> bool:
+        """One verification record, same name, never over an existing one (records are tiny).
+        True when it was written."""
         try:
             body = self.primary.s3.get_object(Bucket=self.primary.bucket, Key=key)["Body"].read()
         except self.primary.s3.exceptions.NoSuchKey:
             log.info("%s left the primary vault before it was copied", key)
-            return
+            return False
         target = offsite_prefix + VERIFICATIONS_DIR + key.rsplit("/", 1)[-1]
-        if self._put_once(target, body) is False:
+        written = self._put_once(target, body)
+        if not written:
             log.info("%s already off-site", target)
+        return written
 
     def _commit(self, key: str, manifest: dict) -> bool:
         return self._put_once(key, json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
