@@ -202,7 +202,9 @@ def test_a_damaged_backup_fails_its_component_and_the_run_and_leases_are_release
 
 
 # --- refusals: a clear reason, nothing written ------------------------------------------------
-@pytest.mark.parametrize("case", ["production_db", "unprefixed_db", "dir_in_app_root", "as_of_before_backups"])
+@pytest.mark.parametrize(
+    "case", ["production_db", "unprefixed_db", "dir_in_app_root", "as_of_before_backups", "offsite_not_configured"]
+)
 def test_unsafe_or_impossible_drills_are_refused_and_write_nothing(run_dag, stack, slack, prefix, small_db, case):
     vault, made = make_backups(stack, prefix, small_db, kinds=("db", "config"), verify=False)
     conf, expected = {
@@ -210,6 +212,7 @@ def test_unsafe_or_impossible_drills_are_refused_and_write_nothing(run_dag, stac
         "unprefixed_db": ({"scratch_database": "other_scratch"}, "must start with scratch_database_prefix"),
         "dir_in_app_root": ({"scratch_dir": str(stack.app_root / "uploads" / "drill")}, "inside the production tree"),
         "as_of_before_backups": ({"as_of": (T0 - timedelta(days=30)).isoformat()}, "no committed db backup as of"),
+        "offsite_not_configured": ({"source": "offsite"}, "off-site vault is not configured"),
     }[case]
     before_dbs = set(databases(stack))
 
@@ -260,3 +263,26 @@ def test_scratch_dir_guard_follows_symlinks_into_production(tmp_path):
         drill.check_scratch_dir(str(other_root / "x"), cfg)
     assert drill.check_scratch_dir(str(tmp_path / "scratch"), cfg) == str(tmp_path / "scratch")
     assert drill.check_scratch_dir(None, cfg) is None
+
+
+def test_judge_fails_a_slow_component_the_total_and_a_component_that_never_ran():
+    plan = {
+        "schema": 1, "drill_id": "d", "dag_id": DAG_ID, "run_id": "r", "started": T0.isoformat(), "source": "primary",
+        "as_of": None, "rpo_reference": T0.isoformat(), "components": ["db", "fs"], "cleanup": True,
+        "scratch_database": "gravitypm_scratch_drill", "scratch_dir": None,
+        "targets": {"rto_minutes": 1.0, "rpo_hours": {"db": 7.0, "fs": 26.0}},
+        "backups": {k: {"backup_id": f"{k}-1", "finished": T0.isoformat(), "verified": True, "bytes": 1,
+                        "documents": None, "files": None, "content_bytes": None, "rpo_hours": 2.0} for k in ("db", "fs")},
+    }
+    slow = {"status": "passed", "detail": "ok", "target": ["x"], "kept": False, "seconds": 90.0,
+            "started": T0.isoformat(), "finished": (T0 + timedelta(seconds=90)).isoformat()}
+
+    report = drill.judge(plan, {"db": slow, "fs": None}, T0 + timedelta(minutes=2))
+
+    assert report["verdict"] == "failed"
+    assert report["failures"] == ["db: RTO 1.5 min > target 1 min", "fs: restore did not run",
+                                  "total RTO 1.5 min > target 1 min"]
+    assert report["components"]["db"]["rpo_ok"] and not report["components"]["db"]["rto_ok"]
+    assert report["components"]["fs"]["status"] == "failed" and report["total"]["rto_ok"] is False
+    markdown = drill.render_markdown(report)
+    assert "# DR drill d: FAILED" in markdown and "**MISSED**" in markdown and "fs: restore did not run" in markdown
