@@ -201,6 +201,31 @@ def test_a_damaged_backup_fails_its_component_and_the_run_and_leases_are_release
     assert vault.leases("fs") == []
 
 
+def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, stack, prefix, small_db, monkeypatch):
+    from gravitypm_ops.offsite import Copier
+    from gravitypm_ops.retention import RetentionPolicy
+
+    primary, made = make_backups(stack, prefix, small_db, kinds=("db", "config"))
+    s3 = stack.s3_client()
+    bucket = f"gpm-drill-offsite-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    offsite = Vault(bucket, prefix + "-dr", s3)
+    for kind in made:
+        assert Copier(primary, offsite, server_side=True).sync(kind, RetentionPolicy(), datetime.now(UTC))["failed"] == []
+        primary.delete_backup(made[kind])  # the primary lost them: only the copy can serve the drill
+    monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", json.dumps(stack.connections()["gravitypm_aws"]))
+
+    result = run_dag(DAG_ID, {**overrides(prefix, small_db), "offsite_bucket": bucket, "offsite_prefix": prefix + "-dr"},
+                     run_conf={"components": ["db", "config"], "source": "offsite"})
+
+    assert result.state == "success", result.task_states
+    report = result.xcom("write_report")
+    assert report["source"] == "offsite"
+    assert {k: c["backup_id"] for k, c in report["components"].items()} == {k: m["backup_id"] for k, m in made.items()}
+    assert offsite.leases("db") == offsite.leases("config") == []
+    assert report["report"]["json"].startswith(f"{prefix}/drills/")  # evidence goes to the primary vault
+
+
 # --- refusals: a clear reason, nothing written ------------------------------------------------
 @pytest.mark.parametrize(
     "case", ["production_db", "unprefixed_db", "dir_in_app_root", "as_of_before_backups", "offsite_not_configured"]
