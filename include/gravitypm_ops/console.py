@@ -6,8 +6,10 @@ text out. Server-rendered, no JavaScript. Every value shown is HTML-escaped; lin
 only for http(s) URLs; CSV cells that a spreadsheet would run as a formula are defused. Nothing
 shown carries a secret: records and manifests hold none, and error text is scrubbed.
 
-The few functions that read the vault (`load_*`) take a Vault / AuditLog, so the rendering is
-tested on plain lists and the loading against the real S3 server.
+Rendering (`render_*`, `records_csv`, `*_metrics`) works on plain lists and dicts; the few functions
+that read the vault (`load_*`, `read_status`) take a Vault; the views the plugin serves (`*_view`,
+`metrics_text`) take a function that opens the vault, so a bad config or an unreachable S3 becomes
+an error box (or `gravitypm_vault_up 0`), never a stack trace.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from functools import partial
 from html import escape
 from urllib.parse import urlencode, urlsplit
 
+from gravitypm_ops.audit import OUTCOMES
 from gravitypm_ops.names import BACKUP_KINDS
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("passed", "failed", "warning", "missed", "waived")  # as in audit.OUTCOMES
 DEFAULT_DAYS = 31  # the Checklists page without any filter shows about a month
 BACKUPS_SHOWN = 10  # newest backups listed per kind (the chart shows them all)
 STATUS_NAME = "status.json"  # <vault_prefix>/status.json, written by Vault.write_status
@@ -203,10 +205,11 @@ def render_filter_form(f: HistoryFilter, checklists: Iterable[str]) -> str:
         return "".join(items)
 
     names = sorted(set(checklists) | ({f.checklist} if f.checklist else set()))
+    since, until = (d.isoformat() if d else "" for d in (f.since, f.until))
     return (
         '<form class="filters" method="get" action="checklists">'
-        f'<label>From (UTC) <input type="date" name="since" value="{_e(f.since.isoformat() if f.since else "")}"></label>'
-        f'<label>To (UTC) <input type="date" name="until" value="{_e(f.until.isoformat() if f.until else "")}"></label>'
+        f'<label>From (UTC) <input type="date" name="since" value="{_e(since)}"></label>'
+        f'<label>To (UTC) <input type="date" name="until" value="{_e(until)}"></label>'
         f'<label>Checklist <select name="checklist">{options(names, f.checklist, "all checklists")}</select></label>'
         f'<label>Outcome <select name="outcome">{options(OUTCOMES, f.outcome, "any outcome")}</select></label>'
         '<button type="submit">Filter</button>'

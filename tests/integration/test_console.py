@@ -160,7 +160,7 @@ def api(airflow_db):
     from airflow.api_fastapi.app import create_app
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", uuid.uuid4().hex)  # `airflow standalone` writes one to its cfg
+        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", uuid.uuid4().hex * 2)  # `airflow standalone` writes one to its cfg
         with TestClient(create_app("core"), base_url="http://airflow.test:8080") as client:
             yield client
 

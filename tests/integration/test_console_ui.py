@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from dev.airflow_api import AirflowAPI
+from dev.stack import REPO, free_port, spawn, stop_process
 from tests.integration.test_console import seed
-from dev.stack import REPO, free_port
 from tests.integration.test_up import read_until
 
 
@@ -55,12 +55,12 @@ class Browser:
         from websockets.sync.client import connect
 
         self.downloads = profile / "downloads"
-        self.proc = subprocess.Popen(
+        self.proc = spawn(  # own process group, stopped whole (renderers too)
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
              "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1400,1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=(profile / "chromium.log").open("wb"), start_new_session=True,
+            profile / "chromium.log",
         )
-        closing.callback(self._stop)
+        closing.callback(stop_process, self.proc, grace=10)
         port_file = profile / "DevToolsActivePort"  # Chromium writes the port it picked here
         deadline = time.monotonic() + 30
         while not (port_file.exists() and len(port_file.read_text().split()) >= 2):
@@ -73,14 +73,6 @@ class Browser:
         self.ids = itertools.count(1)
         self.send("Page.enable")
         self.send("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(self.downloads))
-
-    def _stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
     def send(self, method: str, **params) -> dict:
         number = next(self.ids)
