@@ -129,7 +129,7 @@ def plan_drill(params: Mapping, cfg, vault: Vault, *, dag_id: str, run_id: str, 
     as_of = _as_of(params.get("as_of"))
     if as_of is not None and as_of > now:
         raise DrillRefused(f"as_of {as_of.isoformat()} is in the future")
-    scratch_database = check_scratch_database(params.get("scratch_database"), cfg) if "db" in components else None
+    scratch_database = check_scratch_database(params.get("scratch_database"), cfg)
     scratch_dir = check_scratch_dir(params.get("scratch_dir"), cfg)
     reference = as_of or now
     backups = {}
@@ -222,15 +222,14 @@ def restore_component(kind: str, plan: dict, cfg, vault: Vault, *, mongo_client=
 def _scratch_dir_for(kind: str, plan: dict, cfg) -> str:
     """A new directory for one component: `<scratch_dir>/<drill id>/<kind>` or a fresh temp dir."""
     if plan["scratch_dir"]:
-        parent = os.path.join(plan["scratch_dir"], plan["drill_id"])
+        parent = os.path.join(check_scratch_dir(plan["scratch_dir"], cfg), plan["drill_id"])
         os.makedirs(parent, mode=0o700, exist_ok=True)
         target = os.path.join(parent, kind)
-        shutil.rmtree(target, ignore_errors=True)  # a retry of this drill's own component
+        shutil.rmtree(target, ignore_errors=True)  # left by an earlier try of this drill's own component
         os.mkdir(target, 0o700)
-    else:
-        target = tempfile.mkdtemp(prefix=f"gravitypm-drill-{kind}-")
-    check_scratch_dir(target, cfg)  # also when TMPDIR points somewhere it must not
-    return target
+        return target
+    check_scratch_dir(tempfile.gettempdir(), cfg)  # TMPDIR must not point into production either
+    return tempfile.mkdtemp(prefix=f"gravitypm-drill-{kind}-")
 
 
 def _remove_empty(path: str) -> None:
@@ -398,8 +397,8 @@ def audit_record(report: dict, links: Mapping[str, str], bucket: str) -> dict:
         "started_at": report["started"],
         "completed_at": report["finished"],
         "evidence": {
-            "summary": f"DR drill {report['drill_id']} {report['verdict']}: total RTO "
-                       f"{report['total']['rto_minutes']} min; " + "; ".join(report["failures"][:5]),
+            "summary": "; ".join([f"DR drill {report['drill_id']} {report['verdict']}: total RTO "
+                                  f"{_fmt(report['total']['rto_minutes'])} min", *report["failures"][:5]]),
             "links": [{"label": f"report.{name}", "url": f"s3://{bucket}/{key}"} for name, key in links.items()],
             "data": {
                 "drill_id": report["drill_id"],
@@ -461,7 +460,12 @@ def component_task(kind: str, plan: dict, context) -> dict:
     if not any(lease["holder"] == holder for lease in vault.leases(kind)):
         raise AirflowFailException(f"no retention lease on {kind} for {holder}: retention could remove the "
                                    "backup during the restore")
-    result = restore_component(kind, plan, cfg, vault, mongo_client=scratch_mongo_client() if kind == "db" else None)
+    client = scratch_mongo_client() if kind == "db" else None
+    try:
+        result = restore_component(kind, plan, cfg, vault, mongo_client=client)
+    finally:
+        if client is not None:
+            client.close()
     result["lease"] = holder
     context["ti"].xcom_push(key="result", value=result)
     if result["status"] != "passed":
