@@ -328,7 +328,8 @@ def render_markdown(report: dict) -> str:
     total = report["total"]
     lines += ["", f"Total RTO (first restore start to last validation end): {_fmt(total['rto_minutes'])} min "
               f"(target {rto_target:g}) — {_mark(total['rto_ok'])}"]
-    kept = [f"- {kind}: `{c['target']}`" for kind, c in report["components"].items() if c["kept"]]
+    kept = [f"- {kind}: `{', '.join(c['target']) if isinstance(c['target'], list) else c['target']}`"
+            for kind, c in report["components"].items() if c["kept"]]
     if kept:
         lines += ["", "Kept restores (cleanup false; remove them when done):", *kept]
     if report["failures"]:
