@@ -100,7 +100,9 @@ def build(checklist: Checklist):
                 tasks.append(TriggerDagRunOperator(
                     task_id=item.id, trigger_dag_id=DRILL_DAG_ID, conf={},
                     trigger_run_id="quarterly_maintenance__{{ run_id }}",  # = checklist_tasks.drill_run_id
-                    wait_for_completion=True, deferrable=True, poke_interval=60, **NO_RETRY,
+                    wait_for_completion=True, deferrable=True, poke_interval=15,
+                    fail_when_dag_is_paused=True,  # a paused drill would never run: fail, recorded
+                    **NO_RETRY,
                 ))
             elif item.kind == HUMAN:
                 prompt = ChecklistPrompt(checklist=checklist.name, item=item.id)

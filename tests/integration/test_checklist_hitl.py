@@ -19,6 +19,7 @@ from gravitypm_ops.checklists import CHECKLISTS
 from gravitypm_ops.vault import Vault
 
 WEEKLY, MONTHLY = "gravitypm_weekly_maintenance", "gravitypm_monthly_maintenance"
+QUARTERLY, DRILL = "gravitypm_quarterly_maintenance", "gravitypm_dr_drill"
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def standalone(stack, tmp_path):
         api = AirflowAPI(f"http://127.0.0.1:{port}")
         api.wait_healthy(alive=lambda: proc.poll() is None)
         api.password = AirflowAPI.standalone_password(tmp_path / "airflow")
-        for dag_id in (WEEKLY, MONTHLY):
+        for dag_id in (WEEKLY, MONTHLY, QUARTERLY, DRILL):
             api.wait_for_dag(dag_id)
             api.unpause(dag_id)
         yield api, AuditLog(Vault(stack.vault_bucket, prefix, stack.s3_client()))
@@ -71,6 +72,14 @@ def wait_for_prompt(api, dag_id: str, run_id: str, task_id: str, timeout: float 
 
 def answer(api, run_id: str, task_id: str, option: str, comment: str) -> None:
     """Answer like the UI does; SQLite under load sometimes answers 500 ("database is locked")."""
+    # Airflow 3.3.2 races when an answer lands before the executor has reported the exit of the
+    # workload that parked the task (the resumed try is then failed as "finished with state success,
+    # but the task instance's state attribute is queued"). People answer minutes later; the test
+    # waits until the task is parked and a few seconds more.
+    deadline = time.monotonic() + 60
+    while api.task_states(WEEKLY, run_id)[task_id] != "awaiting_input" and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(5)
     body = {"chosen_options": [option], "params_input": {"comment": comment}}
     for attempt in range(5):
         try:
@@ -86,10 +95,12 @@ def answer(api, run_id: str, task_id: str, option: str, comment: str) -> None:
 
 def test_answers_are_recorded_with_the_responder_and_a_timeout_is_missed(standalone):
     api, audit = standalone
-    # Both at once (each DAG allows one active run): the weekly one is answered, nobody answers the
-    # monthly one, whose human items time out after ~14 s.
+    # All at once (each DAG allows one active run): the weekly one is answered; nobody answers the
+    # monthly and quarterly ones, whose human items time out after ~14 s. The quarterly DR test runs
+    # the real drill, which fails on this empty vault.
     answered = api.trigger(WEEKLY, {"human_response_hours": 1})
     ignored = api.trigger(MONTHLY, {"human_response_hours": 0.004})
+    quarterly = api.trigger(QUARTERLY, {"human_response_hours": 0.004})
 
     # 1. Answered in time: the comment and the responder go into the audit record.
     prompt = wait_for_prompt(api, WEEKLY, answered, "review_monitoring_dashboards")
@@ -125,6 +136,16 @@ def test_answers_are_recorded_with_the_responder_and_a_timeout_is_missed(standal
     assert [(r["item"], r["outcome"], r["actor"]) for r in missed] == [
         ("security_assessment", "missed", "automation"), ("performance_review", "missed", "automation")]
     assert all("no answer within 0.004 h" in r["evidence"]["summary"] for r in missed)
-    for name, count in (("weekly_maintenance", 5), ("monthly_maintenance", 5)):
+
+    # 3. The DR test's outcome is the drill run's state.
+    run = api.wait_for_run(QUARTERLY, quarterly, timeout=240)
+    drill_run = api.get(f"/api/v2/dags/{DRILL}/dagRuns/quarterly_maintenance__{quarterly}")
+    assert run["state"] == "failed" and drill_run["state"] == "failed"
+    records = audit.records("quarterly_maintenance")
+    assert [(r["item"], r["outcome"]) for r in records] == [
+        ("disaster_recovery_test", "failed"), ("load_testing", "missed"), ("architecture_review", "missed"),
+        ("team_training", "missed")]
+    assert records[0]["evidence"]["data"]["drill_state"] == "failed"
+    for name, count in (("weekly_maintenance", 5), ("monthly_maintenance", 5), ("quarterly_maintenance", 4)):
         report = audit.verify(name)
         assert report.ok and report.records == count, report.problems
