@@ -81,6 +81,19 @@ def test_rotates_ships_and_the_backup_verifies(run_dag, stack, prefix, logs, sla
     assert vault.latest("logs")["backup_id"] == manifest["backup_id"]  # now counts for the freshness audit
 
 
+def test_verification_dag_verifies_logs_backups_for_the_freshness_audit(run_dag, prefix, logs):
+    (logs / "app.log").write_text(f"{uuid.uuid4()} INFO shipped and verified\n")
+    assert run_dag(DAG_ID, overrides(prefix, logs), **FORCE).state == "success"
+
+    verification = run_dag("gravitypm_backup_verification", overrides(prefix, logs))
+
+    assert verification.task_states["verify_backups"] == "success", verification.task_states
+    [checked] = verification.xcom("verify_backups")["verified"]
+    assert (checked["kind"], checked["status"], checked["failed_checks"]) == ("logs", "passed", [])
+    audit = verification.xcom("audit_freshness", key="check")  # db/fs/config have no backups in this prefix
+    assert next(f for f in audit["findings"] if f["subject"] == "logs")["status"] == "ok"
+
+
 def test_a_file_already_shipped_is_not_shipped_twice(run_dag, stack, prefix, logs):
     vault = vault_of(stack, prefix)
 
