@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TriggerRule, dag, task
 
 from gravitypm_ops.alerts import Severity
+from gravitypm_ops.approval import RestoreApproval
 from gravitypm_ops.dag_defaults import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import DB_POOL, backup_asset
 
@@ -93,7 +93,7 @@ def gravitypm_db_restore():
 
         return choose_path(the_plan)
 
-    approve = ApprovalOperator(
+    approve = RestoreApproval(
         task_id="approve",
         subject="Approve the restore of {{ params.target_database }} ({{ run_id }})",
         body=(
@@ -153,6 +153,7 @@ def gravitypm_db_restore():
     branch >> [approve, safety, done]
     approve >> safety >> stopped >> restored >> started >> validated >> done
     restored >> validated  # validate only what was restored
+    started >> done  # the report waits for the app start, also when validation never ran
     [the_plan, safety, stopped, restored, started, validated] >> fail_run_if_any_check_failed()
 
 

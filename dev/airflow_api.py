@@ -91,3 +91,37 @@ class AirflowAPI:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {ti["task_id"]: ti["state"] for ti in tis}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
+        return self.get(path)["value"]
+
+    # --- human-in-the-loop: the "Required Actions" a person answers in the UI -------------------
+    @staticmethod
+    def hitl_path(dag_id: str, run_id: str, task_id: str) -> str:
+        return f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
+
+    def wait_for_prompt(self, dag_id: str, run_id: str, task_id: str, timeout: float = 180.0,
+                        settle: float = 5.0) -> dict:
+        """The HITL request of a task, once the task waits for input.
+
+        `settle`: Airflow 3.3.2 fails the task when an answer arrives before the executor has
+        reported the task's pause (it then sees a "queued" task reported finished); a person
+        never answers that fast, a test must wait a moment."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                prompt = self.get(self.hitl_path(dag_id, run_id, task_id))
+            except urllib.error.HTTPError as err:
+                if err.code != 404:
+                    raise
+            else:
+                if self.task_states(dag_id, run_id).get(task_id) == "awaiting_input":
+                    time.sleep(settle)
+                    return prompt
+            time.sleep(1)
+        raise TimeoutError(f"{task_id} never asked (states: {self.task_states(dag_id, run_id)})")
+
+    def answer(self, dag_id: str, run_id: str, task_id: str, option: str, params_input: dict | None = None) -> dict:
+        body = {"chosen_options": [option], "params_input": params_input or {}}
+        return self._request("PATCH", self.hitl_path(dag_id, run_id, task_id), body)

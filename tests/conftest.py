@@ -119,3 +119,46 @@ class DagRunResult:
                 dag_id=self.dag_run.dag_id, run_id=self.dag_run.run_id, task_id=task_id, key=key
             ).one_or_none()
             return None if row is None else XComModel.deserialize_value(row)
+
+
+class Standalone:
+    """A running `airflow standalone` (real scheduler, API server, triggerer) on the test stack."""
+
+    def __init__(self, api, prefix: str, database: str, vault):
+        self.api, self.prefix, self.database, self.vault = api, prefix, database, vault
+
+
+@pytest.fixture(scope="session")
+def standalone(stack, tmp_path_factory):
+    """For what dag.test() cannot do (human-in-the-loop steps wait forever there): one standalone
+    for the session, with a vault prefix and a "production" database of its own."""
+    import uuid
+
+    from dev.airflow_api import AirflowAPI
+    from dev.stack import BIN, free_port, spawn, stop_process
+    from dev.up import airflow_env
+    from gravitypm_ops.vault import Vault
+
+    home, port, tag = tmp_path_factory.mktemp("standalone"), free_port(), uuid.uuid4().hex[:8]
+    prefix, database = f"standalone-{tag}", f"standalone_prod_{tag}"
+    config = {**stack.ops_config(), "vault_prefix": prefix, "mongo_databases": [database],
+              "checklists": {"security_updates_command": ["true"]}}  # no apt run on the test machine
+    env = {
+        **airflow_env(home, stack, port),
+        "AIRFLOW_VAR_GRAVITYPM_OPS": json.dumps(config),
+        "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",  # the HITL timeout sweep
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the tests' runs
+    }
+    full_env = {**os.environ, **env}
+    airflow = str(BIN / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=full_env, check=True, capture_output=True)
+    subprocess.run([airflow, "pools", "import", str(REPO / "deploy" / "pools.json")], env=full_env, check=True,
+                   capture_output=True)
+    proc = spawn([airflow, "standalone"], home / "airflow.log", env)
+    try:
+        api = AirflowAPI(f"http://127.0.0.1:{port}")
+        api.wait_healthy(alive=lambda: proc.poll() is None)
+        api.password = AirflowAPI.standalone_password(home / "airflow")
+        yield Standalone(api, prefix, database, Vault(stack.vault_bucket, prefix, stack.s3_client()))
+    finally:
+        stop_process(proc, grace=30)

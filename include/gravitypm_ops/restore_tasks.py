@@ -150,6 +150,7 @@ STEPS = ("plan", "approve", "safety_backup", "stop_app", "restore", "start_app",
 def report(context) -> dict:
     """One summary of the run, whatever happened: Slack, and the rollback hint when it failed."""
     from gravitypm_ops.alerts import Severity, send_slack
+    from gravitypm_ops.approval import DECISION_KEY
     from gravitypm_ops.offsite import open_vault
 
     ti, dag_run = context["ti"], context["dag_run"]
@@ -157,17 +158,13 @@ def report(context) -> dict:
     pull = {step: ti.xcom_pull(task_ids=step) for step in STEPS}
     the_plan = pull["plan"]
     failed = [s for s in STEPS if states.get(s) == "failed"]  # not the upstream_failed ones after them
-    approval = pull["approve"] or {}
+    approval = ti.xcom_pull(task_ids="approve", key=DECISION_KEY)
     result = {
         "dag_id": dag_run.dag_id,
         "run_id": dag_run.run_id,
         "states": {s: states.get(s) for s in STEPS if s in states},
         "plan": the_plan,
-        "approval": None if not approval else {
-            "decision": (approval.get("chosen_options") or ["?"])[0],
-            "by": (approval.get("responded_by_user") or {}).get("name"),
-            "at": str(approval.get("responded_at")),
-        },
+        "approval": approval,
         "safety_backup": (pull["safety_backup"] or {}).get("backup_id"),
         "restore": pull["restore"],
         "validation": pull["validate"],
@@ -178,7 +175,7 @@ def report(context) -> dict:
         outcome = "dry run: nothing changed"
     elif failed:
         outcome = "FAILED at " + ", ".join(failed)
-    elif approval.get("chosen_options") == ["Reject"]:
+    elif approval and approval["decision"] == "Reject":
         outcome = "rejected by the approver: nothing changed"
     elif states.get("restore") == "success":
         outcome = "restored"

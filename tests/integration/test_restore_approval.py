@@ -1,0 +1,53 @@
+"""The human approval of a production DB restore, on a running standalone (dag.test() waits for
+ever on a human step): Approve goes on and records who; Reject changes nothing."""
+
+import uuid
+from datetime import UTC, datetime
+
+from gravitypm_ops import db_backup
+from gravitypm_ops.config import parse_config
+from gravitypm_ops.verification import verify_backup
+
+DAG = "gravitypm_db_restore"
+
+
+def test_a_production_restore_waits_for_approval_and_records_the_approver(stack, standalone):
+    api, client = standalone.api, stack.mongo_client()
+    db = client[standalone.database]
+    db.items.insert_many([{"_id": i, "v": i} for i in range(25)])
+    cfg = parse_config({**stack.ops_config(), "vault_prefix": standalone.prefix,
+                        "mongo_databases": [standalone.database]})
+    backup = db_backup.run_backup(cfg, standalone.vault, client, dag_id="t", run_id=uuid.uuid4().hex,
+                                  run_after=datetime.now(UTC))
+    assert verify_backup(standalone.vault, backup, mongo_client=client,
+                         production_databases=(standalone.database,))["status"] == "passed"
+    api.wait_for_dag(DAG)
+    api.unpause(DAG)
+    conf = {"source_database": standalone.database, "target_database": standalone.database,
+            "confirm": standalone.database}
+
+    # Reject: nothing changes, no safety backup, the report says so.
+    db.items.delete_many({"_id": {"$gte": 5}})
+    rejected = api.trigger(DAG, conf)
+    prompt = api.wait_for_prompt(DAG, rejected, "approve")
+    assert standalone.database in prompt["subject"] and backup["backup_id"] in prompt["body"]
+    assert prompt["options"] == ["Approve", "Reject"]
+    api.answer(DAG, rejected, "approve", "Reject")
+    run = api.wait_for_run(DAG, rejected)
+    assert run["state"] == "success", (api.task_states(DAG, rejected), api.xcom(DAG, rejected, "report"))
+    assert db.items.count_documents({}) == 5
+    assert [m for m in standalone.vault.list_backups("db") if m.get("purpose") == "safety"] == []
+    report = api.xcom(DAG, rejected, "report")
+    assert report["outcome"] == "rejected by the approver: nothing changed", report
+
+    # Approve: restored, and the report names the approver.
+    approved = api.trigger(DAG, conf)
+    api.wait_for_prompt(DAG, approved, "approve")
+    api.answer(DAG, approved, "approve", "Approve")
+    run = api.wait_for_run(DAG, approved)
+    assert run["state"] == "success", api.task_states(DAG, approved)
+    assert db.items.count_documents({}) == 25
+    report = api.xcom(DAG, approved, "report")
+    assert report["outcome"] == "restored"
+    assert report["approval"]["decision"] == "Approve" and report["approval"]["by"] == "admin"
+    assert report["safety_backup"]
