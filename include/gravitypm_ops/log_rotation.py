@@ -536,8 +536,11 @@ class Rotation:
             if s["copytruncate"]:
                 _copytruncate(path, rotated)
             else:
+                # Recorded (the inode survives the rename) before renaming: even after a crash right
+                # here, the file the writer may still be on is never compressed before it reopened.
+                state["awaiting_reopen"].append(st.st_ino)
+                save_state(self.logs_dir, state)
                 os.rename(path, rotated)
-                state["awaiting_reopen"].append(os.stat(rotated).st_ino)
                 if spec is not None:
                     note = _create_new(path, st, spec)
                     if note and note not in report["notes"]:
