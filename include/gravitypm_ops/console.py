@@ -37,7 +37,7 @@ DEFAULT_DAYS = 31  # the Checklists page without any filter shows about a month
 BACKUPS_SHOWN = 10  # newest backups listed per kind (the chart shows them all)
 STATUS_NAME = "status.json"  # <vault_prefix>/status.json, written by Vault.write_status
 # /metrics: a scrape reads one status.json; the checklist part (every record + chain check) is
-# recomputed at most this often per API server process.
+# recomputed in the background once older than this, per API server process.
 CHECKLIST_METRICS_TTL = 300.0
 # Connection whose password is the static bearer token Prometheus may scrape /metrics with.
 METRICS_CONN_ID = "gravitypm_metrics"
@@ -554,24 +554,44 @@ def checklist_metrics(metrics: Metrics, records: list[dict], chains: Mapping[str
                         1 if chains[name].ok else 0, {"checklist": name})
 
 
-class _TTLCache:
-    """One value per key, recomputed when older than `ttl` seconds (thread-safe; API server threads)."""
+class Snapshots:
+    """The newest value per key with its age. Older than `ttl`: still served while one background thread
+    recomputes it, so a scrape waits for the slow part only the very first time (thread-safe)."""
 
     def __init__(self, ttl: float):
-        self.ttl, self._lock, self._items = ttl, threading.Lock(), {}
+        self.ttl, self._lock, self._items, self._refreshing = ttl, threading.Lock(), {}, set()
 
-    def get(self, key, compute):
+    def get(self, key, compute) -> tuple[object, float]:
+        """(value, its age in seconds)."""
         with self._lock:
             hit = self._items.get(key)
-            if hit and time.monotonic() - hit[0] < self.ttl:
-                return hit[1]
-        value = compute()
+            refresh = (hit is not None and time.monotonic() - hit[0] >= self.ttl and key not in self._refreshing)
+            if refresh:
+                self._refreshing.add(key)
+        if hit is None:
+            hit = self._store(key, compute())
+        elif refresh:
+            threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
+        return hit[1], time.monotonic() - hit[0]
+
+    def _store(self, key, value) -> tuple[float, object]:
         with self._lock:
-            self._items[key] = (time.monotonic(), value)
-        return value
+            self._items[key] = hit = (time.monotonic(), value)
+        return hit
+
+    def _refresh(self, key, compute) -> None:
+        try:
+            self._store(key, compute())
+        except Exception as err:  # noqa: BLE001 - the old value stays; the next request retries
+            from gravitypm_ops.alerts import scrub
+
+            log.warning("metrics: checklist snapshot not refreshed: %s", scrub(f"{type(err).__name__}: {err}"))
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
 
-_checklist_cache = _TTLCache(CHECKLIST_METRICS_TTL)
+_checklist_snapshots = Snapshots(CHECKLIST_METRICS_TTL)
 
 
 def _audit_snapshot(vault) -> tuple[list[dict], dict]:
@@ -589,7 +609,7 @@ def metrics_text(open_vault, now: datetime) -> str:
     try:
         vault = open_vault()
         status = read_status(vault)
-        records, chains = _checklist_cache.get((vault.bucket, vault.prefix), lambda: _audit_snapshot(vault))
+        (records, chains), age = _checklist_snapshots.get((vault.bucket, vault.prefix), lambda: _audit_snapshot(vault))
     except Exception as err:  # noqa: BLE001 - any failure to read is "vault down" for the scraper
         from gravitypm_ops.alerts import scrub
 
@@ -598,6 +618,8 @@ def metrics_text(open_vault, now: datetime) -> str:
         return metrics.text()
     metrics.add("gravitypm_vault_up", "gauge", "1 when the vault could be read for this scrape.", 1)
     backup_metrics(metrics, status, now)
+    metrics.add("gravitypm_checklist_metrics_age_seconds", "gauge",
+                "How old the checklist figures below are (recomputed in the background every 5 minutes).", round(age))
     checklist_metrics(metrics, records, chains)
     return metrics.text()
 

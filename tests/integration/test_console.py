@@ -226,6 +226,7 @@ def test_with_a_token_the_pages_csv_and_metrics_are_served(api, token, seeded):
     assert m[("gravitypm_checklist_items_total", (*weekly, ("outcome", "passed")))] == 2
     assert m[("gravitypm_checklist_last_run_items", (*weekly, ("outcome", "warning")))] == 1
     assert m[("gravitypm_checklist_chain_ok", weekly)] == 1
+    assert 0 <= m[("gravitypm_checklist_metrics_age_seconds", ())] < 60
 
 
 def test_the_session_cookie_of_the_ui_is_accepted(api, token, seeded):

@@ -3,6 +3,8 @@
 import csv
 import io
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
@@ -381,3 +383,27 @@ def test_metrics_when_the_vault_is_down_say_so_and_nothing_else():
 
     text = console.metrics_text(unreachable, NOW)
     assert parse_exposition(text) == {("gravitypm_vault_up", ()): 0}
+
+
+def test_snapshots_serve_the_old_value_while_one_background_refresh_runs():
+    calls, release = [], threading.Event()
+
+    def compute():
+        calls.append(len(calls) + 1)
+        if len(calls) > 1:
+            release.wait(5)  # a slow vault
+        return calls[-1]
+
+    snapshots = console.Snapshots(ttl=0.05)
+    assert snapshots.get("k", compute)[0] == 1  # the first time: computed by the caller
+    assert snapshots.get("k", compute)[0] == 1 and calls == [1]  # fresh: from memory
+    time.sleep(0.06)
+    value, age = snapshots.get("k", compute)  # stale: the old value at once, a refresh started
+    assert value == 1 and age >= 0.05
+    assert snapshots.get("k", compute)[0] == 1  # a refresh is running: no second one
+    release.set()
+    deadline = time.monotonic() + 5
+    while snapshots.get("k", compute)[0] != 2:
+        assert time.monotonic() < deadline, "background refresh never stored its value"
+        time.sleep(0.01)
+    assert calls == [1, 2]
