@@ -237,10 +237,27 @@ def collect_results(checklist: Checklist, ti, dag_id: str, run_id: str) -> list[
             result = drill_result(ti, run_id, state)
         else:
             result = ti.xcom_pull(task_ids=item.id, key=RESULT_KEY) or outcome_without_result(item, state)
-        result.setdefault("links", [])
-        result["links"] = [task_link(dag_id, run_id, item.id), *result["links"]]
+        if item.kind == HUMAN and item.collector:
+            gathered = ti.xcom_pull(task_ids=item.evidence_task_id, key=RESULT_KEY)
+            result = with_gathered_evidence(result, gathered)
+        result["links"] = [task_link(dag_id, run_id, item.id), *result.get("links", [])]
         results.append((item, result))
     return results
+
+
+def with_gathered_evidence(result: dict, gathered: dict | None) -> dict:
+    """A human item's record also carries the evidence the responder was shown."""
+    shown = ({"outcome": gathered["outcome"], "summary": gathered["summary"], "data": gathered.get("data", {})}
+             if gathered else None)
+    return {**result, "data": {**(result.get("data") or {}), "gathered_evidence": shown},
+            "links": [*result.get("links", []), *(gathered or {}).get("links", [])]}
+
+
+def not_yet_recorded(records: list[dict], tail: list[dict], run_id: str) -> list[dict]:
+    """The records of this run still to append: a retried record_audit skips those already stored
+    (a run's records are contiguous at the chain's end: one active run per checklist)."""
+    done = {r["item"] for r in tail if r["run_id"] == run_id}
+    return [r for r in records if r["item"] not in done]
 
 
 def build_record(checklist: Checklist, item: Item, result: dict, *, period: str, dag_id: str, run_id: str) -> dict:
@@ -271,8 +288,8 @@ def record_audit(checklist_name: str) -> dict:
         for item, result in collect_results(checklist, ti, dag_run.dag_id, dag_run.run_id)
     ]
     audit = AuditLog.from_config(load_config())
-    done = {r["item"] for r in audit.tail(checklist.name, len(records)) if r["run_id"] == dag_run.run_id}
-    stored = audit.append(checklist.name, [r for r in records if r["item"] not in done])
+    stored = audit.append(checklist.name, not_yet_recorded(records, audit.tail(checklist.name, len(records)),
+                                                           dag_run.run_id))
     for record in records:
         print(f"[{record['outcome'].upper()}] {record['title']} ({record['actor']}): {record['evidence']['summary']}")
     send_slack(summary_text(checklist, period, records, dag_run.run_id))

@@ -199,3 +199,17 @@ def test_object_lock_vault_locks_every_record_and_refuses_deletes(stack):
     with pytest.raises(s3.exceptions.ClientError):
         s3.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
     assert audit.records("monthly_maintenance") == stored and audit.verify("monthly_maintenance").ok
+
+
+def test_first_tail_and_a_since_window_read_only_the_newest_records(audit):
+    audit.append("evening_checklist", [item(n, completed_at=T0 + timedelta(days=n)) for n in range(1, 11)])
+    assert audit.first("evening_checklist")["item"] == "item_1" and audit.first("weekly_maintenance") is None
+    assert [r["seq"] for r in audit.tail("evening_checklist", 3)] == [8, 9, 10]
+    reads = []
+    counting = AuditLog(audit.vault)
+    counting._read = lambda key: reads.append(key) or AuditLog._read(counting, key)
+    since = T0 + timedelta(days=8)
+    found = counting.records("evening_checklist", since=since)
+    assert [r["item"] for r in found] == ["item_8", "item_9", "item_10"]
+    assert found == [r for r in audit.records("evening_checklist") if r["completed_at"] >= since.isoformat()]
+    assert len(reads) == 5  # 10, 9, 8, 7 and 6 (the first more than a day before `since`): not the whole chain

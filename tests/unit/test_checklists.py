@@ -5,7 +5,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from gravitypm_ops import evidence
-from gravitypm_ops.checklist_tasks import human_result, outcome_without_result, prompt_body
+from gravitypm_ops.checklist_tasks import (
+    human_result, not_yet_recorded, outcome_without_result, prompt_body, with_gathered_evidence,
+)
 from gravitypm_ops.checklists import (
     AUTOMATED, CHECKLISTS, DEFAULT_SETTINGS, HUMAN, HUMAN_OPTIONS, Item, parse_checklist_settings, period_of,
     period_start, periods_between, tls_endpoints,
@@ -141,6 +143,24 @@ def test_the_prompt_shows_instructions_evidence_and_the_deadline():
     assert item.instructions in body and "2 security update(s) pending: openssl" in body
     assert "[log](http://x/y)" in body and "within 0.5 h" in body and "missed" in body
     assert "_Not available" in prompt_body(item, item.owner, None, 24)
+
+
+def test_a_human_record_keeps_the_evidence_the_responder_saw():
+    gathered = {"outcome": "failed", "summary": "1 security update pending", "data": {"security": 1},
+                "links": [{"label": "status", "url": "s3://b/k"}]}
+    result = with_gathered_evidence(human_result(answer("Done"), "t0"), gathered)
+    assert result["outcome"] == "passed" and result["data"]["comment"] == "checked grafana"
+    assert result["data"]["gathered_evidence"] == {"outcome": "failed", "summary": "1 security update pending",
+                                                   "data": {"security": 1}}
+    assert result["links"] == [{"label": "status", "url": "s3://b/k"}]
+    assert with_gathered_evidence(human_result(answer("Done"), "t0"), None)["data"]["gathered_evidence"] is None
+
+
+def test_a_retried_record_task_appends_only_what_is_missing():
+    records = [{"item": i, "run_id": "r2"} for i in ("a", "b", "c")]
+    tail = [{"item": "c", "run_id": "r1"}, {"item": "a", "run_id": "r2"}]  # the first try stored "a"
+    assert not_yet_recorded(records, tail, "r2") == records[1:]
+    assert not_yet_recorded(records, [{"item": "a", "run_id": "r1"}], "r2") == records
 
 
 # --- access logs ------------------------------------------------------------------------------------
