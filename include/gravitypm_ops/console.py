@@ -329,8 +329,13 @@ def read_status(vault) -> dict | None:
 
 
 def load_backups(vault) -> tuple[dict[str, list[dict]], dict | None]:
-    """Every committed backup per kind (oldest first, newest verification attached) and status.json."""
-    return {kind: vault.list_backups(kind) for kind in BACKUP_KINDS}, read_status(vault)
+    """Every committed backup per kind (oldest first, newest verification attached) and status.json.
+    The kinds are listed in parallel: each is a LIST plus a GET per manifest and verification."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(BACKUP_KINDS)) as pool:
+        listings = dict(zip(BACKUP_KINDS, pool.map(vault.list_backups, BACKUP_KINDS), strict=True))
+    return listings, read_status(vault)
 
 
 def _size(manifest: dict) -> int:
