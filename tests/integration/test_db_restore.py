@@ -2,6 +2,7 @@
 the Slack receiver, and real DAG runs. Bad input is refused before anything changes."""
 
 import json
+import os
 import urllib.error
 import urllib.request
 import uuid
@@ -212,3 +213,24 @@ def test_retention_keeps_every_backup_of_a_kind_while_a_restore_holds_it(setup):
             "reasons": ["kept: in use by gravitypm_db_restore/manual__1"]} in held["kept"]
     setup.vault.release("db", "gravitypm_db_restore/manual__1")
     assert setup.vault.apply_retention("db", policy, datetime.now(UTC))["removed"] == [setup.backup["backup_id"]]
+
+
+def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, run_dag, setup, monkeypatch):
+    from gravitypm_ops.offsite import Copier
+    from tests.integration.test_offsite import new_bucket
+
+    s3 = stack.s3_client()
+    offsite = Vault(new_bucket(s3), "dr", s3)
+    Copier(setup.vault, offsite, server_side=True).sync("db", RetentionPolicy(last=10), datetime.now(UTC))
+    setup.vault.delete_backup(setup.backup)  # the primary region lost it
+    monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", os.environ["AIRFLOW_CONN_GRAVITYPM_AWS"])
+    setup.overrides.update(offsite_bucket=offsite.bucket, offsite_prefix="dr")
+    setup.damage()
+
+    result = run_restore(run_dag, setup, source="offsite")
+
+    assert result.state == "success", result.task_states
+    assert result.xcom("plan")["source"] == "offsite"
+    assert setup.counts() == {"projects": 40, "tasks": 60}
+    assert [m["backup_id"] for m in setup.safety_backups()]  # the safety backup goes to the primary
+    assert offsite.leases("db") == []
