@@ -65,6 +65,7 @@ def test_answers_are_recorded_with_the_responder_and_a_timeout_is_missed(checkli
     dashboards, failover = by_item["review_monitoring_dashboards"], by_item["test_failover_procedures"]
     assert (dashboards["outcome"], dashboards["actor"], dashboards["item_kind"]) == ("passed", "admin", "human")
     assert dashboards["evidence"]["data"]["comment"] == "All dashboards green, p95 310 ms"
+    assert "application" in dashboards["evidence"]["data"]["gathered_evidence"]["summary"]  # what they were shown
     assert (failover["outcome"], failover["actor"]) == ("waived", "admin")
     assert (by_item["update_security_patches"]["outcome"], by_item["update_security_patches"]["actor"]) == (
         "passed", "automation")
