@@ -12,104 +12,100 @@ session cookie or `Authorization: Bearer <JWT>`) and the PLUGINS view permission
 the same, or the static scrape token kept as the password of connection `gravitypm_metrics` (Airflow's
 JWTs expire, a Prometheus scrape config should not have to). The page logic is
 include/gravitypm_ops/console.py; this file only wires routes and auth.
+
+Every task process imports every plugin (for macros), so nothing heavy happens at import: the
+FastAPI app (FastAPI and Airflow's auth stack, ~1 s of imports) is built when the API server asks.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the routes' real annotation objects, which
+# live inside console_app().
+from functools import cache
 
-import asyncio
-import hmac
-from datetime import UTC, datetime
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
-from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
-from airflow.api_fastapi.core_api.security import get_user, requires_access_view
 from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/gravitypm"
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_plugins_view = requires_access_view(AccessView.PLUGINS)
-_bearer = HTTPBearer(auto_error=False)
 
+@cache
+def console_app():
+    import asyncio
+    import hmac
+    from datetime import UTC, datetime
+    from typing import Annotated
 
-def _open_vault():
-    # Read per request: the config Variable and the gravitypm_aws connection may change at any time.
-    from gravitypm_ops.config import load_config
-    from gravitypm_ops.vault import Vault
+    from fastapi import APIRouter, Depends, FastAPI, Request
+    from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-    return Vault.from_config(load_config())
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_view
 
+    from gravitypm_ops import console
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+    plugins_view = requires_access_view(AccessView.PLUGINS)
+    bearer = HTTPBearer(auto_error=False)
 
+    def open_vault():
+        # Per request: the config Variable and the gravitypm_aws connection may change at any time.
+        from gravitypm_ops.config import load_config
+        from gravitypm_ops.vault import Vault
 
-async def metrics_access(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """The scrape token (constant-time compare) or, failing that, exactly the pages' auth."""
-    if credentials is not None:
-        from gravitypm_ops.console import scrape_token
+        return Vault.from_config(load_config())
 
-        expected = await asyncio.to_thread(scrape_token)
-        if expected and hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-            return
-    _plugins_view(request, await get_user(request, None, credentials))
+    def now() -> datetime:
+        return datetime.now(UTC)
 
+    async def metrics_access(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> None:
+        """The scrape token (constant-time compare) or, failing that, exactly the pages' auth."""
+        if credentials is not None:
+            expected = await asyncio.to_thread(console.scrape_token)
+            if expected and hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+                return
+        plugins_view(request, await get_user(request, None, credentials))
 
-pages = APIRouter(dependencies=[Depends(_plugins_view)])
+    pages = APIRouter(dependencies=[Depends(plugins_view)])
 
+    @pages.get("/", include_in_schema=False)
+    def index(request: Request):
+        return RedirectResponse(request.url_for("checklists"))
 
-@pages.get("/", include_in_schema=False)
-def index(request: Request):
-    return RedirectResponse(request.url_for("checklists"))
+    @pages.get("/checklists", response_class=HTMLResponse)
+    def checklists(request: Request):
+        status, html = console.checklists_view(request.query_params, open_vault, now())
+        return HTMLResponse(html, status_code=status)
 
+    @pages.get("/checklists.csv")
+    def checklists_csv(request: Request):
+        status, headers, body = console.checklists_csv_view(request.query_params, open_vault, now())
+        return StreamingResponse(body, status_code=status, headers=headers)
 
-@pages.get("/checklists", response_class=HTMLResponse)
-def checklists(request: Request):
-    from gravitypm_ops.console import checklists_view
+    @pages.get("/backups", response_class=HTMLResponse)
+    def backups():
+        status, html = console.backups_view(open_vault, now())
+        return HTMLResponse(html, status_code=status)
 
-    status, html = checklists_view(request.query_params, _open_vault, _now())
-    return HTMLResponse(html, status_code=status)
+    app = FastAPI(title="GravityPM ops console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(pages)
 
+    @app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=PlainTextResponse)
+    def metrics():
+        return PlainTextResponse(console.metrics_text(open_vault, now()), media_type=PROMETHEUS_CONTENT_TYPE)
 
-@pages.get("/checklists.csv")
-def checklists_csv(request: Request):
-    from gravitypm_ops.console import checklists_csv_view
-
-    status, headers, body = checklists_csv_view(request.query_params, _open_vault, _now())
-    return StreamingResponse(body, status_code=status, headers=headers)
-
-
-@pages.get("/backups", response_class=HTMLResponse)
-def backups():
-    from gravitypm_ops.console import backups_view
-
-    status, html = backups_view(_open_vault, _now())
-    return HTMLResponse(html, status_code=status)
-
-
-app = FastAPI(title="GravityPM ops console", docs_url=None, redoc_url=None, openapi_url=None)
-app.include_router(pages)
-
-
-@app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=PlainTextResponse)
-def metrics():
-    from gravitypm_ops.console import metrics_text
-
-    return PlainTextResponse(metrics_text(_open_vault, _now()), media_type=PROMETHEUS_CONTENT_TYPE)
+    return app
 
 
 class GravityPMOpsConsole(AirflowPlugin):
     name = "gravitypm_ops_console"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "GravityPM ops console"}]
     external_views = [
         {"name": "Checklists", "href": "gravitypm/checklists", "destination": "nav", "category": "browse",
          "url_route": "gravitypm-checklists"},
         {"name": "Backups", "href": "gravitypm/backups", "destination": "nav", "category": "browse",
          "url_route": "gravitypm-backups"},
     ]
+
+    @property
+    def fastapi_apps(self):
+        return [{"app": console_app(), "url_prefix": URL_PREFIX, "name": "GravityPM ops console"}]
