@@ -9,6 +9,7 @@ human item (never "passed"), "failed" for an automated one.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -260,13 +261,23 @@ def not_yet_recorded(records: list[dict], tail: list[dict], run_id: str) -> list
     return [r for r in records if r["item"] not in done]
 
 
+MAX_EVIDENCE_DATA = 16 * 1024  # bytes of JSON; the summary and links always stay
+
+
+def bounded(data: dict) -> dict:
+    """Evidence data as recorded: kept whole when small, else replaced by a note (never fails the record)."""
+    size = len(json.dumps(data, default=str))
+    return data if size <= MAX_EVIDENCE_DATA else {"truncated": f"{size} bytes of evidence data; see the task log"}
+
+
 def build_record(checklist: Checklist, item: Item, result: dict, *, period: str, dag_id: str, run_id: str) -> dict:
     return {
         "schema": 1, "checklist": checklist.name, "period": period, "run_id": run_id, "dag_id": dag_id,
         "item": item.id, "title": item.title, "item_kind": HUMAN if item.kind == HUMAN else AUTOMATED,
         "outcome": result["outcome"], "actor": result.get("actor") or "automation",
         "started_at": result["started_at"], "completed_at": result["completed_at"],
-        "evidence": {"summary": result["summary"], "links": result["links"][:20], "data": result.get("data") or {}},
+        "evidence": {"summary": result["summary"][:2000], "links": result["links"][:20],
+                     "data": bounded(result.get("data") or {})},
     }
 
 

@@ -526,7 +526,8 @@ def security_updates(cfg, options: dict, now: datetime) -> Evidence:
 # --- compliance (the audit history itself) ----------------------------------------------------------
 def compliance_findings(chains: dict[str, dict], records: dict[str, list[dict]], expected: dict[str, list[str]]):
     """Chains that do not verify (failed); periods with no run and missed items (warning)."""
-    parts, data = [], {"chains": chains, "gaps": {}, "missed": []}
+    shown = {name: {**r, "problems": r["problems"][:10]} for name, r in chains.items()}  # evidence stays small
+    parts, data = [], {"chains": shown, "gaps": {}, "missed": []}
     for name, report in sorted(chains.items()):
         if not report["ok"]:
             parts.append((FAILED, f"{name}: audit chain does not verify: {'; '.join(report['problems'][:3])}"))
@@ -536,7 +537,7 @@ def compliance_findings(chains: dict[str, dict], records: dict[str, list[dict]],
         seen = {r["period"] for r in records.get(name, [])}
         gaps = [p for p in periods if p not in seen]
         if gaps:
-            data["gaps"][name] = gaps
+            data["gaps"][name] = gaps[:100]
             parts.append((WARNING, f"{name}: no run for {', '.join(gaps[:6])}" + (" …" if len(gaps) > 6 else "")))
     for name, found in records.items():
         for r in found:

@@ -156,6 +156,18 @@ def test_a_human_record_keeps_the_evidence_the_responder_saw():
     assert with_gathered_evidence(human_result(answer("Done"), "t0"), None)["data"]["gathered_evidence"] is None
 
 
+def test_oversized_evidence_data_is_replaced_by_a_note_not_a_failed_record():
+    from gravitypm_ops.audit import validate_record
+    from gravitypm_ops.checklist_tasks import build_record
+
+    checklist = CHECKLISTS["evening_checklist"]
+    result = {"outcome": "passed", "summary": "ok", "links": [], "data": {"blob": "x" * 100_000},
+              "actor": "automation", "started_at": NOW.isoformat(), "completed_at": NOW.isoformat()}
+    record = build_record(checklist, checklist.items[0], result, period="2026-11-27", dag_id="d", run_id="r")
+    assert "truncated" in record["evidence"]["data"]
+    assert validate_record("evening_checklist", record)["outcome"] == "passed"
+
+
 def test_a_retried_record_task_appends_only_what_is_missing():
     records = [{"item": i, "run_id": "r2"} for i in ("a", "b", "c")]
     tail = [{"item": "c", "run_id": "r1"}, {"item": "a", "run_id": "r2"}]  # the first try stored "a"
