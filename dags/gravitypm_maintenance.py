@@ -33,7 +33,7 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from gravitypm_ops.checklist_tasks import DRILL_DAG_ID, RESPONSE_HOURS_PARAM, ChecklistPrompt
+from gravitypm_ops.checklist_tasks import DRILL_DAG_ID, DRILL_RUN_PREFIX, RESPONSE_HOURS_PARAM, ChecklistPrompt
 from gravitypm_ops.checklists import CHECKLISTS, HOST_COLLECTORS, HUMAN, Checklist
 from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE
@@ -99,7 +99,7 @@ def build(checklist: Checklist):
             if item.trigger:
                 tasks.append(TriggerDagRunOperator(
                     task_id=item.id, trigger_dag_id=DRILL_DAG_ID, conf={},
-                    trigger_run_id="quarterly_maintenance__{{ run_id }}",  # = checklist_tasks.drill_run_id
+                    trigger_run_id=DRILL_RUN_PREFIX + "{{ run_id }}",  # = checklist_tasks.drill_run_id()
                     wait_for_completion=True, deferrable=True, poke_interval=15,
                     fail_when_dag_is_paused=True,  # a paused drill would never run: fail, recorded
                     **NO_RETRY,

@@ -27,6 +27,7 @@ COMMENT = "comment"
 RESPONSE_HOURS_PARAM = "human_response_hours"
 MAX_COMMENT = 2000
 DRILL_DAG_ID = "gravitypm_dr_drill"
+DRILL_RUN_PREFIX = "quarterly_maintenance__"  # + the checklist run's id = the drill run it starts
 
 
 def find_item(checklist: str, item_id: str) -> tuple[Checklist, Item]:
@@ -50,7 +51,7 @@ def task_link(dag_id: str, run_id: str, task_id: str) -> dict:
 
 def drill_run_id(run_id: str) -> str:
     """The DR drill run a quarterly checklist run starts (fixed, so record_audit can find it)."""
-    return f"quarterly_maintenance__{run_id}"
+    return DRILL_RUN_PREFIX + run_id
 
 
 # --- automated items and evidence for human ones -------------------------------------------------------
