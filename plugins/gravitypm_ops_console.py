@@ -75,7 +75,7 @@ def console_app():
     @pages.get("/checklists", response_class=HTMLResponse)
     def checklists(request: Request):
         status, html = console.checklists_view(request.query_params, open_vault, now())
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(html, status_code=status, headers=console.PAGE_HEADERS)
 
     @pages.get("/checklists.csv")
     def checklists_csv(request: Request):
@@ -85,7 +85,7 @@ def console_app():
     @pages.get("/backups", response_class=HTMLResponse)
     def backups():
         status, html = console.backups_view(open_vault, now())
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(html, status_code=status, headers=console.PAGE_HEADERS)
 
     app = FastAPI(title="GravityPM ops console", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(pages)

@@ -45,6 +45,15 @@ METRICS_CONN_ID = "gravitypm_metrics"
 _CHECKLIST_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
+# Sent with every page: no script at all, styles inline only, forms back to the console, framed only
+# by the Airflow UI (same origin). Defence in depth behind the escaping.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 class FilterError(ValueError):
     """A query parameter of the Checklists page is not usable (the message says which)."""
 
@@ -151,7 +160,11 @@ def _e(value) -> str:
 
 def _link(label: str, url: str) -> str:
     """An evidence link: clickable only for http(s) URLs (never javascript: or data:)."""
-    if urlsplit(url).scheme.lower() in ("http", "https"):
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. a broken IPv6 host: shown, not linked
+        scheme = ""
+    if scheme in ("http", "https"):
         return f'<a href="{_e(url)}" target="_blank" rel="noopener noreferrer">{_e(label)}</a>'
     return f"{_e(label)}: <code>{_e(url)}</code>"
 

@@ -204,6 +204,8 @@ def test_with_a_token_the_pages_csv_and_metrics_are_served(api, token, seeded):
         "/gravitypm/checklists")
     page = api.get("/gravitypm/checklists?checklist=weekly_maintenance&outcome=&since=&until=", headers=auth)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script at all
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
     assert Page(page.text).rows == ["passed", "warning", "passed", "failed", "missed"]
 
     exported = api.get("/gravitypm/checklists.csv?outcome=missed&since=", headers=auth)

@@ -193,6 +193,9 @@ def test_console_pages_render_filter_and_export_inside_the_airflow_ui(airflow_up
                 d.querySelector('form.filters button[type=submit]').click(); }})()""")
             browser.wait_for(f"({FRAME}).location.search.includes('outcome=failed')")
             assert browser.wait_for(f"JSON.stringify({ROWS}) === '[\"failed\"]'")
+            # The page's CSP (no script, inline styles only) still lets its styles apply.
+            badge = f"getComputedStyle(({FRAME}).querySelector('tr[data-outcome] .badge')).backgroundColor"
+            assert browser.evaluate(badge) == "rgb(254, 215, 215)"  # .failed
 
             # Export: the CSV link carries the same filters and downloads a file.
             browser.evaluate(f"({FRAME}).getElementById('csv-export').click()")

@@ -183,6 +183,7 @@ def test_everything_from_a_record_is_escaped_and_only_http_links_are_clickable()
             {"label": "click", "url": "javascript:alert(1)"},
             {"label": "vault object", "url": "s3://gravitypm-vault/production/audit/x"},
             {"label": "log", "url": 'https://airflow/log?a="b"'},
+            {"label": "broken", "url": "http://[::1"},
         ]})])
     html = console.render_checklists(evil, {}, HistoryFilter(), [])
     page = Page(html)  # balanced: the summary did not close the table
@@ -191,6 +192,7 @@ def test_everything_from_a_record_is_escaped_and_only_http_links_are_clickable()
     assert "javascript:alert(1)" not in page.links and "javascript:alert(1)" in page.all_text
     assert 'https://airflow/log?a="b"' in page.links
     assert "s3://gravitypm-vault/production/audit/x" in page.all_text
+    assert "http://[::1" not in page.links and "broken: http://[::1" in page.all_text
 
 
 # --- CSV ----------------------------------------------------------------------------------------------
