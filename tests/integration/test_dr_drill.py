@@ -88,7 +88,7 @@ def test_a_full_drill_restores_validates_reports_and_cleans_up(run_dag, stack, s
         component = report["components"][kind]
         assert component["backup_id"] == made[kind]["backup_id"]
         assert component["restore"] == "passed" and component["rto_ok"] and component["rpo_ok"]
-        assert 0 < component["rpo_hours"] < 0.1  # the backups were committed moments before the drill
+        assert 0 <= component["rpo_hours"] < 0.1  # committed moments before the drill (0.0 once rounded)
         assert component["rpo_target_hours"] == {"db": 7.0, "fs": 26.0, "config": 26.0}[kind]
         assert component["rto_minutes"] > 0
     assert "trial restore of 30 documents" in report["components"]["db"]["detail"]

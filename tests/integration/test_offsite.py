@@ -5,6 +5,7 @@ reaches both: server-side copies) and a second moto server process standing in f
 import hashlib
 import json
 import os
+import re
 import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -285,8 +286,9 @@ def test_status_and_freshness_say_whether_the_newest_backup_is_offsite(
     assert entry["copied"] is False and entry["latest_id"] == old["backup_id"] and entry["count"] == 1
     assert 29.9 < entry["age_hours"] < 30.5
     findings = {f.subject: f for f in offsite.freshness_findings(cfg, now)}
-    assert findings["logs off-site"].status == "breach" and "last off-site copy 30.0 h ago (limit 26 h)" in \
-        findings["logs off-site"].detail
+    # "30.0" or "30.1": the copy's age grows while a loaded machine runs the test
+    assert findings["logs off-site"].status == "breach"
+    assert re.fullmatch(r"last off-site copy 30\.[01] h ago \(limit 26 h\)", findings["logs off-site"].detail)
     assert findings["db off-site"].detail == "no off-site copy yet"
 
     Copier(primary, other_region, server_side=False).sync("logs", KEEP_ALL, now)
