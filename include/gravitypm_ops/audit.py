@@ -19,7 +19,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -34,6 +35,7 @@ REQUIRED = (
     "period", "run_id", "dag_id", "item", "title", "item_kind", "outcome", "actor", "started_at", "completed_at",
     "evidence",
 )
+READ_THREADS, READ_BATCH = 16, 64  # parallel GETs when reading a chain
 MAX_RECORD_BYTES = 64 * 1024  # evidence is a summary and links, not a data dump
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _KEY = re.compile(r"/(\d{10})\.json$")
@@ -161,6 +163,14 @@ class AuditLog:
     def _read(self, key: str) -> dict | None:
         return self.vault._read_json(key)
 
+    def _read_many(self, keys: list[str]) -> Iterator[dict | None]:
+        """The records at `keys`, in order, fetched READ_THREADS at a time: one GET per record, so
+        a long history is bound by S3's latency, not its bandwidth. Stopping early reads at most
+        one batch too many."""
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            for start in range(0, len(keys), READ_BATCH):
+                yield from pool.map(self._read, keys[start:start + READ_BATCH])
+
     # --- writing --------------------------------------------------------------------------------
     def append(self, checklist: str, records: Iterable[dict], *, attempts: int = 5) -> list[dict]:
         """Append records in the given order, each chained to the previous; returns them as stored."""
@@ -231,8 +241,8 @@ class AuditLog:
         found = []
         for name in [checklist] if checklist else self.checklists():
             chain = []
-            for _, key in reversed(self._keys(name)):
-                record = self._read(key)
+            newest_first = [key for _, key in reversed(self._keys(name))]
+            for record in self._read_many(newest_first):
                 if record is None:
                     continue
                 completed = _as_datetime(record.get("completed_at", "1970-01-01T00:00:00+00:00"))
@@ -265,11 +275,10 @@ class AuditLog:
         keys = self._keys(checklist, strays)
         problems = [f"{key.removeprefix(prefix)}: unexpected object in the audit chain" for key in strays]
         previous_hash, expected_seq = "", 1
-        for seq, key in keys:
+        for (seq, key), record in zip(keys, self._read_many([key for _, key in keys]), strict=True):
             if seq != expected_seq:
                 problems.append(f"seq {expected_seq}" + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
                                 + " missing (deleted record)")
-            record = self._read(key)
             if record is None:
                 problems.append(f"seq {seq}: {key} vanished while verifying")
                 previous_hash, expected_seq = "", seq + 1
