@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 31  # the Checklists page without any filter shows about a month
 BACKUPS_SHOWN = 10  # newest backups listed per kind (the chart shows them all)
-STATUS_NAME = "status.json"  # <vault_prefix>/status.json, written by Vault.write_status
 # /metrics: a scrape reads one status.json; the checklist part (every record + chain check) is
 # recomputed in the background once older than this, per API server process.
 CHECKLIST_METRICS_TTL = 300.0
@@ -338,7 +337,7 @@ def load_history(vault, f: HistoryFilter) -> tuple[list[dict], dict, list[str]]:
 
 def read_status(vault) -> dict | None:
     """<vault_prefix>/status.json as Vault.write_status wrote it (None before the first verification run)."""
-    return vault._read_json(f"{vault.prefix}/{STATUS_NAME}")
+    return vault.read_status()
 
 
 def load_backups(vault) -> tuple[dict[str, list[dict]], dict | None]:

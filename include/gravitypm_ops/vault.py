@@ -471,9 +471,17 @@ class Vault:
         )
         return key
 
+    @property
+    def status_key(self) -> str:
+        return f"{self.prefix}/status.json"
+
+    def read_status(self) -> dict | None:
+        """The status `write_status` last wrote (None before the first verification run)."""
+        return self._read_json(self.status_key)
+
     def write_status(self, status: dict) -> str:
         """The machine-readable backup status (one object, rewritten each verification run)."""
-        key = f"{self.prefix}/status.json"
+        key = self.status_key
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=json.dumps(status, indent=2, sort_keys=True, default=str).encode(),
             ContentType="application/json", **self.protection.encryption_args(),
