@@ -29,7 +29,7 @@ from html import escape
 from urllib.parse import urlencode, urlsplit
 
 from gravitypm_ops.audit import OUTCOMES
-from gravitypm_ops.names import BACKUP_KINDS
+from gravitypm_ops.names import BACKUP_KINDS, METRICS_CONN_ID
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ BACKUPS_SHOWN = 10  # newest backups listed per kind (the chart shows them all)
 # /metrics: a scrape reads one status.json; the checklist part (every record + chain check) is
 # recomputed in the background once older than this, per API server process.
 CHECKLIST_METRICS_TTL = 300.0
-# Connection whose password is the static bearer token Prometheus may scrape /metrics with.
-METRICS_CONN_ID = "gravitypm_metrics"
 
 _CHECKLIST_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 

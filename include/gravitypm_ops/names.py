@@ -14,6 +14,7 @@ MONGO_SCRATCH_CONN_ID = "gravitypm_mongo_scratch"
 AWS_CONN_ID = "gravitypm_aws"
 AWS_OFFSITE_CONN_ID = "gravitypm_aws_offsite"
 SLACK_CONN_ID = "gravitypm_slack"
+METRICS_CONN_ID = "gravitypm_metrics"  # optional: its password is a static bearer token for /metrics
 
 # The single JSON Variable that overrides the runbook defaults (see config.py).
 CONFIG_VARIABLE = "gravitypm_ops"
