@@ -14,8 +14,10 @@ that never ran emits no event and only the clock notices.
    checked against the index. Each result is an append-only record beside the manifest. A failure
    posts a **Critical** Slack alert naming the backup and the failed check.
 2. `audit_freshness` — the newest *verified* backup of each kind is younger than `freshness_hours`
-   (db 7, fs 26, config 26, logs 26); otherwise the task fails and Slack gets a Warning.
-3. `write_status` — `<vault_prefix>/status.json`: per kind latest id, age, size, verified, last result.
+   (db 7, fs 26, config 26, logs 26); otherwise the task fails and Slack gets a Warning. With an
+   off-site vault (`offsite_bucket`), the newest off-site copy of each kind is held to the same limit.
+3. `write_status` — `<vault_prefix>/status.json`: per kind latest id, age, size, verified, last
+   result, and whether the newest backup has an off-site copy.
 
 Verification and retention share pool `gravitypm_vault` (1 slot): they never run at the same time.
 """
