@@ -148,7 +148,7 @@ def plan_drill(params: Mapping, cfg, vault: Vault, *, dag_id: str, run_id: str, 
             "documents": content.get("documents"),
             "files": content.get("files"),
             "content_bytes": content.get("bson_bytes", content.get("bytes")),
-            "rpo_hours": round((reference - finished).total_seconds() / 3600, 3),
+            "rpo_hours": round((reference - finished).total_seconds() / 3600, 6),
         }
     return {
         "schema": REPORT_SCHEMA,

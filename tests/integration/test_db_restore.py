@@ -177,6 +177,11 @@ def test_an_unverified_backup_needs_the_override(run_dag, setup, capfd):
     assert allowed.state == "success", allowed.task_states
     assert allowed.xcom("plan")["backup"]["verified"] is False
 
+    now = datetime.now(UTC).isoformat()
+    setup.vault.record_verification(unverified, {"status": "failed", "checks": [], "started": now, "finished": now})
+    failed = run_restore(run_dag, setup, backup_id=unverified["backup_id"])
+    assert failed.state == "failed" and "FAILED its newest verification" in capfd.readouterr().out
+
 
 def test_a_restore_failing_midway_leaves_the_target_as_it_was_restarts_the_app_and_names_the_safety_backup(
     stack, run_dag, setup, slack

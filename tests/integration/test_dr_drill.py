@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -90,7 +91,7 @@ def test_a_full_drill_restores_validates_reports_and_cleans_up(run_dag, stack, s
         assert component["restore"] == "passed" and component["rto_ok"] and component["rpo_ok"]
         assert 0 <= component["rpo_hours"] < 0.1  # committed moments before the drill (0.0 once rounded)
         assert component["rpo_target_hours"] == {"db": 7.0, "fs": 26.0, "config": 26.0}[kind]
-        assert component["rto_minutes"] > 0
+        assert component["rto_minutes"] is not None and component["started"] < component["restore_finished"]
     assert "trial restore of 30 documents" in report["components"]["db"]["detail"]
     assert f"{made['fs']['content']['files']} files restored with matching sha256" in report["components"]["fs"]["detail"]
     assert report["total"]["rto_minutes"] >= max(c["rto_minutes"] for c in report["components"].values())
@@ -175,7 +176,7 @@ def test_a_missed_rpo_target_fails_the_run_and_says_so(run_dag, stack, slack, pr
     assert result.task_states["judge_drill"] == "failed"
     report = result.xcom("write_report")
     assert report["verdict"] == "failed"
-    assert any(f.startswith("db: RPO 0.00") and "> target 0.0001 h" in f for f in report["failures"])
+    assert any(re.match(r"db: RPO [0-9.e-]+ h > target 0.0001 h", f) for f in report["failures"]), report["failures"]
     assert any(f.startswith("config: RPO") for f in report["failures"])
     assert read_json(stack, report["report"]["json"])["verdict"] == "failed"
     summary = next(t for t in slack.texts() if "] DR drill `" in t)
