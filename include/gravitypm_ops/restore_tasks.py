@@ -149,7 +149,7 @@ STEPS = ("plan", "approve", "safety_backup", "stop_app", "restore", "start_app",
 
 def report(context) -> dict:
     """One summary of the run, whatever happened: Slack, and the rollback hint when it failed."""
-    from gravitypm_ops.alerts import Severity, send_slack
+    from gravitypm_ops.alerts import send_slack
     from gravitypm_ops.approval import DECISION_KEY
     from gravitypm_ops.offsite import open_vault
 
@@ -173,6 +173,8 @@ def report(context) -> dict:
         outcome = "refused: nothing changed"
     elif the_plan["dry_run"]:
         outcome = "dry run: nothing changed"
+    elif failed == ["approve"]:
+        outcome = "no approval in time: nothing changed"
     elif failed:
         outcome = "FAILED at " + ", ".join(failed)
     elif approval and approval["decision"] == "Reject":
@@ -186,8 +188,7 @@ def report(context) -> dict:
     if the_plan is not None and not the_plan["dry_run"]:
         cfg = load_config()
         open_vault(cfg, the_plan["source"]).release(the_plan["backup"]["kind"], holder(context))
-    severity = Severity.CRITICAL if failed else Severity.INFO
-    log.info("%s %s", severity.value, outcome)
+    log.info("restore outcome: %s", outcome)
     return result
 
 
