@@ -612,7 +612,8 @@ class Vault:
                 RetainedBackup(
                     backup_id=m["backup_id"],
                     finished=datetime.fromisoformat(m["finished"]),
-                    verified=verified_ok(m),
+                    # "newest verified" protects what `latest` resolves to, which a safety backup never is
+                    verified=verified_ok(m) and m.get("purpose") != SAFETY_PURPOSE,
                     safety_until=datetime.fromisoformat(m["safety_until"]) if m.get("safety_until") else None,
                 )
                 for m in manifests.values()

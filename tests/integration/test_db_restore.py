@@ -239,3 +239,20 @@ def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, r
     assert setup.counts() == {"projects": 40, "tasks": 60}
     assert [m["backup_id"] for m in setup.safety_backups()]  # the safety backup goes to the primary
     assert offsite.leases("db") == []
+
+
+def test_retention_after_a_restore_keeps_the_backup_latest_points_to(setup):
+    from gravitypm_ops.restore import safety_backup
+
+    cfg = parse_config({**setup.stack.ops_config(), **setup.overrides})
+    plan = {"target_database": setup.db, "backup": {"backup_id": setup.backup["backup_id"]}}
+    safety = safety_backup(cfg, setup.vault, setup.client, plan, dag_id="gravitypm_db_restore", run_id="r1",
+                           run_after=T0 + timedelta(minutes=10))
+    verify_backup(setup.vault, safety, mongo_client=setup.client, production_databases=(setup.db,))
+    assert setup.vault.latest("db")["backup_id"] == setup.backup["backup_id"]
+
+    report = setup.vault.apply_retention("db", RetentionPolicy.from_dict({"daily": 1}), datetime.now(UTC))
+
+    kept = {k["backup_id"]: k["reasons"] for k in report["kept"]}
+    assert "newest verified" in kept[setup.backup["backup_id"]] and report["removed"] == []
+    assert any(r.startswith("safety backup until") for r in kept[safety["backup_id"]])
