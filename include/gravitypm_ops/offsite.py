@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from gravitypm_ops.names import AWS_CONN_ID, AWS_OFFSITE_CONN_ID, BACKUP_KINDS
 from gravitypm_ops.vault import (
     MANIFEST_NAME, PART_SIZE, VERIFICATIONS_DIR, ArtifactUpload, HashingReader, IntegrityError, Protection, Vault,
-    VaultError, backup_prefix, verified_ok,
+    VaultError, backup_prefix, retained_backup, verified_ok,
 )
 
 log = logging.getLogger(__name__)
@@ -119,17 +119,6 @@ class CopyPlan:
     skip: tuple[tuple[str, str], ...]  # (backup_id, why not copied)
 
 
-def _retained(manifest: dict):
-    from gravitypm_ops.retention import RetainedBackup
-
-    return RetainedBackup(
-        backup_id=manifest["backup_id"],
-        finished=datetime.fromisoformat(manifest["finished"]),
-        verified=verified_ok(manifest),
-        safety_until=datetime.fromisoformat(manifest["safety_until"]) if manifest.get("safety_until") else None,
-    )
-
-
 def plan_copies(primary: list[dict], offsite: list[dict], policy, now: datetime) -> CopyPlan:
     """Which primary backups (manifests with `verification`) to copy, given what is off-site.
 
@@ -147,7 +136,7 @@ def plan_copies(primary: list[dict], offsite: list[dict], policy, now: datetime)
             skip.append((m["backup_id"], "its newest verification on the primary failed"))
         else:
             candidates.append(m)
-    kept = {k.backup.backup_id for k in apply_policy([_retained(m) for m in offsite + candidates], policy, now).keep}
+    kept = {k.backup.backup_id for k in apply_policy([retained_backup(m) for m in offsite + candidates], policy, now).keep}
     skip += [(m["backup_id"], "off-site retention would not keep it") for m in candidates if m["backup_id"] not in kept]
     copy = sorted((m for m in candidates if m["backup_id"] in kept), key=lambda m: m["backup_id"], reverse=True)
     return CopyPlan(tuple(copy), tuple(sorted(skip, reverse=True)))

@@ -53,6 +53,19 @@ def verified_ok(manifest: dict) -> bool:
     return bool(manifest.get("verification")) and manifest["verification"].get("status") == "passed"
 
 
+def retained_backup(manifest: dict):
+    """What the retention policy needs to know of a backup (a manifest with its `verification`)."""
+    from gravitypm_ops.retention import RetainedBackup
+
+    return RetainedBackup(
+        backup_id=manifest["backup_id"],
+        finished=datetime.fromisoformat(manifest["finished"]),
+        # "newest verified" protects what `latest` resolves to, which a safety backup never is
+        verified=verified_ok(manifest) and manifest.get("purpose") != SAFETY_PURPOSE,
+        safety_until=datetime.fromisoformat(manifest["safety_until"]) if manifest.get("safety_until") else None,
+    )
+
+
 def backup_id_for(dag_id: str, run_id: str, run_after: datetime) -> str:
     digest = hashlib.sha256(f"{dag_id}/{run_id}".encode()).hexdigest()[:10]
     return f"{run_after.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest}"
@@ -604,23 +617,10 @@ class Vault:
         A backup the store refuses to delete (Object Lock, legal hold, IAM) is kept and
         reported as "kept: locked (…)".
         """
-        from gravitypm_ops.retention import RetainedBackup, apply_policy
+        from gravitypm_ops.retention import apply_policy
 
         manifests = {m["backup_id"]: m for m in self.list_backups(kind)}
-        decision = apply_policy(
-            [
-                RetainedBackup(
-                    backup_id=m["backup_id"],
-                    finished=datetime.fromisoformat(m["finished"]),
-                    # "newest verified" protects what `latest` resolves to, which a safety backup never is
-                    verified=verified_ok(m) and m.get("purpose") != SAFETY_PURPOSE,
-                    safety_until=datetime.fromisoformat(m["safety_until"]) if m.get("safety_until") else None,
-                )
-                for m in manifests.values()
-            ],
-            policy,
-            now,
-        )
+        decision = apply_policy([retained_backup(m) for m in manifests.values()], policy, now)
         report = {
             "kind": kind,
             "dry_run": dry_run,
