@@ -39,6 +39,7 @@ READ_THREADS, READ_BATCH = 16, 64  # parallel GETs when reading a chain
 MAX_RECORD_BYTES = 64 * 1024  # evidence is a summary and links, not a data dump
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _KEY = re.compile(r"/(\d{10})\.json$")
+UNPARSABLE = "unparsable"  # what _read_checked gives for an object that is not a JSON record
 
 
 class AuditError(RuntimeError):
@@ -163,13 +164,22 @@ class AuditLog:
     def _read(self, key: str) -> dict | None:
         return self.vault._read_json(key)
 
-    def _read_many(self, keys: list[str]) -> Iterator[dict | None]:
+    def _read_checked(self, key: str) -> dict | str | None:
+        """Like _read, but an object that is not a JSON record (garbage written over a record)
+        reads as UNPARSABLE, so verify and append report it instead of crashing."""
+        try:
+            record = self._read(key)
+        except ValueError:  # json.JSONDecodeError, UnicodeDecodeError
+            return UNPARSABLE
+        return record if record is None or isinstance(record, dict) else UNPARSABLE
+
+    def _read_many(self, keys: list[str], read=None) -> Iterator[dict | None]:
         """The records at `keys`, in order, fetched READ_THREADS at a time: one GET per record, so
         a long history is bound by S3's latency, not its bandwidth. Stopping early reads at most
         one batch too many."""
         with ThreadPoolExecutor(READ_THREADS) as pool:
             for start in range(0, len(keys), READ_BATCH):
-                yield from pool.map(self._read, keys[start:start + READ_BATCH])
+                yield from pool.map(read or self._read, keys[start:start + READ_BATCH])
 
     # --- writing --------------------------------------------------------------------------------
     def append(self, checklist: str, records: Iterable[dict], *, attempts: int = 5) -> list[dict]:
@@ -198,8 +208,8 @@ class AuditLog:
         if not keys:
             return None
         seq, key = keys[-1]
-        record = self._read(key)
-        if record is None or record.get("seq") != seq or record_hash(record) != record.get("hash"):
+        record = self._read_checked(key)
+        if not isinstance(record, dict) or record.get("seq") != seq or record_hash(record) != record.get("hash"):
             raise AuditError(f"audit chain {checklist!r}: newest record {key} is unreadable or altered; "
                              "run verify before appending")
         return record
@@ -275,12 +285,17 @@ class AuditLog:
         keys = self._keys(checklist, strays)
         problems = [f"{key.removeprefix(prefix)}: unexpected object in the audit chain" for key in strays]
         previous_hash, expected_seq = "", 1
-        for (seq, key), record in zip(keys, self._read_many([key for _, key in keys]), strict=True):
+        records = self._read_many([key for _, key in keys], self._read_checked)
+        for (seq, key), record in zip(keys, records, strict=True):
             if seq != expected_seq:
                 problems.append(f"seq {expected_seq}" + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
                                 + " missing (deleted record)")
             if record is None:
                 problems.append(f"seq {seq}: {key} vanished while verifying")
+                previous_hash, expected_seq = "", seq + 1
+                continue
+            if record == UNPARSABLE:
+                problems.append(f"seq {seq}: not a JSON record (record edited)")
                 previous_hash, expected_seq = "", seq + 1
                 continue
             if record.get("hash") != record_hash(record):

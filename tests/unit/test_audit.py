@@ -129,6 +129,18 @@ def test_an_edited_record_is_detected(audit, stack):
         audit.append("weekly_maintenance", [item(4)])
 
 
+@pytest.mark.parametrize("body", [b"not json {", b"[1, 2]", b"\xff\xfe"])
+def test_garbage_over_a_record_is_reported_not_a_crash(audit, stack, body):
+    _, prefix = chain_of_three(audit)
+    stack.s3_client().put_object(Bucket=audit.vault.bucket, Key=f"{prefix}0000000002.json", Body=body)
+    report = audit.verify("weekly_maintenance")
+    assert not report.ok and "seq 2: not a JSON record (record edited)" in report.problems
+    assert "seq 3: prev_hash does not match seq 2's hash (chain broken)" in report.problems
+    stack.s3_client().put_object(Bucket=audit.vault.bucket, Key=f"{prefix}0000000003.json", Body=body)
+    with pytest.raises(AuditError, match="run verify"):  # nothing is chained onto a garbage newest record
+        audit.append("weekly_maintenance", [item(4)])
+
+
 def test_a_rehashed_forgery_still_breaks_the_link_and_leaves_versions(audit, stack):
     records, prefix = chain_of_three(audit)
     forged = {**records[0], "outcome": "failed"}
