@@ -38,7 +38,7 @@ REQUIRED = (
 READ_THREADS, READ_BATCH = 16, 64  # parallel GETs when reading a chain
 MAX_RECORD_BYTES = 64 * 1024  # evidence is a summary and links, not a data dump
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-_KEY = re.compile(r"/(\d{10})\.json$")
+_KEY = re.compile(r"(\d{10})\.json")  # a record's key below its chain's prefix (not in a sub-folder)
 UNPARSABLE = "unparsable"  # what _read_checked gives for an object that is not a JSON record
 
 
@@ -149,12 +149,10 @@ class AuditLog:
 
     def _keys(self, checklist: str, strays: list[str] | None = None) -> list[tuple[int, str]]:
         """(seq, key) of every stored record of a checklist, by seq; other keys go to `strays`."""
-        found = []
-        for page in self.vault.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.vault.bucket, Prefix=self._prefix(checklist)
-        ):
+        found, prefix = [], self._prefix(checklist)
+        for page in self.vault.s3.get_paginator("list_objects_v2").paginate(Bucket=self.vault.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                match = _KEY.search(obj["Key"])
+                match = _KEY.fullmatch(obj["Key"].removeprefix(prefix))
                 if match:
                     found.append((int(match.group(1)), obj["Key"]))
                 elif strays is not None:

@@ -171,9 +171,14 @@ def test_deletion_on_an_unversioned_bucket_is_still_seen_as_a_gap(stack):
     chain_of_three(audit)
     s3.delete_object(Bucket=bucket, Key="p/audit/weekly_maintenance/0000000001.json")
     s3.put_object(Bucket=bucket, Key="p/audit/weekly_maintenance/notes.txt", Body=b"hi")
+    # A copy of a record in a sub-folder is no record of the chain (it would otherwise become its tail).
+    copy = s3.get_object(Bucket=bucket, Key="p/audit/weekly_maintenance/0000000003.json")["Body"].read()
+    s3.put_object(Bucket=bucket, Key="p/audit/weekly_maintenance/x/0000000003.json", Body=copy)
     report = audit.verify("weekly_maintenance")
     assert report.records == 2
-    assert report.problems == ["notes.txt: unexpected object in the audit chain", "seq 1 missing (deleted record)"]
+    assert report.problems == ["notes.txt: unexpected object in the audit chain",
+                               "x/0000000003.json: unexpected object in the audit chain",
+                               "seq 1 missing (deleted record)"]
 
 
 def test_concurrent_appenders_both_land_in_one_unbroken_chain(audit):
