@@ -145,7 +145,8 @@ def missed_result(reason: str, started_at: str) -> dict:
 
 class ChecklistPrompt(HITLOperator):
     """One human checklist item in "Required Actions": the item's instructions and evidence, an
-    outcome to choose and a required comment. A timeout records "missed" and fails the task."""
+    outcome to choose and a required comment. A timeout records "missed" and fails the task; so does
+    an answer recorded "failed" (problem found, or no comment)."""
 
     def __init__(self, *, checklist: str, item: str, **kwargs):
         chk, it = find_item(checklist, item)
@@ -191,6 +192,10 @@ class ChecklistPrompt(HITLOperator):
         result = human_result(dict(payload), started)
         ti.xcom_push(key=RESULT_KEY, value=result)
         log.info("%s answered by %s: %s", self.subject, result["actor"], result["outcome"])
+        if result["outcome"] == "failed":  # like a failed automated item: a red task, so the run is red
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{self.subject}: {result['summary']}")
         return payload
 
 

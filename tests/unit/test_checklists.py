@@ -128,6 +128,28 @@ def test_an_answer_without_comment_is_not_accepted():
     assert result["outcome"] == "failed" and "without the required comment" in result["summary"]
 
 
+@pytest.mark.parametrize("option, comment, fails", [
+    ("Done", "checked grafana", False), ("Not done / problem found", "disk 91 %", True), ("Done", " ", True)])
+def test_a_failed_answer_fails_the_prompt_task_after_publishing_its_result(option, comment, fails):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gravitypm_ops.checklist_tasks import RESULT_KEY, ChecklistPrompt
+
+    class TI:
+        start_date, pushed = NOW, {}
+
+        def xcom_push(self, key, value):
+            self.pushed[key] = value
+
+    prompt, ti = ChecklistPrompt(checklist="weekly_maintenance", item="test_failover_procedures"), TI()
+    if fails:  # a red task, so fail_run_if_any_check_failed makes the run red
+        with pytest.raises(AirflowFailException):
+            prompt.execute_complete({"ti": ti}, answer(option, comment))
+    else:
+        assert prompt.execute_complete({"ti": ti}, answer(option, comment))["chosen_options"] == [option]
+    assert ti.pushed[RESULT_KEY]["outcome"] == ("failed" if fails else "passed")
+
+
 def test_an_item_without_result_is_never_passed():
     human = CHECKLISTS["weekly_maintenance"].items[0]
     automated = CHECKLISTS["weekly_maintenance"].items[1]
