@@ -178,10 +178,6 @@ CHECKLISTS: dict[str, Checklist] = {
 }
 
 
-def checklist_for_dag(dag_id: str) -> Checklist:
-    return CHECKLISTS[dag_id.removeprefix("gravitypm_")]
-
-
 # --- periods --------------------------------------------------------------------------------------
 
 
