@@ -33,7 +33,7 @@ from airflow.sdk import Param, TriggerRule, dag, task
 from gravitypm_ops.alerts import Severity
 from gravitypm_ops.approval import RestoreApproval
 from gravitypm_ops.dag_defaults import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
-from gravitypm_ops.names import DB_POOL, backup_asset
+from gravitypm_ops.names import BACKUP_REF_PATTERN, DB_POOL, backup_asset
 
 WHAT = "What to restore"
 WHERE = "Where to restore it"
@@ -44,7 +44,7 @@ SAFETY = "Safety"
     dag_id="gravitypm_db_restore",
     params={
         "backup_id": Param(
-            "latest", type="string", minLength=1, section=WHAT, title="Backup",
+            "latest", type="string", pattern=BACKUP_REF_PATTERN, section=WHAT, title="Backup",
             description="A backup id (see the Backups page), `latest` (newest verified) or `latest@<ISO time>`.",
         ),
         "source": Param(

@@ -28,7 +28,7 @@ from airflow.sdk import Param, TriggerRule, dag, task
 
 from gravitypm_ops.alerts import Severity
 from gravitypm_ops.dag_defaults import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
-from gravitypm_ops.names import HOST_POOL, HOST_QUEUE
+from gravitypm_ops.names import BACKUP_REF_PATTERN, HOST_POOL, HOST_QUEUE
 
 WHAT = "What to restore"
 WHERE = "Where to restore it"
@@ -41,7 +41,7 @@ SAFETY = "Safety"
         "kind": Param("fs", type="string", enum=["fs", "config"], section=WHAT, title="Kind",
                       description="`fs`: the application file system; `config`: the configuration files."),
         "backup_id": Param(
-            "latest", type="string", minLength=1, section=WHAT, title="Backup",
+            "latest", type="string", pattern=BACKUP_REF_PATTERN, section=WHAT, title="Backup",
             description="A backup id, `latest` (newest verified) or `latest@<ISO time>`.",
         ),
         "source": Param("primary", type="string", enum=["primary", "offsite"], section=WHAT, title="Vault",

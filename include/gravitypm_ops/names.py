@@ -28,6 +28,9 @@ HOST_QUEUE = "gravitypm_host"
 # Backup kinds, in runbook order; each has one Asset.
 BACKUP_KINDS = ("db", "fs", "config", "logs")
 ASSET_URI_PREFIX = "gravitypm://vault/"
+# What a restore's `backup_id` param accepts: an id (20261127T060000Z-0a1b2c3d4e), "latest" or
+# "latest@<ISO time>" (vault.Vault.resolve), checked in the trigger form already.
+BACKUP_REF_PATTERN = r"^(latest(@\S+)?|[0-9]{8}T[0-9]{6}Z-[0-9a-f]+)$"
 
 DAG_ID_PREFIX = "gravitypm_"
 OWNER = "gravitypm-ops"
