@@ -202,6 +202,9 @@ def restore_component(kind: str, plan: dict, cfg, vault: Vault, *, mongo_client=
     except Exception as err:  # an unexpected error fails the component, never passes it
         status, detail = "failed", scrub(f"{type(err).__name__}: {err}")
     finally:
+        if kind != "db" and cleanup and target:
+            # check_files removes it after extracting; a failure before that (e.g. the index) must not leave it
+            shutil.rmtree(target, ignore_errors=True)
         if kind != "db" and cleanup and plan["scratch_dir"]:
             _remove_empty(os.path.join(plan["scratch_dir"], plan["drill_id"]))
     seconds = time.monotonic() - t0

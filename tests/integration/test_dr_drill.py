@@ -202,6 +202,21 @@ def test_a_damaged_backup_fails_its_component_and_the_run_and_leases_are_release
     assert vault.leases("fs") == []
 
 
+def test_a_component_failing_before_extraction_still_cleans_up_its_directory(stack, prefix, small_db, tmp_path):
+    vault, made = make_backups(stack, prefix, small_db, kinds=("fs",), verify=False)
+    index = next(a for a in made["fs"]["artifacts"] if a["name"] == made["fs"]["tools"]["index"])
+    stack.s3_client().delete_object(Bucket=stack.vault_bucket, Key=index["key"])  # fails before extraction
+    cfg = parse_config({"app_root": str(stack.app_root)})
+    scratch = tmp_path / "scratch"
+    plan = {"backups": {"fs": {"backup_id": made["fs"]["backup_id"]}}, "cleanup": True,
+            "scratch_dir": str(scratch), "drill_id": "d1"}
+
+    result = drill.restore_component("fs", plan, cfg, vault)
+
+    assert result["status"] == "failed" and result["target"] == str(scratch / "d1" / "fs")
+    assert not (scratch / "d1").exists()
+
+
 def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, stack, prefix, small_db, monkeypatch):
     from gravitypm_ops.offsite import Copier
     from gravitypm_ops.retention import RetentionPolicy
