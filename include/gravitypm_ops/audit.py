@@ -241,21 +241,25 @@ class AuditLog:
         """Stored records, by checklist name then seq. `since` / `until` (datetime, date or ISO string)
         bound `completed_at` (inclusive); `outcome` is one outcome or a collection of them.
 
-        With `since`, a chain is read from its newest record backwards and reading stops a day
-        before `since` (records are appended in time order), so a short window stays cheap."""
+        With `since`, a chain is read from its newest record backwards and reading stops at the first
+        run older than the first record that completed more than a day before `since`: runs are
+        appended one after the other, but within a run a human item answered late may come before an
+        automated one that completed early. So a short window stays cheap."""
         low = _as_datetime(since) if since is not None else None
         high = _as_datetime(until) if until is not None else None
         outcomes = {outcome} if isinstance(outcome, str) else set(outcome) if outcome is not None else None
         found = []
         for name in [checklist] if checklist else self.checklists():
-            chain = []
+            chain, old_run = [], None
             newest_first = [key for _, key in reversed(self._keys(name))]
             for record in self._read_many(newest_first):
                 if record is None:
                     continue
+                if old_run is not None and record.get("run_id") != old_run:
+                    break  # an earlier run: every record of it completed before old_run began
                 completed = _as_datetime(record.get("completed_at", "1970-01-01T00:00:00+00:00"))
-                if low and completed < low - timedelta(days=1):
-                    break
+                if low and old_run is None and completed < low - timedelta(days=1):
+                    old_run = record.get("run_id")  # read the rest of this run, then stop
                 if (low and completed < low) or (high and completed > high):
                     continue
                 if outcomes is not None and record.get("outcome") not in outcomes:

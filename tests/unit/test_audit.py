@@ -220,7 +220,8 @@ def test_object_lock_vault_locks_every_record_and_refuses_deletes(stack):
 
 
 def test_first_tail_and_a_since_window_read_only_the_newest_records(audit, monkeypatch):
-    audit.append("evening_checklist", [item(n, completed_at=T0 + timedelta(days=n)) for n in range(1, 11)])
+    audit.append("evening_checklist", [item(n, completed_at=T0 + timedelta(days=n), run_id=f"scheduled__{n}")
+                                       for n in range(1, 11)])
     assert audit.first("evening_checklist")["item"] == "item_1" and audit.first("weekly_maintenance") is None
     assert [r["seq"] for r in audit.tail("evening_checklist", 3)] == [8, 9, 10]
     monkeypatch.setattr(audit_module, "READ_BATCH", 2)  # records are fetched in parallel batches
@@ -233,3 +234,14 @@ def test_first_tail_and_a_since_window_read_only_the_newest_records(audit, monke
     assert found == [r for r in audit.records("evening_checklist") if r["completed_at"] >= since.isoformat()]
     # 10, 9, 8, 7 and 6 (the first more than a day before `since`), plus the rest of 6's batch: not the whole chain
     assert len(reads) == 6
+
+
+def test_a_since_window_keeps_a_late_answer_recorded_before_an_early_item_of_the_same_run(audit):
+    # One run: its human item (recorded first) was answered 3 days after its automated item completed.
+    early, late = T0 - timedelta(days=3), T0 + timedelta(hours=2)
+    audit.append("monthly_maintenance", [item(1, completed_at=T0 - timedelta(days=40), run_id="older")])
+    audit.append("monthly_maintenance", [item(2, item_kind="human", completed_at=late, run_id="slow"),
+                                         item(3, completed_at=early, run_id="slow")])
+    assert [r["item"] for r in audit.records("monthly_maintenance", since=T0)] == ["item_2"]
+    assert [r["item"] for r in audit.records("monthly_maintenance", since=T0 - timedelta(days=41))] == [
+        "item_1", "item_2", "item_3"]
