@@ -206,6 +206,7 @@ class Copier:
         copy = {
             **stored,
             "artifacts": [{**a, "key": prefix + a["name"]} for a in stored["artifacts"]],
+            "protection": self.offsite.protection.describe(),  # what the copy has, not the primary's KMS key
             "offsite_copy": {
                 "copied": None,  # set at commit
                 "method": self.method,

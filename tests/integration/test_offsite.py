@@ -168,6 +168,9 @@ def test_copies_get_the_offsite_object_lock(stack, primary):
     Copier(primary, locked, server_side=True).sync("db", KEEP_ALL, NOW)
 
     copy = locked.resolve("db", manifest["backup_id"])
+    # The copy's manifest describes the off-site protection, not the primary's (no lock there).
+    assert copy["protection"] == locked.protection.describe() != manifest["protection"]
+    assert copy["protection"]["object_lock"] == {"mode": "COMPLIANCE", "days": 2}
     keys = [copy["artifacts"][0]["key"], backup_prefix("dr", "db", manifest["backup_id"]) + MANIFEST_NAME]
     for key in keys:
         assert locked.locked_until(key).startswith("retained until"), key
