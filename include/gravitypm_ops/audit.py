@@ -252,8 +252,8 @@ class AuditLog:
         for name in [checklist] if checklist else self.checklists():
             chain, old_run = [], None
             newest_first = [key for _, key in reversed(self._keys(name))]
-            for record in self._read_many(newest_first):
-                if record is None:
+            for record in self._read_many(newest_first, self._read_checked):
+                if not isinstance(record, dict):  # vanished, or garbage that verify reports
                     continue
                 if old_run is not None and record.get("run_id") != old_run:
                     break  # an earlier run: every record of it completed before old_run began

@@ -136,6 +136,7 @@ def test_garbage_over_a_record_is_reported_not_a_crash(audit, stack, body):
     report = audit.verify("weekly_maintenance")
     assert not report.ok and "seq 2: not a JSON record (record edited)" in report.problems
     assert "seq 3: prev_hash does not match seq 2's hash (chain broken)" in report.problems
+    assert [r["seq"] for r in audit.records("weekly_maintenance")] == [1, 3]  # the pages still show the rest
     stack.s3_client().put_object(Bucket=audit.vault.bucket, Key=f"{prefix}0000000003.json", Body=body)
     with pytest.raises(AuditError, match="run verify"):  # nothing is chained onto a garbage newest record
         audit.append("weekly_maintenance", [item(4)])
