@@ -290,6 +290,12 @@ def test_compliance_audit_verifies_chains_and_reports_gaps_and_missed_items(vaul
     tampered = evidence.collect("compliance", cfg, now=NOW)
     assert tampered.outcome == "failed" and "dr_drill: audit chain does not verify" in tampered.summary
 
+    s3 = stack.s3_client()  # the whole weekly history deleted: gone from the listing, not from the versions
+    for listed in s3.list_objects_v2(Bucket=vault.bucket, Prefix=f"{vault.prefix}/audit/weekly_maintenance/")["Contents"]:
+        s3.delete_object(Bucket=vault.bucket, Key=listed["Key"])
+    wiped = evidence.collect("compliance", cfg, now=NOW)
+    assert wiped.outcome == "failed" and "weekly_maintenance: audit chain does not verify" in wiped.summary
+
 
 # --- the evening checklist, run for real ------------------------------------------------------------
 def test_evening_checklist_run_records_every_item_in_order(run_dag, stack, slack, tls_endpoint, tmp_path):
