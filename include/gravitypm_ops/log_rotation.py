@@ -357,6 +357,7 @@ def _matching_logs(logs_dir: str, pattern: str) -> list[str]:
             fnmatch.fnmatchcase(entry.name, pattern)
             and not _ROTATED_NAME.fullmatch(entry.name)  # "*" would otherwise rotate rotated files again
             and not entry.name.startswith(".gravitypm-")
+            and not entry.name.endswith(TMP_SUFFIX)  # an interrupted compression's leftover, removed at prune
             and entry.is_file(follow_symlinks=False)
         ):
             names.append(entry.name)

@@ -527,6 +527,15 @@ def test_pattern_never_picks_rotated_files(logs):
     assert names(logs) == ["app.log", "app.log.1.gz", "app.log.2.gz"]
 
 
+def test_pattern_never_picks_the_leftover_of_an_interrupted_compression(logs):
+    s = settings(pattern="*")
+    (logs / "app.log").write_text("x\n")
+    (logs / "app.log.1.gz.gravitypm-tmp").write_bytes(b"half a gzip")  # a crash mid-compression
+    report = rotation(logs, settings=s, force=True).run()
+    assert [r["log"] for r in report["rotated"]] == ["app.log"]
+    assert names(logs) == ["app.log", "app.log.1.gz"]  # the leftover was removed, not rotated
+
+
 def test_defaults_constant_is_not_mutated():
     parse_rotation_settings({"rotate": 3})
     assert DEFAULT_SETTINGS["rotate"] == 30
