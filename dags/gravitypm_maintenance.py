@@ -18,7 +18,8 @@ One task per item (the item's id):
 - **human** — a prompt in *Required Actions* (`<item>__evidence` gathers evidence first when the
   item has a collector) with the instructions and evidence; choose an outcome and write the
   required comment. No answer within `checklists.human_response_hours` (or the run's
-  `human_response_hours` param) records **missed**, never passed, and fails the task.
+  `human_response_hours` param) records **missed**, never passed, and fails the task; so does an
+  answer recorded **failed** (*Not done / problem found*, or no comment).
 - **trigger** — the quarterly disaster-recovery test starts `gravitypm_dr_drill` and waits; the
   outcome is the drill run's state.
 
