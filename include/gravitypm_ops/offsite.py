@@ -192,8 +192,12 @@ class Copier:
         offsite_inventory = self.offsite.inventory(kind)
         for backup_id, entry in offsite_inventory.items():
             source = primary_inventory.get(backup_id)
-            for key in missing_records(source["verifications"], entry["verifications"]) if source else []:
-                report["records_copied"] += self._copy_record(key, entry["prefix"])
+            try:
+                for key in missing_records(source["verifications"], entry["verifications"]) if source else []:
+                    report["records_copied"] += self._copy_record(key, entry["prefix"])
+            except Exception as err:  # like a failed copy: reported, the other backups and kinds still go
+                log.exception("copying %s %s verification records off-site failed", kind, backup_id)
+                report["failed"].append({"backup_id": backup_id, "error": f"records: {type(err).__name__}: {err}"})
         return report
 
     def copy_backup(self, manifest: dict, record_keys: list[str]) -> dict:

@@ -259,6 +259,26 @@ def test_verification_records_written_after_the_copy_follow_on_the_next_run(prim
     assert copier.sync("db", KEEP_ALL, NOW)["records_copied"] == 0
 
 
+def test_a_record_that_cannot_be_copied_is_reported_and_stops_nothing(region, primary, other_region):
+    manifest = make_backup(primary, 2, 1000, verified=None)
+    Copier(primary, other_region, server_side=False).sync("db", KEEP_ALL, NOW)
+    record(primary, manifest, "passed")
+
+    def fail(method, path):
+        return method == "PUT" and "/verifications/" in path
+
+    with FaultProxy(region.port, fail) as proxy:
+        through_proxy = Vault(other_region.bucket, other_region.prefix,
+                              region.client(proxy.url, retries={"max_attempts": 1, "mode": "standard"}))
+        report = Copier(primary, through_proxy, server_side=False).sync("db", KEEP_ALL, NOW)  # does not raise
+        assert proxy.failed, "the fault was never injected"
+    assert report["records_copied"] == 0
+    assert [f["backup_id"] for f in report["failed"]] == [manifest["backup_id"]]
+    assert report["failed"][0]["error"].startswith("records: ")
+
+    assert Copier(primary, other_region, server_side=False).sync("db", KEEP_ALL, NOW)["records_copied"] == 1
+
+
 # --- connections, status, freshness --------------------------------------------------------------
 def test_one_client_reaches_both_only_with_the_same_endpoint_and_credentials(stack, region, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", json.dumps(stack.connections()["gravitypm_aws"]))
