@@ -610,11 +610,14 @@ _checklist_snapshots = Snapshots(CHECKLIST_METRICS_TTL)
 
 
 def _audit_snapshot(vault) -> tuple[list[dict], dict]:
-    """Every audit record and every chain's verification (what the checklist metrics need)."""
+    """Every audit record and every chain's verification (what the checklist metrics need). Every defined
+    checklist is verified too: a wiped chain is no longer listed, but its delete markers are found."""
     from gravitypm_ops.audit import AuditLog
+    from gravitypm_ops.checklists import CHECKLISTS
 
     audit = AuditLog(vault)
-    return audit.records(), {name: audit.verify(name) for name in audit.checklists()}
+    names = sorted(set(audit.checklists()) | set(CHECKLISTS))
+    return audit.records(), {name: audit.verify(name) for name in names}
 
 
 def metrics_text(open_vault, now: datetime) -> str:

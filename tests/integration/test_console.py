@@ -127,6 +127,15 @@ def test_a_tampered_record_shows_as_a_broken_chain(vault, seeded, stack):
     assert "chain BROKEN" in text and "seq 2: content does not match its hash (record edited)" in text
 
 
+def test_a_wiped_chain_reads_as_broken_in_the_metrics(vault, seeded, stack):
+    s3 = stack.s3_client()  # delete markers only: the chain is no longer listed
+    for listed in s3.list_objects_v2(Bucket=vault.bucket, Prefix=f"{vault.prefix}/audit/weekly_maintenance/")["Contents"]:
+        s3.delete_object(Bucket=vault.bucket, Key=listed["Key"])
+    m = parse_exposition(console.metrics_text(lambda: vault, datetime.now(UTC)))
+    assert m[("gravitypm_checklist_chain_ok", (("checklist", "weekly_maintenance"),))] == 0
+    assert m[("gravitypm_checklist_chain_ok", (("checklist", "evening_checklist"),))] == 1
+
+
 def test_backups_page_shows_each_backup_with_its_verification_and_the_status_file(vault, seeded):
     status, html = console.backups_view(lambda: vault, datetime.now(UTC))
     page = Page(html)
