@@ -519,7 +519,7 @@ def security_updates(cfg, options: dict, now: datetime) -> Evidence:
         tail = scrub(done.stderr.strip()[-500:])
         return Evidence(FAILED, f"{argv[0]} exited {done.returncode}: {tail}", {"command": argv[0]})
     evidence = judge_updates(parse_upgradable(done.stdout))
-    evidence.data["command"] = " ".join(argv)
+    evidence.data["command"] = scrub(" ".join(argv))  # it goes into XCom and the audit record
     return evidence
 
 
