@@ -33,11 +33,11 @@ from datetime import UTC, datetime
 
 from gravitypm_ops.alerts import Severity, scrub
 from gravitypm_ops.vault import Vault, VaultError, backup_id_for, verified_ok
+from gravitypm_ops.offsite import SOURCES
 
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("db", "fs", "config")
-SOURCES = ("primary", "offsite")
 CHECKLIST = "dr_drill"  # audit history chain of the drills
 DRILLS_DIR = "drills"
 REPORT_SCHEMA = 1

@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from gravitypm_ops.alerts import scrub
 from gravitypm_ops.names import AWS_CONN_ID, AWS_OFFSITE_CONN_ID, BACKUP_KINDS
 from gravitypm_ops.vault import (
     MANIFEST_NAME, PART_SIZE, VERIFICATIONS_DIR, ArtifactUpload, HashingReader, IntegrityError, Protection, Vault,
@@ -187,7 +188,7 @@ class Copier:
                 report["skipped"].append({"backup_id": manifest["backup_id"], "reason": str(err)})
             except Exception as err:
                 log.exception("copying %s %s off-site failed", kind, manifest["backup_id"])
-                report["failed"].append({"backup_id": manifest["backup_id"], "error": f"{type(err).__name__}: {err}"})
+                report["failed"].append({"backup_id": manifest["backup_id"], "error": scrub(f"{type(err).__name__}: {err}")})
         # Records the primary added after an earlier copy (the verification DAG runs after backups).
         offsite_inventory = self.offsite.inventory(kind)
         for backup_id, entry in offsite_inventory.items():
@@ -197,7 +198,7 @@ class Copier:
                     report["records_copied"] += self._copy_record(key, entry["prefix"])
             except Exception as err:  # like a failed copy: reported, the other backups and kinds still go
                 log.exception("copying %s %s verification records off-site failed", kind, backup_id)
-                report["failed"].append({"backup_id": backup_id, "error": f"records: {type(err).__name__}: {err}"})
+                report["failed"].append({"backup_id": backup_id, "error": scrub(f"records: {type(err).__name__}: {err}")})
         return report
 
     def copy_backup(self, manifest: dict, record_keys: list[str]) -> dict:
@@ -346,7 +347,7 @@ def status_fields(cfg, summaries: dict[str, dict | None], now: datetime) -> dict
                   for kind, entry in summaries.items()}
     except Exception as err:
         log.warning("off-site status unavailable: %s", err)
-        return {**top, "error": f"{type(err).__name__}: {err}"}
+        return {**top, "error": scrub(f"{type(err).__name__}: {err}")}
     for kind, entry in summaries.items():
         if entry is not None:
             entry["offsite"] = states[kind]
@@ -368,7 +369,7 @@ def freshness_findings(cfg, now: datetime) -> tuple:
             newest[kind] = (datetime.fromisoformat(offsite.resolve(kind, list(inventory)[-1])["finished"])
                             if inventory else None)
     except Exception as err:
-        return (checks.Finding("off-site", checks.BREACH, f"off-site vault unreachable: {type(err).__name__}: {err}"),)
+        return (checks.Finding("off-site", checks.BREACH, scrub(f"off-site vault unreachable: {type(err).__name__}: {err}")),)
     result = checks.check_backup_age(newest, cfg.freshness_hours, now, missing_is_breach=True)
     return tuple(checks.Finding(f"{f.subject} off-site", f.status, f.detail.replace("backup", "off-site copy"))
                  for f in result.findings)
