@@ -24,14 +24,12 @@ Verification and retention share pool `gravitypm_vault` (1 slot): they never run
 
 from __future__ import annotations
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
+from airflow.sdk import AssetOrTimeSchedule, Param, TriggerRule, dag, task
 
-from gravitypm_ops.dag_defaults import dag_kwargs, fail_run_if_any_check_failed
-from gravitypm_ops.names import BACKUP_KINDS, VAULT_POOL, backup_asset, schedule_timezone
+from gravitypm_ops.dag_defaults import cron, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.names import VAULT_POOL, any_backup_asset
 
-ANY_BACKUP = backup_asset(BACKUP_KINDS[0])
-for _kind in BACKUP_KINDS[1:]:
-    ANY_BACKUP = ANY_BACKUP | backup_asset(_kind)
+ANY_BACKUP = any_backup_asset()
 
 
 @dag(
@@ -44,7 +42,7 @@ for _kind in BACKUP_KINDS[1:]:
     },
     **dag_kwargs(
         schedule=AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable("0 * * * *", timezone=schedule_timezone()), assets=ANY_BACKUP
+            timetable=cron("0 * * * *"), assets=ANY_BACKUP
         ),
         doc_md=__doc__,
         extra_tags=("backup", "verification"),

@@ -30,11 +30,9 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, Param, TriggerRule, dag, task
 
 from gravitypm_ops.dag_defaults import cron, dag_kwargs, fail_run_if_any_check_failed
-from gravitypm_ops.names import BACKUP_KINDS, backup_asset
+from gravitypm_ops.names import any_backup_asset
 
-ANY_BACKUP = backup_asset(BACKUP_KINDS[0])
-for _kind in BACKUP_KINDS[1:]:
-    ANY_BACKUP = ANY_BACKUP | backup_asset(_kind)
+ANY_BACKUP = any_backup_asset()
 
 
 @dag(

@@ -60,3 +60,11 @@ def backup_asset(kind: str):
     from airflow.sdk import Asset
 
     return Asset(name=asset_name(kind), uri=asset_uri(kind))
+
+
+def any_backup_asset():
+    """Any backup kind's Asset (an AssetAny): for DAGs that run after every new backup."""
+    from functools import reduce
+    from operator import or_
+
+    return reduce(or_, (backup_asset(kind) for kind in BACKUP_KINDS))

@@ -17,3 +17,11 @@ def test_schedule_timezone_defaults_to_utc(monkeypatch):
     assert names.schedule_timezone() == "UTC"
     monkeypatch.setenv(names.TIMEZONE_ENV, "America/New_York")
     assert names.schedule_timezone() == "America/New_York"
+
+
+def test_any_backup_asset_is_any_of_the_kinds_assets():
+    from airflow.sdk.definitions.asset import AssetAny
+
+    either = names.any_backup_asset()
+    assert isinstance(either, AssetAny)  # "any", never "all": each new backup triggers on its own
+    assert [a.uri for a in either.objects] == [names.asset_uri(k) for k in names.BACKUP_KINDS]
