@@ -10,14 +10,13 @@ Two moto servers (the primary, and another "region"), one artifact of ARTIFACT_M
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import tracemalloc
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import random_blob_backup
 from dev.stack import BIN, free_port, spawn, stop_process, wait_for_port
 
 ARTIFACT_MIB = 128
@@ -42,11 +41,7 @@ def bench_offsite() -> dict:
             for client, bucket in ((here, "bench-vault"), (here, "bench-copy"), (there, "bench-offsite")):
                 client.create_bucket(Bucket=bucket)
             primary = Vault("bench-vault", "bench", here)
-            writer = primary.begin_backup("logs", dag_id="bench", run_id="r", run_after=datetime.now(UTC))
-            with writer.artifact("blob.bin", compression="none", format="bytes") as out:
-                for _ in range(ARTIFACT_MIB):
-                    out.write(os.urandom(1 << 20))
-            manifest = writer.commit(source={}, tools={}, content={})
+            manifest = random_blob_backup(primary, ARTIFACT_MIB)
             key = manifest["artifacts"][0]["key"]
 
             def plain_streamed() -> None:

@@ -9,13 +9,12 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import random_blob_backup
 from dev.stack import BIN, free_port, spawn, stop_process, wait_for_port
 
 ARTIFACT_MIB = 256
@@ -42,11 +41,7 @@ def bench_verification() -> dict:
                               aws_access_key_id="bench", aws_secret_access_key="bench")
             s3.create_bucket(Bucket="bench-vault")
             vault = Vault("bench-vault", "bench", s3)
-            writer = vault.begin_backup("logs", dag_id="bench", run_id="r", run_after=datetime.now(UTC))
-            with writer.artifact("blob.bin", compression="none", format="bytes") as out:
-                for _ in range(ARTIFACT_MIB):
-                    out.write(os.urandom(1 << 20))
-            manifest = writer.commit(source={}, tools={}, content={})
+            manifest = random_blob_backup(vault, ARTIFACT_MIB)
             key = manifest["artifacts"][0]["key"]
 
             def plain() -> None:
