@@ -31,10 +31,9 @@ def measure(mongo_port: int, s3_port: int) -> dict:
     """Runs in the child process: returns timings and memory for one size."""
     import boto3
     import pymongo
-
-    from gravitypm_ops import db_backup, mongo_backup
+    from gravitypm_ops.backup import mongo as backup_mongo
     from gravitypm_ops.config import parse_config
-    from gravitypm_ops.vault import Vault
+    from gravitypm_ops.vault.store import Vault
 
     client = pymongo.MongoClient(f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true")
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
@@ -44,11 +43,11 @@ def measure(mongo_port: int, s3_port: int) -> dict:
     vault = Vault("bench-vault", "bench", s3)
 
     def scan() -> int:
-        coll = client.bench.get_collection("docs", codec_options=mongo_backup.RAW)
-        return sum(len(doc.raw) for doc in coll.find({}, batch_size=mongo_backup.BATCH_SIZE))
+        coll = client.bench.get_collection("docs", codec_options=backup_mongo.RAW)
+        return sum(len(doc.raw) for doc in coll.find({}, batch_size=backup_mongo.BATCH_SIZE))
 
     def backup(i: int) -> dict:
-        return db_backup.run_backup(cfg, vault, client, dag_id="bench", run_id=f"bench_{i}", run_after=datetime.now(UTC))
+        return backup_mongo.run_backup(cfg, vault, client, dag_id="bench", run_id=f"bench_{i}", run_after=datetime.now(UTC))
 
     bson_bytes = scan()  # warm-up (and the size)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -5,11 +5,11 @@
 Fresh servers (moto S3; mongoeco seeded server-side with `bench.docs`), a generated fs tree
 (bench.fs_backup.generate_tree) in /dev/shm when it has room, plus a small config tree. In the
 same run, per component (db, fs, config):
-- backup: the backup engines themselves (`db_backup.run_backup`, `file_backup.run_backup`);
+- backup: the backup engines themselves (`backup_mongo.run_backup`, `backup_files.run_backup`);
 - baselines: a plain boto3 `get_object` read of the same artifacts (no hashing, no restore), and
   the restore an engineer would run by hand without any validation: the archive streamed into
-  `mongo_backup.restore` (our mongorestore; no mongorestore exists here) or `zstd -dc | tar -xf -`;
-- drill: `drill.restore_component` — what `gravitypm_dr_drill` runs per component: stream down,
+  `backup_mongo.restore` (our mongorestore; no mongorestore exists here) or `zstd -dc | tar -xf -`;
+- drill: `drill_drill.restore_component` — what `gravitypm_dr_drill` runs per component: stream down,
   restore into the isolated target (scratch database / scratch directory), validate against the
   manifest (db: counts, indexes, options, byte-for-byte sample; fs/config: every sha256), clean up.
 The drill's RTO per component is its wall time; the total is the sum (components run one after
@@ -53,11 +53,13 @@ def _wait_ready(log: Path, proc, timeout: float = 600) -> None:
 def bench_dr_drill(fs_size_mb: int = FS_SIZE_MB, docs: int = DOCS) -> dict:
     import boto3
     import pymongo
+    from gravitypm_ops.backup import files as backup_files
+    from gravitypm_ops.backup import mongo as backup_mongo
+    from gravitypm_ops.config import parse_config
+    from gravitypm_ops.drill import drill as drill_drill
+    from gravitypm_ops.vault.store import Vault
 
     from bench.fs_backup import generate_tree
-    from gravitypm_ops import db_backup, drill, file_backup, mongo_backup
-    from gravitypm_ops.config import parse_config
-    from gravitypm_ops.vault import Vault
 
     with tempfile.TemporaryDirectory(prefix="gravitypm-bench-drill-", dir=_work_dir()) as tmp:
         work = Path(tmp)
@@ -85,13 +87,13 @@ def bench_dr_drill(fs_size_mb: int = FS_SIZE_MB, docs: int = DOCS) -> dict:
             client = pymongo.MongoClient(f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true")
 
             backups, backup_s = {}, {}
-            for kind in drill.COMPONENTS:
+            for kind in drill_drill.COMPONENTS:
                 t = time.perf_counter()
                 if kind == "db":
-                    backups[kind] = db_backup.run_backup(cfg, vault, client, dag_id="bench", run_id="r",
+                    backups[kind] = backup_mongo.run_backup(cfg, vault, client, dag_id="bench", run_id="r",
                                                          run_after=datetime.now(UTC))
                 else:
-                    backups[kind] = file_backup.run_backup(kind, cfg, vault, dag_id="bench", run_id="r",
+                    backups[kind] = backup_files.run_backup(kind, cfg, vault, dag_id="bench", run_id="r",
                                                            run_after=datetime.now(UTC))
                 backup_s[kind] = time.perf_counter() - t
 
@@ -105,12 +107,12 @@ def bench_dr_drill(fs_size_mb: int = FS_SIZE_MB, docs: int = DOCS) -> dict:
 
             def by_hand(kind: str, manifest: dict) -> float:
                 """The restore an engineer would run by hand (README), no validation: the archive
-                streamed into mongo_backup.restore (mongorestore's stand-in), or into zstd -dc | tar -x."""
+                streamed into backup_mongo.restore (mongorestore's stand-in), or into zstd -dc | tar -x."""
                 archive = next(a for a in manifest["artifacts"] if not a["name"].startswith("index"))
                 t = time.perf_counter()
                 body = s3.get_object(Bucket="bench-vault", Key=archive["key"])["Body"]
                 if kind == "db":
-                    mongo_backup.restore(body, client, {"bench": "gravitypm_scratch_by_hand"})
+                    backup_mongo.restore(body, client, {"bench": "gravitypm_scratch_by_hand"})
                     elapsed = time.perf_counter() - t
                     client.drop_database("gravitypm_scratch_by_hand")
                     return elapsed
@@ -130,10 +132,10 @@ def bench_dr_drill(fs_size_mb: int = FS_SIZE_MB, docs: int = DOCS) -> dict:
             by_hand_s = {kind: by_hand(kind, m) for kind, m in backups.items()}
             scratch = work / "scratch"
             scratch.mkdir()
-            plan = drill.plan_drill({"scratch_dir": str(scratch)}, cfg, vault, dag_id="bench", run_id="r",
+            plan = drill_drill.plan_drill({"scratch_dir": str(scratch)}, cfg, vault, dag_id="bench", run_id="r",
                                     now=datetime.now(UTC))
-            results = {kind: drill.restore_component(kind, plan, cfg, vault, mongo_client=client)
-                       for kind in drill.COMPONENTS}
+            results = {kind: drill_drill.restore_component(kind, plan, cfg, vault, mongo_client=client)
+                       for kind in drill_drill.COMPONENTS}
             failed = {k: r["detail"] for k, r in results.items() if r["status"] != "passed"}
             if failed:
                 raise RuntimeError(f"drill failed in the benchmark: {failed}")

@@ -138,15 +138,14 @@ def _shell(command: str, cwd: Path | None = None) -> None:
 
 
 def measure(tree: Path, work: Path, repeats: int) -> dict:
-    from gravitypm_ops.fs_archive import (
+    from gravitypm_ops.formats.tar.compression import (
         Compression,
-        Root,
-        archive_tree,
         compressing_writer,
         decompressing_reader,
-        extract_archive,
-        read_index,
     )
+    from gravitypm_ops.formats.tar.extract import extract_archive
+    from gravitypm_ops.formats.tar.index import read_index
+    from gravitypm_ops.formats.tar.write import Root, archive_tree
 
     zstd = Compression("zstd", 3)
     ours_archive, ours_index = work / "ours.tar.zst", work / "ours.index.jsonl.zst"

@@ -25,9 +25,9 @@ REPEATS = 3
 
 def bench_offsite() -> dict:
     import boto3
-
-    from gravitypm_ops.offsite import Copier
-    from gravitypm_ops.vault import PART_SIZE, Vault
+    from gravitypm_ops.offsite.copy import Copier
+    from gravitypm_ops.vault.store import Vault
+    from gravitypm_ops.vault.streams import PART_SIZE
 
     with tempfile.TemporaryDirectory(prefix="gravitypm-bench-offsite-") as tmp:
         ports = free_port(), free_port()

@@ -3,7 +3,7 @@
 - Throughput of `verification.check_artifacts` (stream down + SHA-256 + size) ÷ a plain
   `get_object` read of the same objects with no hashing, same moto server, same run
   (target >= 0.9: hashing must hide behind the transfer).
-- Wall time of a DB trial restore (`mongo_backup.restore` into a scratch database) per 1000 documents.
+- Wall time of a DB trial restore (`backup_mongo.restore` into a scratch database) per 1000 documents.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ REPEATS = 3
 def bench_verification() -> dict:
     import boto3
     import pymongo
-
-    from gravitypm_ops import mongo_backup
-    from gravitypm_ops.vault import Vault
-    from gravitypm_ops.verification import check_artifacts
+    from gravitypm_ops.backup import mongo as backup_mongo
+    from gravitypm_ops.vault.store import Vault
+    from gravitypm_ops.verification.verify import check_artifacts
 
     with tempfile.TemporaryDirectory(prefix="gravitypm-bench-verify-") as tmp:
         s3_port, mongo_port = free_port(), free_port()
@@ -65,9 +64,9 @@ def bench_verification() -> dict:
                 time.sleep(0.5)
             client = pymongo.MongoClient(f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true")
             archive = io.BytesIO()
-            mongo_backup.dump(client, ["bench"], archive)
+            backup_mongo.dump(client, ["bench"], archive)
             t = time.perf_counter()
-            mongo_backup.restore(io.BytesIO(archive.getvalue()), client, {"bench": "scratch_bench"})
+            backup_mongo.restore(io.BytesIO(archive.getvalue()), client, {"bench": "scratch_bench"})
             restore_s = time.perf_counter() - t
         finally:
             stop_process(s3_proc)

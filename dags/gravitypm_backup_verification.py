@@ -25,8 +25,11 @@ Verification and retention share pool `gravitypm_vault` (1 slot): they never run
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, Param, TriggerRule, dag, task
-
-from gravitypm_ops.dag_defaults import cron, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.airflow.conventions import (
+    cron,
+    dag_kwargs,
+    fail_run_if_any_check_failed,
+)
 from gravitypm_ops.names import VAULT_POOL, any_backup_asset
 
 ANY_BACKUP = any_backup_asset()
@@ -51,19 +54,19 @@ ANY_BACKUP = any_backup_asset()
 def gravitypm_backup_verification():
     @task(pool=VAULT_POOL)
     def verify_backups(params=None, **context):
-        from gravitypm_ops import verification_tasks
+        from gravitypm_ops.verification import tasks as verification_tasks
 
         return verification_tasks.verify(params["backup_id"], context)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def audit_freshness():
-        from gravitypm_ops import verification_tasks
+        from gravitypm_ops.verification import tasks as verification_tasks
 
         return verification_tasks.audit_freshness()
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def write_status():
-        from gravitypm_ops import verification_tasks
+        from gravitypm_ops.verification import tasks as verification_tasks
 
         return verification_tasks.write_status()
 

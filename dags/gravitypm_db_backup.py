@@ -21,12 +21,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, task
-
-from gravitypm_ops.alerts import FailureAlert, Severity, deadline_missed
-from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs
+from airflow.sdk import (
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    dag,
+    task,
+)
+from gravitypm_ops.airflow.alerts import FailureAlert, Severity, deadline_missed
+from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
 from gravitypm_ops.names import DB_POOL, VAULT_POOL, backup_asset
-
 
 
 @dag(
@@ -49,19 +54,19 @@ from gravitypm_ops.names import DB_POOL, VAULT_POOL, backup_asset
 def gravitypm_db_backup():
     @task(on_failure_callback=FailureAlert(Severity.CRITICAL), **NO_RETRY)
     def preflight():
-        from gravitypm_ops import db_backup
+        from gravitypm_ops.backup import tasks as backup_tasks
 
-        db_backup.preflight()
+        backup_tasks.preflight_db()
 
     @task(pool=DB_POOL, outlets=[backup_asset("db")], execution_timeout=timedelta(hours=2))
     def dump_to_vault(**context):
-        from gravitypm_ops import db_backup
+        from gravitypm_ops.backup import tasks as backup_tasks
 
-        return db_backup.backup_to_vault(context)
+        return backup_tasks.dump_db_to_vault(context)
 
     @task(pool=VAULT_POOL)  # never beside a verification
     def apply_retention(params=None):
-        from gravitypm_ops import backup_tasks
+        from gravitypm_ops.backup import tasks as backup_tasks
 
         return backup_tasks.apply_retention("db", bool(params["retention_dry_run"]))
 

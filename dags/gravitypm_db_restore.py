@@ -29,10 +29,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
-
-from gravitypm_ops.alerts import Severity
-from gravitypm_ops.approval import RestoreApproval
-from gravitypm_ops.dag_defaults import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.airflow.alerts import Severity
+from gravitypm_ops.airflow.approval import RestoreApproval
+from gravitypm_ops.airflow.conventions import (
+    NO_RETRY,
+    dag_kwargs,
+    fail_run_if_any_check_failed,
+)
 from gravitypm_ops.names import BACKUP_REF_PATTERN, DB_POOL, backup_asset
 
 WHAT = "What to restore"
@@ -83,13 +86,13 @@ SAFETY = "Safety"
 def gravitypm_db_restore():
     @task(**NO_RETRY)
     def plan(params=None, **context):
-        from gravitypm_ops.restore_tasks import plan
+        from gravitypm_ops.restore.tasks import plan
 
         return plan("db", params, context)
 
     @task.branch(**NO_RETRY)
     def decide(the_plan: dict):
-        from gravitypm_ops.restore_tasks import choose_path
+        from gravitypm_ops.restore.tasks import choose_path
 
         return choose_path(the_plan)
 
@@ -108,37 +111,37 @@ def gravitypm_db_restore():
 
     @task(pool=DB_POOL, outlets=[backup_asset("db")], trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def safety_backup(the_plan: dict, **context):
-        from gravitypm_ops.restore_tasks import take_safety_backup
+        from gravitypm_ops.restore.tasks import take_safety_backup
 
         return take_safety_backup(the_plan, context)
 
     @task(**NO_RETRY)
     def stop_app(the_plan: dict, **context):
-        from gravitypm_ops.restore_tasks import stop_app
+        from gravitypm_ops.restore.tasks import stop_app
 
         return stop_app(the_plan, context)
 
     @task(pool=DB_POOL, execution_timeout=timedelta(hours=4), **NO_RETRY)
     def restore(the_plan: dict):
-        from gravitypm_ops.restore_tasks import restore_db
+        from gravitypm_ops.restore.tasks import restore_db
 
         return restore_db(the_plan)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def start_app(**context):
-        from gravitypm_ops.restore_tasks import start_app
+        from gravitypm_ops.restore.tasks import start_app
 
         return start_app(context)
 
     @task(retries=3, retry_delay=timedelta(seconds=20))  # the app needs a moment to come up
     def validate(the_plan: dict):
-        from gravitypm_ops.restore_tasks import validate
+        from gravitypm_ops.restore.tasks import validate
 
         return validate(the_plan)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, **NO_RETRY)
     def report(**context):
-        from gravitypm_ops.restore_tasks import report
+        from gravitypm_ops.restore.tasks import report
 
         return report(context)
 

@@ -30,8 +30,11 @@ The run's state is the drill's verdict: a failed run means a failed drill.
 from __future__ import annotations
 
 from airflow.sdk import Param, TriggerRule, dag, task
-
-from gravitypm_ops.dag_defaults import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.airflow.conventions import (
+    NO_RETRY,
+    dag_kwargs,
+    fail_run_if_any_check_failed,
+)
 
 COMPONENTS = ("db", "fs", "config")
 WHAT = "What to restore"
@@ -86,54 +89,54 @@ ISOLATION = "Isolated DR targets (never production)"
 def gravitypm_dr_drill():
     @task(**NO_RETRY)
     def plan_drill(params=None, **context):
-        from gravitypm_ops import drill
+        from gravitypm_ops.drill import tasks as drill_tasks
 
-        return drill.plan_task(params, context)
+        return drill_tasks.plan_task(params, context)
 
     @task
     def hold_leases(plan, **context):
-        from gravitypm_ops import drill
+        from gravitypm_ops.drill import tasks as drill_tasks
 
-        return drill.hold_task(plan, context)
+        return drill_tasks.hold_task(plan, context)
 
     def component(kind: str):
         @task(task_id=f"drill_{kind}", **NO_RETRY)  # a repeat would distort the measured RTO
         def drill_component(plan, **context):
-            from gravitypm_ops import drill
+            from gravitypm_ops.drill import tasks as drill_tasks
 
-            return drill.component_task(kind, plan, context)
+            return drill_tasks.component_task(kind, plan, context)
 
         return drill_component
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def release_leases(**context):
-        from gravitypm_ops import drill
+        from gravitypm_ops.drill import tasks as drill_tasks
 
-        return drill.release_task(context)
+        return drill_tasks.release_task(context)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def write_report(**context):
-        from gravitypm_ops import drill
+        from gravitypm_ops.drill import tasks as drill_tasks
 
-        return drill.report_task(context)
+        return drill_tasks.report_task(context)
 
     @task
     def post_summary(report):
-        from gravitypm_ops import drill
+        from gravitypm_ops.drill import tasks as drill_tasks
 
-        drill.post_summary_task(report)
+        drill_tasks.post_summary_task(report)
 
     @task
     def record_audit(report):
-        from gravitypm_ops import drill
+        from gravitypm_ops.drill import tasks as drill_tasks
 
-        return drill.record_audit_task(report)
+        return drill_tasks.record_audit_task(report)
 
     @task(**NO_RETRY)
     def judge_drill(report):
-        from gravitypm_ops import drill
+        from gravitypm_ops.drill import tasks as drill_tasks
 
-        return drill.judge_task(report)
+        return drill_tasks.judge_task(report)
 
     plan = plan_drill()
     leases = hold_leases(plan)

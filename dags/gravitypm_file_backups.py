@@ -23,9 +23,8 @@ Restoring by hand with `aws`/`zstd`/`tar`: see the README.
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-
-from gravitypm_ops.alerts import Severity
-from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs
+from gravitypm_ops.airflow.alerts import Severity
+from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset
 
 FILE_BACKUPS = {
@@ -54,19 +53,19 @@ def file_backup_dag(kind: str, dag_id: str, schedule: str, what: str):
     def file_backup():
         @task(**NO_RETRY)
         def preflight():
-            from gravitypm_ops import file_backup
+            from gravitypm_ops.backup import tasks as backup_tasks
 
-            file_backup.preflight(kind)
+            backup_tasks.preflight_files(kind)
 
         @task(queue=HOST_QUEUE, pool=HOST_POOL, outlets=[backup_asset(kind)])
         def archive_to_vault(**context):
-            from gravitypm_ops import file_backup
+            from gravitypm_ops.backup import tasks as backup_tasks
 
-            return file_backup.backup_to_vault(kind, context)
+            return backup_tasks.archive_files_to_vault(kind, context)
 
         @task(pool=VAULT_POOL)  # never beside a verification
         def apply_retention(params=None):
-            from gravitypm_ops import backup_tasks
+            from gravitypm_ops.backup import tasks as backup_tasks
 
             return backup_tasks.apply_retention(kind, bool(params["retention_dry_run"]))
 

@@ -25,9 +25,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
-
-from gravitypm_ops.alerts import Severity
-from gravitypm_ops.dag_defaults import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.airflow.alerts import Severity
+from gravitypm_ops.airflow.conventions import (
+    NO_RETRY,
+    dag_kwargs,
+    fail_run_if_any_check_failed,
+)
 from gravitypm_ops.names import BACKUP_REF_PATTERN, HOST_POOL, HOST_QUEUE
 
 WHAT = "What to restore"
@@ -70,7 +73,7 @@ SAFETY = "Safety"
 def gravitypm_fs_restore():
     @task(queue=HOST_QUEUE, **NO_RETRY)  # the dry run looks at the host's files
     def plan(params=None, **context):
-        from gravitypm_ops.restore_tasks import plan
+        from gravitypm_ops.restore.tasks import plan
 
         return plan("files", params, context)
 
@@ -80,25 +83,25 @@ def gravitypm_fs_restore():
 
     @task(queue=HOST_QUEUE, **NO_RETRY)
     def stop_app(the_plan: dict, **context):
-        from gravitypm_ops.restore_tasks import stop_app
+        from gravitypm_ops.restore.tasks import stop_app
 
         return stop_app(the_plan, context)
 
     @task(queue=HOST_QUEUE, pool=HOST_POOL, execution_timeout=timedelta(hours=6), **NO_RETRY)
     def restore(the_plan: dict):
-        from gravitypm_ops.restore_tasks import restore_files
+        from gravitypm_ops.restore.tasks import restore_files
 
         return restore_files(the_plan)
 
     @task(queue=HOST_QUEUE, trigger_rule=TriggerRule.ALL_DONE)
     def start_app(**context):
-        from gravitypm_ops.restore_tasks import start_app
+        from gravitypm_ops.restore.tasks import start_app
 
         return start_app(context)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, **NO_RETRY)
     def report(**context):
-        from gravitypm_ops.restore_tasks import report
+        from gravitypm_ops.restore.tasks import report
 
         return report(context)
 

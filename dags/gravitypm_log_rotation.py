@@ -31,9 +31,8 @@ single directives: config key `log_rotation` (README).
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-
-from gravitypm_ops.alerts import Severity
-from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs
+from gravitypm_ops.airflow.alerts import Severity
+from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, backup_asset
 
 
@@ -55,19 +54,19 @@ from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, backup_asset
 def gravitypm_log_rotation():
     @task(queue=HOST_QUEUE, pool=HOST_POOL, **NO_RETRY)
     def check_disk_space():
-        from gravitypm_ops import log_rotation_tasks
+        from gravitypm_ops.log_rotation import tasks as log_rotation_tasks
 
         return log_rotation_tasks.disk_guard()
 
     @task(queue=HOST_QUEUE, pool=HOST_POOL)
     def rotate_and_ship(params=None, **context):
-        from gravitypm_ops import log_rotation_tasks
+        from gravitypm_ops.log_rotation import tasks as log_rotation_tasks
 
         return log_rotation_tasks.rotate_and_ship(bool(params["force"]), context)
 
     @task(outlets=[backup_asset("logs")], **NO_RETRY)
     def announce_backup(report, **context):
-        from gravitypm_ops import log_rotation_tasks
+        from gravitypm_ops.log_rotation import tasks as log_rotation_tasks
 
         return log_rotation_tasks.announce(report, context)
 

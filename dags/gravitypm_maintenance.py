@@ -33,10 +33,20 @@ from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TriggerRule, dag, task
-
-from gravitypm_ops.checklist_tasks import DRILL_DAG_ID, DRILL_RUN_PREFIX, RESPONSE_HOURS_PARAM, ChecklistPrompt
-from gravitypm_ops.checklists import CHECKLISTS, HOST_COLLECTORS, HUMAN, Checklist
-from gravitypm_ops.dag_defaults import NO_RETRY, cron, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.airflow.conventions import (
+    NO_RETRY,
+    cron,
+    dag_kwargs,
+    fail_run_if_any_check_failed,
+)
+from gravitypm_ops.checklists.catalog import (
+    CHECKLISTS,
+    HOST_COLLECTORS,
+    HUMAN,
+    Checklist,
+)
+from gravitypm_ops.checklists.prompt import RESPONSE_HOURS_PARAM, ChecklistPrompt
+from gravitypm_ops.checklists.tasks import DRILL_DAG_ID, DRILL_RUN_PREFIX
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE
 
 SCHEDULE_WORDS = {"daily": "every day", "weekly": "every week", "monthly": "every month", "quarterly": "every quarter"}
@@ -56,23 +66,23 @@ def items_doc(checklist: Checklist) -> str:
 
 @task
 def run_item(checklist: str, item: str):
-    from gravitypm_ops import checklist_tasks
+    from gravitypm_ops.checklists import tasks as checklists_tasks
 
-    return checklist_tasks.run_item(checklist, item)
+    return checklists_tasks.run_item(checklist, item)
 
 
 @task
 def collect_evidence(checklist: str, item: str):
-    from gravitypm_ops import checklist_tasks
+    from gravitypm_ops.checklists import tasks as checklists_tasks
 
-    return checklist_tasks.run_item(checklist, item, decide=False)
+    return checklists_tasks.run_item(checklist, item, decide=False)
 
 
 @task(trigger_rule=TriggerRule.ALL_DONE)
 def record_audit(checklist: str):
-    from gravitypm_ops import checklist_tasks
+    from gravitypm_ops.checklists import tasks as checklists_tasks
 
-    return checklist_tasks.record_audit(checklist)
+    return checklists_tasks.record_audit(checklist)
 
 
 def on_host(item) -> dict:
@@ -100,7 +110,7 @@ def build(checklist: Checklist):
             if item.trigger:
                 tasks.append(TriggerDagRunOperator(
                     task_id=item.id, trigger_dag_id=DRILL_DAG_ID, conf={},
-                    trigger_run_id=DRILL_RUN_PREFIX + "{{ run_id }}",  # = checklist_tasks.drill_run_id()
+                    trigger_run_id=DRILL_RUN_PREFIX + "{{ run_id }}",  # = checklists_tasks.drill_run_id()
                     wait_for_completion=True, deferrable=True, poke_interval=15,
                     fail_when_dag_is_paused=True,  # a paused drill would never run: fail, recorded
                     **NO_RETRY,

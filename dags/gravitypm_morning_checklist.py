@@ -22,9 +22,12 @@ Settings: the `gravitypm_ops` Variable (`health_urls`, `app_root`, `logs_dir`,
 from __future__ import annotations
 
 from airflow.sdk import TriggerRule, dag, task
-
-from gravitypm_ops.alerts import FailureAlert, Severity
-from gravitypm_ops.dag_defaults import cron, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.airflow.alerts import FailureAlert, Severity
+from gravitypm_ops.airflow.conventions import (
+    cron,
+    dag_kwargs,
+    fail_run_if_any_check_failed,
+)
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE
 
 CHECK_TASKS = (
@@ -39,39 +42,39 @@ CHECK_TASKS = (
 def gravitypm_morning_checklist():
     @task(on_failure_callback=FailureAlert(Severity.CRITICAL))
     def check_service_health():
-        from gravitypm_ops import daily_checks
+        from gravitypm_ops.checklists import morning as checklists_morning
 
-        return daily_checks.service_health()
+        return checklists_morning.service_health()
 
     @task(queue=HOST_QUEUE, pool=HOST_POOL)
     def check_disk_space():
-        from gravitypm_ops import daily_checks
+        from gravitypm_ops.checklists import morning as checklists_morning
 
-        return daily_checks.disk_space()
+        return checklists_morning.disk_space()
 
     @task(queue=HOST_QUEUE, pool=HOST_POOL)
     def check_memory():
-        from gravitypm_ops import daily_checks
+        from gravitypm_ops.checklists import morning as checklists_morning
 
-        return daily_checks.memory()
+        return checklists_morning.memory()
 
     @task
     def check_backup_age():
-        from gravitypm_ops import daily_checks
+        from gravitypm_ops.checklists import morning as checklists_morning
 
-        return daily_checks.backup_age()
+        return checklists_morning.backup_age()
 
     @task
     def check_vault_hygiene():
-        from gravitypm_ops import daily_checks
+        from gravitypm_ops.checklists import morning as checklists_morning
 
-        return daily_checks.vault_hygiene()
+        return checklists_morning.vault_hygiene()
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def post_summary():
-        from gravitypm_ops import daily_checks
+        from gravitypm_ops.checklists import morning as checklists_morning
 
-        return daily_checks.post_summary("Morning checklist", CHECK_TASKS)
+        return checklists_morning.post_summary("Morning checklist", CHECK_TASKS)
 
     checks = [check_service_health(), check_disk_space(), check_memory(), check_backup_age(), check_vault_hygiene()]
     checks >> post_summary()

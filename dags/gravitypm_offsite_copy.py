@@ -28,8 +28,11 @@ kind is older than the kind's `freshness_hours`.
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, Param, TriggerRule, dag, task
-
-from gravitypm_ops.dag_defaults import cron, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.airflow.conventions import (
+    cron,
+    dag_kwargs,
+    fail_run_if_any_check_failed,
+)
 from gravitypm_ops.names import any_backup_asset
 
 ANY_BACKUP = any_backup_asset()
@@ -52,21 +55,21 @@ ANY_BACKUP = any_backup_asset()
 def gravitypm_offsite_copy():
     @task
     def copy_backups():
-        from gravitypm_ops import offsite
+        from gravitypm_ops.offsite import tasks as offsite_tasks
 
-        return offsite.copy_missing()
+        return offsite_tasks.copy_missing()
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def apply_offsite_retention(params=None):
-        from gravitypm_ops import offsite
+        from gravitypm_ops.offsite import tasks as offsite_tasks
 
-        return offsite.apply_retention(params["retention_dry_run"])
+        return offsite_tasks.apply_retention(params["retention_dry_run"])
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def write_status():
-        from gravitypm_ops import offsite
+        from gravitypm_ops.offsite import tasks as offsite_tasks
 
-        return offsite.write_status()
+        return offsite_tasks.write_status()
 
     copy, retention = copy_backups(), apply_offsite_retention()
     copy >> retention >> write_status()

@@ -34,14 +34,19 @@ def console_app():
     from datetime import UTC, datetime
     from typing import Annotated
 
-    from fastapi import APIRouter, Depends, FastAPI, Request
-    from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
-    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
     from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
     from airflow.api_fastapi.core_api.security import get_user, requires_access_view
-
-    from gravitypm_ops import console
+    from fastapi import APIRouter, Depends, FastAPI, Request
+    from fastapi.responses import (
+        HTMLResponse,
+        PlainTextResponse,
+        RedirectResponse,
+        StreamingResponse,
+    )
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from gravitypm_ops.console import html as console_html
+    from gravitypm_ops.console import metrics as console_metrics
+    from gravitypm_ops.console import views as console_views
 
     plugins_view = requires_access_view(AccessView.PLUGINS)
     bearer = HTTPBearer(auto_error=False)
@@ -49,7 +54,7 @@ def console_app():
     def open_vault():
         # Per request: the config Variable and the gravitypm_aws connection may change at any time.
         from gravitypm_ops.config import load_config
-        from gravitypm_ops.vault import Vault
+        from gravitypm_ops.vault.store import Vault
 
         return Vault.from_config(load_config())
 
@@ -61,7 +66,7 @@ def console_app():
     ) -> None:
         """The scrape token (constant-time compare) or, failing that, exactly the pages' auth."""
         if credentials is not None:
-            expected = await asyncio.to_thread(console.scrape_token)
+            expected = await asyncio.to_thread(console_views.scrape_token)
             if expected and hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
                 return
         plugins_view(request, await get_user(request, None, credentials))
@@ -74,25 +79,25 @@ def console_app():
 
     @pages.get("/checklists", response_class=HTMLResponse)
     def checklists(request: Request):
-        status, html = console.checklists_view(request.query_params, open_vault, now())
-        return HTMLResponse(html, status_code=status, headers=console.PAGE_HEADERS)
+        status, html = console_views.checklists_view(request.query_params, open_vault, now())
+        return HTMLResponse(html, status_code=status, headers=console_html.PAGE_HEADERS)
 
     @pages.get("/checklists.csv")
     def checklists_csv(request: Request):
-        status, headers, body = console.checklists_csv_view(request.query_params, open_vault, now())
+        status, headers, body = console_views.checklists_csv_view(request.query_params, open_vault, now())
         return StreamingResponse(body, status_code=status, headers=headers)
 
     @pages.get("/backups", response_class=HTMLResponse)
     def backups():
-        status, html = console.backups_view(open_vault, now())
-        return HTMLResponse(html, status_code=status, headers=console.PAGE_HEADERS)
+        status, html = console_views.backups_view(open_vault, now())
+        return HTMLResponse(html, status_code=status, headers=console_html.PAGE_HEADERS)
 
     app = FastAPI(title="GravityPM ops console", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(pages)
 
     @app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=PlainTextResponse)
     def metrics():
-        return PlainTextResponse(console.metrics_text(open_vault, now()), media_type=PROMETHEUS_CONTENT_TYPE)
+        return PlainTextResponse(console_metrics.metrics_text(open_vault, now()), media_type=PROMETHEUS_CONTENT_TYPE)
 
     return app
 

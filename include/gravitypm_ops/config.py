@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gravitypm_ops.names import BACKUP_KINDS, CONFIG_VARIABLE
-from gravitypm_ops.retention import DEFAULT_RETENTION, RetentionPolicy
+from gravitypm_ops.vault.retention import DEFAULT_RETENTION, RetentionPolicy
 
 RUNBOOK_APP_ROOT = "/opt/gravitypm/production"
 
@@ -220,7 +220,7 @@ def _days(value: Any) -> int:
 
 
 def _compression(value: Any) -> dict:
-    from gravitypm_ops.fs_archive import Compression
+    from gravitypm_ops.formats.tar.compression import Compression
 
     return Compression.from_dict(value).to_dict()
 
@@ -258,19 +258,19 @@ def _offsite_retention(value: Any) -> dict[str, RetentionPolicy]:
 
 # These three are validated by the module that owns their defaults (imported lazily: no cycles).
 def _service_commands(value: Any) -> dict:
-    from gravitypm_ops.service_control import parse_service_commands
+    from gravitypm_ops.host.service_control import parse_service_commands
 
     return parse_service_commands(value)
 
 
 def _log_rotation(value: Any) -> dict:
-    from gravitypm_ops.log_rotation import parse_rotation_settings
+    from gravitypm_ops.log_rotation.settings import parse_rotation_settings
 
     return parse_rotation_settings(value)
 
 
 def _checklists(value: Any) -> dict:
-    from gravitypm_ops.checklists import parse_checklist_settings
+    from gravitypm_ops.checklists.settings import parse_checklist_settings
 
     return parse_checklist_settings(value)
 

@@ -2,9 +2,8 @@
 
 import pytest
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
-
-from gravitypm_ops.alerts import FailureAlert, RecoveryAlert
-from gravitypm_ops.dag_defaults import WATCHER_TASK_ID
+from gravitypm_ops.airflow.alerts import FailureAlert, RecoveryAlert
+from gravitypm_ops.airflow.conventions import WATCHER_TASK_ID
 from gravitypm_ops.names import DAG_ID_PREFIX, OWNER, TAG
 
 # Tasks whose only job is to turn the run red; they alert through the tasks they watch.
@@ -37,7 +36,7 @@ def test_schedules_are_cron_in_the_ops_timezone(dags):
 
 
 def test_ops_timezone_comes_from_the_environment(monkeypatch):
-    from gravitypm_ops.dag_defaults import cron
+    from gravitypm_ops.airflow.conventions import cron
 
     monkeypatch.setenv("GRAVITYPM_OPS_TZ", "Europe/Berlin")
     assert str(cron("0 8 * * *").timezone) == "Europe/Berlin"

@@ -6,9 +6,8 @@ import time
 import urllib.error
 
 import pytest
-
-from gravitypm_ops.audit import AuditLog
-from gravitypm_ops.checklists import CHECKLISTS
+from gravitypm_ops.checklists.audit import AuditLog
+from gravitypm_ops.checklists.catalog import CHECKLISTS
 
 WEEKLY, MONTHLY = "gravitypm_weekly_maintenance", "gravitypm_monthly_maintenance"
 QUARTERLY, DRILL = "gravitypm_quarterly_maintenance", "gravitypm_dr_drill"

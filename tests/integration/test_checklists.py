@@ -13,11 +13,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops import evidence
-from gravitypm_ops.audit import AuditLog
+from gravitypm_ops.checklists.audit import AuditLog
+from gravitypm_ops.checklists.evidence import registry as evidence_registry
+from gravitypm_ops.checklists.evidence import tls as evidence_tls
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.vault import Vault
+from gravitypm_ops.vault.store import Vault
 
 NOW = datetime.now(UTC)
 
@@ -103,7 +103,7 @@ def tls_endpoint(tmp_path):
 
 def test_certificate_read_from_the_live_endpoint(tls_endpoint):
     server, ca = tls_endpoint(60)
-    found = evidence.fetch_certificate("localhost", server.port, ca_file=ca, timeout=5)
+    found = evidence_tls.fetch_certificate("localhost", server.port, ca_file=ca, timeout=5)
     assert found["valid"] and found["error"] is None and found["subject"] == "localhost"
     assert abs(datetime.fromisoformat(found["not_after"]) - (NOW + timedelta(days=60))) < timedelta(seconds=2)
 
@@ -116,30 +116,30 @@ def test_tls_collector_warns_and_alerts_under_the_warning_days(tls_endpoint):
         out.write(open(ca_healthy).read() + open(ca_expiring).read())
     cfg = parse_config({"checklists": {"tls_endpoints": [f"localhost:{healthy.port}", f"localhost:{expiring.port}"],
                                        "tls_ca_file": bundle}})
-    result = evidence.collect("tls_expiry", cfg)
+    result = evidence_registry.collect("tls_expiry", cfg)
     assert result.outcome == "warning", result.summary
     assert f"localhost:{expiring.port}: expires in 10 days, under 30" in result.summary
     assert f"localhost:{healthy.port}: valid for 90 more days" in result.summary
     assert result.alert and "Critical" in result.alert
     cfg = parse_config({"checklists": {"tls_endpoints": [f"localhost:{expiring.port}"], "tls_ca_file": ca_expiring,
                                        "tls_warning_days": 7}})
-    assert evidence.collect("tls_expiry", cfg).outcome == "passed"
+    assert evidence_registry.collect("tls_expiry", cfg).outcome == "passed"
 
 
 def test_expired_untrusted_and_unreachable_endpoints_fail(tls_endpoint):
     expired, ca_expired = tls_endpoint(-2)
-    found = evidence.fetch_certificate("localhost", expired.port, ca_file=ca_expired, timeout=5)
+    found = evidence_tls.fetch_certificate("localhost", expired.port, ca_file=ca_expired, timeout=5)
     assert not found["valid"] and "expired" in found["error"]
     assert datetime.fromisoformat(found["not_after"]) < NOW  # read without trusting it, to say when
     trusted, _ = tls_endpoint(60)
-    untrusted = evidence.fetch_certificate("localhost", trusted.port, timeout=5)  # system CAs only
+    untrusted = evidence_tls.fetch_certificate("localhost", trusted.port, timeout=5)  # system CAs only
     assert not untrusted["valid"] and "self-signed" in untrusted["error"]
     closed = socket.create_server(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()
-    assert "unreachable" in evidence.fetch_certificate("127.0.0.1", port, timeout=2)["error"]
+    assert "unreachable" in evidence_tls.fetch_certificate("127.0.0.1", port, timeout=2)["error"]
     cfg = parse_config({"checklists": {"tls_endpoints": [f"localhost:{expired.port}"], "tls_ca_file": ca_expired}})
-    result = evidence.collect("tls_expiry", cfg)
+    result = evidence_registry.collect("tls_expiry", cfg)
     assert result.outcome == "failed" and result.alert
 
 
@@ -172,7 +172,7 @@ def seed_logs(logs, *, attack: int):
 def test_access_logs_read_current_and_rotated_files_in_the_window(tmp_path):
     seed_logs(tmp_path / "logs", attack=25)
     cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "logs")})
-    result = evidence.collect("access_logs", cfg, {"window_hours": 24})
+    result = evidence_registry.collect("access_logs", cfg, {"window_hours": 24})
     assert result.data["files"] == ["access.log.1.gz", "access.log"]  # the 10-day-old file is not read
     assert (result.data["requests"], result.data["401"], result.data["403"], result.data["5xx"]) == (430, 25, 3, 2)
     assert result.outcome == "failed" and "failed-login spike: 203.0.113.66 25×" in result.summary
@@ -180,9 +180,9 @@ def test_access_logs_read_current_and_rotated_files_in_the_window(tmp_path):
 
     seed_logs(tmp_path / "quiet", attack=0)
     cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "quiet")})
-    assert evidence.collect("access_logs", cfg, {"window_hours": 24}).outcome == "passed"
+    assert evidence_registry.collect("access_logs", cfg, {"window_hours": 24}).outcome == "passed"
     cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "none")})
-    missing = evidence.collect("access_logs", cfg)
+    missing = evidence_registry.collect("access_logs", cfg)
     assert missing.outcome == "failed" and "no access log" in missing.summary
 
 
@@ -196,18 +196,18 @@ def test_security_updates_from_the_configured_command():
     apt = ("Listing...\nopenssl/stable-security 3.0.15 amd64 [upgradable from: 3.0.14]\n"
            "tzdata/stable-updates 2025b all [upgradable from: 2025a]\n")
     cfg = parse_config({"checklists": {"security_updates_command": command_printing(apt)}})
-    result = evidence.collect("security_updates", cfg)
+    result = evidence_registry.collect("security_updates", cfg)
     assert result.outcome == "failed" and result.data["security_packages"] == ["openssl"]
     cfg = parse_config({"checklists": {"security_updates_command": [*command_printing("Listing...\n"),
                                                                       "--password=hunter2"]}})
-    quiet = evidence.collect("security_updates", cfg)
+    quiet = evidence_registry.collect("security_updates", cfg)
     assert quiet.outcome == "passed" and "hunter2" not in quiet.data["command"]
     cfg = parse_config({"checklists": {"security_updates_command": command_printing(
         "", 100, "E: Could not open lock file, password=hunter2")}})
-    broken = evidence.collect("security_updates", cfg)
+    broken = evidence_registry.collect("security_updates", cfg)
     assert broken.outcome == "failed" and "exited 100" in broken.summary and "hunter2" not in broken.summary
     cfg = parse_config({"checklists": {"security_updates_command": ["/nonexistent/apt", "list"]}})
-    assert "could not run" in evidence.collect("security_updates", cfg).summary
+    assert "could not run" in evidence_registry.collect("security_updates", cfg).summary
 
 
 # --- vault contents (moto) --------------------------------------------------------------------------
@@ -234,15 +234,15 @@ def test_backup_integrity_and_full_verification_from_the_vault(vault_cfg):
     cfg, vault = vault_cfg
     for i, kind in enumerate(("db", "fs", "config", "logs")):
         add_backup(vault, kind, NOW - timedelta(days=2, hours=i), b"x" * 100, verified="passed")
-    result = evidence.collect("backup_integrity", cfg)
+    result = evidence_registry.collect("backup_integrity", cfg)
     assert result.outcome == "passed", result.summary
     assert {link["label"] for link in result.links} >= {"backup status", "db latest verified manifest"}
-    assert evidence.collect("full_backup_verification", cfg).outcome == "passed"
+    assert evidence_registry.collect("full_backup_verification", cfg).outcome == "passed"
 
     add_backup(vault, "config", NOW - timedelta(days=1), b"y" * 100, verified="failed")
-    broken = evidence.collect("backup_integrity", cfg)
+    broken = evidence_registry.collect("backup_integrity", cfg)
     assert broken.outcome == "failed" and "config: newest backup" in broken.summary and "(sha256)" in broken.summary
-    full = evidence.collect("full_backup_verification", cfg)
+    full = evidence_registry.collect("full_backup_verification", cfg)
     assert full.outcome == "failed" and full.data["config"]["failed"]
 
 
@@ -253,7 +253,7 @@ def test_capacity_from_the_trend_of_db_and_backup_sizes(vault_cfg, stack, tmp_pa
         bson = 10**12 * (day + 1)
         add_backup(vault, "db", NOW - timedelta(days=8 - 2 * day), b"z" * (1000 * (day + 1)), verified="passed",
                    content={"databases": {"gravitypm_production": {"projects": {"bson_bytes": bson}}}})
-    result = evidence.collect("capacity", cfg)
+    result = evidence_registry.collect("capacity", cfg)
     db = result.data["backup_trends"]["db"]
     assert db["points"] == 5 and db["growth_percent"] == 400.0 and db["bytes_per_day"] == pytest.approx(500.0)
     assert result.data["host_data_trends"]["db"]["bytes_per_day"] == pytest.approx(5e11)
@@ -269,7 +269,7 @@ def record(period, item, outcome, when):
 
 
 def test_compliance_audit_verifies_chains_and_reports_gaps_and_missed_items(vault_cfg, stack):
-    from gravitypm_ops.checklists import period_of
+    from gravitypm_ops.checklists.periods import period_of
 
     cfg, vault = vault_cfg
     audit = AuditLog(vault)
@@ -279,7 +279,7 @@ def test_compliance_audit_verifies_chains_and_reports_gaps_and_missed_items(vaul
         audit.append("weekly_maintenance", [record(period_of("weekly", when), "test_failover_procedures", outcome,
                                                    when)])
     drill = audit.append("dr_drill", [record("2026-Q4", "drill", "passed", weeks[-1])])
-    result = evidence.collect("compliance", cfg, now=NOW)
+    result = evidence_registry.collect("compliance", cfg, now=NOW)
     gap = period_of("weekly", NOW - timedelta(weeks=3))
     assert result.outcome == "warning", result.summary
     assert result.data["gaps"]["weekly_maintenance"] == [gap]
@@ -289,13 +289,13 @@ def test_compliance_audit_verifies_chains_and_reports_gaps_and_missed_items(vaul
 
     key = f"{vault.prefix}/audit/dr_drill/0000000001.json"
     stack.s3_client().put_object(Bucket=vault.bucket, Key=key, Body=json.dumps({**drill[0], "outcome": "failed"}))
-    tampered = evidence.collect("compliance", cfg, now=NOW)
+    tampered = evidence_registry.collect("compliance", cfg, now=NOW)
     assert tampered.outcome == "failed" and "dr_drill: audit chain does not verify" in tampered.summary
 
     s3 = stack.s3_client()  # the whole weekly history deleted: gone from the listing, not from the versions
     for listed in s3.list_objects_v2(Bucket=vault.bucket, Prefix=f"{vault.prefix}/audit/weekly_maintenance/")["Contents"]:
         s3.delete_object(Bucket=vault.bucket, Key=listed["Key"])
-    wiped = evidence.collect("compliance", cfg, now=NOW)
+    wiped = evidence_registry.collect("compliance", cfg, now=NOW)
     assert wiped.outcome == "failed" and "weekly_maintenance: audit chain does not verify" in wiped.summary
 
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from gravitypm_ops.checklists.audit import AuditLog
+from gravitypm_ops.console import metrics as console_metrics
+from gravitypm_ops.console import views as console_views
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.verification import tasks as verification_tasks
 
-from gravitypm_ops import console
-from gravitypm_ops.audit import AuditLog
-from gravitypm_ops.vault import Vault
 from tests.unit.test_console import Page, parse_exposition
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
@@ -92,7 +94,6 @@ def vault(stack, monkeypatch):
 
 @pytest.fixture
 def seeded(vault):
-    from gravitypm_ops import verification_tasks
 
     data = seed(vault)
     verification_tasks.write_status()  # status.json, as the verification DAG's last task writes it
@@ -102,7 +103,7 @@ def seeded(vault):
 # --- the views over the real vault ------------------------------------------------------------------
 def test_checklists_page_shows_real_records_filters_them_and_verifies_the_chains(vault, seeded):
     now = datetime.now(UTC)
-    status, html = console.checklists_view({}, lambda: vault, now)  # default: the last month
+    status, html = console_views.checklists_view({}, lambda: vault, now)  # default: the last month
     page = Page(html)
     assert status == 200
     # evening_checklist, then weekly_maintenance's W48 and W47, each in chain order
@@ -111,10 +112,10 @@ def test_checklists_page_shows_real_records_filters_them_and_verifies_the_chains
     assert "review_access_logs: evidence <ok>" in page.all_text and "ana" in page.all_text
 
     day2 = (T0 + timedelta(days=2)).date().isoformat()
-    status, html = console.checklists_view({"since": day2, "until": day2, "checklist": "weekly_maintenance"},
+    status, html = console_views.checklists_view({"since": day2, "until": day2, "checklist": "weekly_maintenance"},
                                            lambda: vault, now)
     assert status == 200 and Page(html).rows == ["passed", "warning"]
-    status, html = console.checklists_view({"outcome": "failed", "since": ""}, lambda: vault, now)
+    status, html = console_views.checklists_view({"outcome": "failed", "since": ""}, lambda: vault, now)
     assert Page(html).rows == ["failed"]
 
 
@@ -122,7 +123,7 @@ def test_a_tampered_record_shows_as_a_broken_chain(vault, seeded, stack):
     key = f"{vault.prefix}/audit/weekly_maintenance/{2:010d}.json"
     record = json.loads(stack.s3_client().get_object(Bucket=vault.bucket, Key=key)["Body"].read())
     stack.s3_client().put_object(Bucket=vault.bucket, Key=key, Body=json.dumps({**record, "outcome": "passed"}))
-    _, html = console.checklists_view({"checklist": "weekly_maintenance"}, lambda: vault, datetime.now(UTC))
+    _, html = console_views.checklists_view({"checklist": "weekly_maintenance"}, lambda: vault, datetime.now(UTC))
     text = Page(html).all_text
     assert "chain BROKEN" in text and "seq 2: content does not match its hash (record edited)" in text
 
@@ -131,13 +132,13 @@ def test_a_wiped_chain_reads_as_broken_in_the_metrics(vault, seeded, stack):
     s3 = stack.s3_client()  # delete markers only: the chain is no longer listed
     for listed in s3.list_objects_v2(Bucket=vault.bucket, Prefix=f"{vault.prefix}/audit/weekly_maintenance/")["Contents"]:
         s3.delete_object(Bucket=vault.bucket, Key=listed["Key"])
-    m = parse_exposition(console.metrics_text(lambda: vault, datetime.now(UTC)))
+    m = parse_exposition(console_metrics.metrics_text(lambda: vault, datetime.now(UTC)))
     assert m[("gravitypm_checklist_chain_ok", (("checklist", "weekly_maintenance"),))] == 0
     assert m[("gravitypm_checklist_chain_ok", (("checklist", "evening_checklist"),))] == 1
 
 
 def test_backups_page_shows_each_backup_with_its_verification_and_the_status_file(vault, seeded):
-    status, html = console.backups_view(lambda: vault, datetime.now(UTC))
+    status, html = console_views.backups_view(lambda: vault, datetime.now(UTC))
     page = Page(html)
     assert status == 200
     db = html.split('data-kind="db"')[1].split("</section>")[0]
@@ -152,7 +153,7 @@ def test_backups_page_shows_each_backup_with_its_verification_and_the_status_fil
 
 
 def test_csv_export_has_the_filtered_records(vault, seeded):
-    status, headers, body = console.checklists_csv_view({"checklist": "weekly_maintenance", "since": ""},
+    status, headers, body = console_views.checklists_csv_view({"checklist": "weekly_maintenance", "since": ""},
                                                         lambda: vault, datetime.now(UTC))
     rows = list(csv.DictReader(io.StringIO("".join(body))))
     assert status == 200 and headers["Content-Disposition"].startswith('attachment; filename="gravitypm-checklists_')
@@ -164,9 +165,8 @@ def test_csv_export_has_the_filtered_records(vault, seeded):
 @pytest.fixture(scope="module")
 def api(airflow_db):
     """Airflow's own API server app (plugins from this repo's plugins/), spoken to over HTTP (ASGI)."""
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", uuid.uuid4().hex * 2)  # `airflow standalone` writes one to its cfg

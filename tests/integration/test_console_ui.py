@@ -159,9 +159,9 @@ def test_console_pages_render_filter_and_export_inside_the_airflow_ui(airflow_up
 
         # Real data in `make up`'s vault: backups through the vault API, records through AuditLog, status.json
         # by the verification task — with the same connection and Variable the API server has.
-        from gravitypm_ops import verification_tasks
         from gravitypm_ops.config import load_config
-        from gravitypm_ops.vault import Vault
+        from gravitypm_ops.vault.store import Vault
+        from gravitypm_ops.verification import tasks as verification_tasks
 
         for name, value in stack_env(state).items():
             monkeypatch.setenv(name, value)

@@ -8,14 +8,28 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson import (
+    Binary,
+    Code,
+    Decimal128,
+    Int64,
+    MaxKey,
+    MinKey,
+    ObjectId,
+    Regex,
+    Timestamp,
+)
 from bson.raw_bson import RawBSONDocument
+from gravitypm_ops.backup import mongo as backup_mongo
+from gravitypm_ops.config import parse_config
+from gravitypm_ops.formats.mongo_archive.format import (
+    metadata_json,
+    parse_metadata_json,
+)
+from gravitypm_ops.formats.mongo_archive.reader import ArchiveReader
+from gravitypm_ops.vault.store import Vault
 
 from dev import seed_data
-from gravitypm_ops import db_backup, mongo_backup
-from gravitypm_ops.config import parse_config
-from gravitypm_ops.mongo_archive import ArchiveReader, metadata_json, parse_metadata_json
-from gravitypm_ops.vault import Vault
 from tests.fault_proxy import FaultProxy
 
 DAG_ID = "gravitypm_db_backup"
@@ -60,7 +74,7 @@ def source_db(stack):
 
 
 def raw_docs(db, collection: str) -> dict:
-    coll = db.get_collection(collection, codec_options=mongo_backup.RAW)
+    coll = db.get_collection(collection, codec_options=backup_mongo.RAW)
     return {RawBSONDocument(doc.raw)["_id"]: doc.raw for doc in coll.find()}
 
 
@@ -70,7 +84,7 @@ def index_specs(db, collection: str) -> dict:
 
 def test_dump_writes_a_mongodump_archive_with_metadata_and_every_document(stack, source_db):
     out = io.BytesIO()
-    content = mongo_backup.dump(stack.mongo_client(), [source_db.name], out)
+    content = backup_mongo.dump(stack.mongo_client(), [source_db.name], out)
 
     reader = ArchiveReader(gzip.GzipFile(fileobj=io.BytesIO(out.getvalue())))
     metas = {ns.collection: ns for ns in reader.namespaces}
@@ -91,13 +105,13 @@ def test_dump_writes_a_mongodump_archive_with_metadata_and_every_document(stack,
 def test_round_trip_restores_documents_indexes_and_options_identically(stack, source_db):
     client = stack.mongo_client()
     out = io.BytesIO()
-    mongo_backup.dump(client, [source_db.name], out)
+    backup_mongo.dump(client, [source_db.name], out)
     target = client[source_db.name + "_restored"]
     target.create_collection("not_in_backup")
     target.not_in_backup.insert_one({"keep": "me"})
     target.items.insert_one({"_id": "stale", "email": "stale@example.com"})  # replaced, like --drop
     try:
-        report = mongo_backup.restore(io.BytesIO(out.getvalue()), client, {source_db.name: target.name})
+        report = backup_mongo.restore(io.BytesIO(out.getvalue()), client, {source_db.name: target.name})
 
         for coll in ("items", "empty", "sorted"):
             assert raw_docs(target, coll) == raw_docs(source_db, coll), coll
@@ -108,7 +122,7 @@ def test_round_trip_restores_documents_indexes_and_options_identically(stack, so
         assert report.restored[target.name] == {"items": 40, "empty": 0, "sorted": 3}
         assert report.left_alone == {target.name: ["not_in_backup"]}
         assert target.not_in_backup.find_one({}, {"_id": 0}) == {"keep": "me"}
-        assert not [c for c in target.list_collection_names() if c.startswith(mongo_backup.STAGING_PREFIX)]
+        assert not [c for c in target.list_collection_names() if c.startswith(backup_mongo.STAGING_PREFIX)]
     finally:
         client.drop_database(target.name)
 
@@ -116,7 +130,7 @@ def test_round_trip_restores_documents_indexes_and_options_identically(stack, so
 def test_a_corrupt_archive_leaves_the_target_as_it_was(stack, source_db):
     client = stack.mongo_client()
     out = io.BytesIO()
-    mongo_backup.dump(client, [source_db.name], out)
+    backup_mongo.dump(client, [source_db.name], out)
     raw = bytearray(gzip.decompress(out.getvalue()))
     position = raw.find(b"doc 7")  # inside a document of `items`
     raw[position] ^= 0xFF
@@ -124,7 +138,7 @@ def test_a_corrupt_archive_leaves_the_target_as_it_was(stack, source_db):
     target.items.insert_one({"_id": "precious", "email": "precious@example.com"})
     try:
         with pytest.raises(Exception, match="(?i)crc"):
-            mongo_backup.restore(io.BytesIO(gzip.compress(bytes(raw))), client, {source_db.name: target.name})
+            backup_mongo.restore(io.BytesIO(gzip.compress(bytes(raw))), client, {source_db.name: target.name})
         assert list(target.items.find({}, {"email": 1})) == [{"_id": "precious", "email": "precious@example.com"}]
         assert sorted(target.list_collection_names()) == ["items"]  # staging cleaned up
     finally:
@@ -141,12 +155,12 @@ def test_the_dag_backs_up_the_seeded_database_and_announces_the_asset(run_dag, s
     counts = {c: v["documents"] for c, v in manifest["content"]["databases"][seed_data.DB_NAME].items()}
     assert counts == seed_data.EXPECTED_COUNTS
     assert manifest["source"]["databases"] == [seed_data.DB_NAME]
-    assert manifest["artifacts"][0]["name"] == mongo_backup.ARTIFACT_NAME
+    assert manifest["artifacts"][0]["name"] == backup_mongo.ARTIFACT_NAME
     indexes = {i["name"] for i in manifest["content"]["databases"][seed_data.DB_NAME]["activity"]["indexes"]}
     assert "created_at_ttl" in indexes
 
     # The artifact reads back intact and parses as a mongodump archive with every document.
-    with vault.open_artifact(manifest, mongo_backup.ARTIFACT_NAME) as body:
+    with vault.open_artifact(manifest, backup_mongo.ARTIFACT_NAME) as body:
         reader = ArchiveReader(gzip.GzipFile(fileobj=body))
         assert sum(1 for _ in reader.iter_documents()) == sum(seed_data.EXPECTED_COUNTS.values())
         body.verify()
@@ -248,7 +262,7 @@ def test_s3_failing_mid_upload_commits_nothing_and_leaves_no_multipart_upload(st
             vault = Vault(stack.vault_bucket, "faults", s3)
             cfg = parse_config({"mongo_databases": [db.name], "vault_bucket": stack.vault_bucket})
             with pytest.raises(Exception, match="InternalError|injected"):
-                db_backup.run_backup(cfg, vault, client, dag_id=DAG_ID, run_id="fault_1", run_after=T0)
+                backup_mongo.run_backup(cfg, vault, client, dag_id=DAG_ID, run_id="fault_1", run_after=T0)
             assert proxy.failed, "the fault was never injected"
 
         direct = stack.s3_client()  # look at the server itself, past the proxy
@@ -261,7 +275,7 @@ def test_s3_failing_mid_upload_commits_nothing_and_leaves_no_multipart_upload(st
 def test_deadline_callback_posts_a_late_warning(slack):
     import asyncio
 
-    from gravitypm_ops.alerts import deadline_missed
+    from gravitypm_ops.airflow.alerts import deadline_missed
 
     context = {"dag_run": {"dag_id": DAG_ID, "dag_run_id": "scheduled__2026-11-27T06:00:00+00:00"}, "deadline": {}}
     asyncio.run(deadline_missed(what="has not finished 1 h after its scheduled time.", context=context))
@@ -285,11 +299,11 @@ def test_the_dag_declares_its_deadline_pool_and_asset(dagbag):
 def test_a_failure_while_swapping_collections_in_restores_the_old_ones(stack, source_db, monkeypatch):
     client = stack.mongo_client()
     out = io.BytesIO()
-    mongo_backup.dump(client, [source_db.name], out)
+    backup_mongo.dump(client, [source_db.name], out)
     target = client[source_db.name + "_swap"]
     target.items.insert_one({"_id": "old", "email": "old@example.com"})
     target.sorted.insert_one({"_id": "old sorted"})
-    real_rename, calls = mongo_backup._rename, []
+    real_rename, calls = backup_mongo._rename, []
 
     def rename_failing_late(db, source, to):  # the 4th rename: after one collection was swapped in
         calls.append((source, to))
@@ -297,10 +311,10 @@ def test_a_failure_while_swapping_collections_in_restores_the_old_ones(stack, so
             raise RuntimeError("connection lost during the swap")
         real_rename(db, source, to)
 
-    monkeypatch.setattr(mongo_backup, "_rename", rename_failing_late)
+    monkeypatch.setattr(backup_mongo, "_rename", rename_failing_late)
     try:
         with pytest.raises(RuntimeError, match="during the swap"):
-            mongo_backup.restore(io.BytesIO(out.getvalue()), client, {source_db.name: target.name})
+            backup_mongo.restore(io.BytesIO(out.getvalue()), client, {source_db.name: target.name})
         assert list(target.items.find()) == [{"_id": "old", "email": "old@example.com"}]
         assert list(target.sorted.find()) == [{"_id": "old sorted"}]
         assert sorted(target.list_collection_names()) == ["items", "sorted"]  # no staging, no leftovers

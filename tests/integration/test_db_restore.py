@@ -9,12 +9,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops import db_backup
+from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.retention import RetentionPolicy
-from gravitypm_ops.vault import SAFETY_PURPOSE, Vault
-from gravitypm_ops.verification import verify_backup
+from gravitypm_ops.vault.layout import SAFETY_PURPOSE
+from gravitypm_ops.vault.retention import RetentionPolicy
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.verification.verify import verify_backup
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
@@ -45,7 +45,7 @@ class Setup:
 
     def take_backup(self, run_after=T0) -> dict:
         cfg = parse_config({**self.stack.ops_config(), **self.overrides})
-        manifest = db_backup.run_backup(cfg, self.vault, self.client, dag_id="t", run_id=uuid.uuid4().hex,
+        manifest = backup_mongo.run_backup(cfg, self.vault, self.client, dag_id="t", run_id=uuid.uuid4().hex,
                                         run_after=run_after)
         record = verify_backup(self.vault, manifest, mongo_client=self.client, production_databases=(self.db,))
         assert record["status"] == "passed", record["checks"]
@@ -165,7 +165,7 @@ def test_bad_requests_are_refused_before_anything_changes(stack, run_dag, setup,
 
 
 def test_an_unverified_backup_needs_the_override(run_dag, setup, capfd):
-    unverified = db_backup.run_backup(
+    unverified = backup_mongo.run_backup(
         parse_config({**setup.stack.ops_config(), **setup.overrides}), setup.vault, setup.client,
         dag_id="t", run_id="unverified", run_after=T0 + timedelta(hours=1),
     )
@@ -221,7 +221,8 @@ def test_retention_keeps_every_backup_of_a_kind_while_a_restore_holds_it(setup):
 
 
 def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, run_dag, setup, monkeypatch):
-    from gravitypm_ops.offsite import Copier
+    from gravitypm_ops.offsite.copy import Copier
+
     from tests.integration.test_offsite import new_bucket
 
     s3 = stack.s3_client()
@@ -242,7 +243,7 @@ def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, r
 
 
 def test_retention_after_a_restore_keeps_the_backup_latest_points_to(setup):
-    from gravitypm_ops.restore import safety_backup
+    from gravitypm_ops.restore.apply import safety_backup
 
     cfg = parse_config({**setup.stack.ops_config(), **setup.overrides})
     plan = {"target_database": setup.db, "backup": {"backup_id": setup.backup["backup_id"]}}

@@ -8,12 +8,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops import db_backup, drill, file_backup
-from gravitypm_ops.audit import AuditLog
+from gravitypm_ops.backup import files as backup_files
+from gravitypm_ops.backup import mongo as backup_mongo
+from gravitypm_ops.checklists.audit import AuditLog
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.vault import Vault
-from gravitypm_ops.verification import verify_backup
+from gravitypm_ops.drill import drill as drill_drill
+from gravitypm_ops.drill import report as drill_report
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.verification.verify import verify_backup
+
 from tests.integration.test_db_backup import every_type_docs
 
 DAG_ID = "gravitypm_dr_drill"
@@ -45,10 +48,10 @@ def make_backups(stack, prefix: str, database: str, kinds=("db", "fs", "config")
     made = {}
     for kind in kinds:
         if kind == "db":
-            made[kind] = db_backup.run_backup(cfg, vault, stack.mongo_client(), dag_id="t", run_id=run_id,
+            made[kind] = backup_mongo.run_backup(cfg, vault, stack.mongo_client(), dag_id="t", run_id=run_id,
                                               run_after=run_after)
         else:
-            made[kind] = file_backup.run_backup(kind, cfg, vault, dag_id="t", run_id=run_id, run_after=run_after)
+            made[kind] = backup_files.run_backup(kind, cfg, vault, dag_id="t", run_id=run_id, run_after=run_after)
         if verify:
             record = verify_backup(vault, made[kind], mongo_client=stack.mongo_client(),
                                    production_databases=(database,))
@@ -211,15 +214,15 @@ def test_a_component_failing_before_extraction_still_cleans_up_its_directory(sta
     plan = {"backups": {"fs": {"backup_id": made["fs"]["backup_id"]}}, "cleanup": True,
             "scratch_dir": str(scratch), "drill_id": "d1"}
 
-    result = drill.restore_component("fs", plan, cfg, vault)
+    result = drill_drill.restore_component("fs", plan, cfg, vault)
 
     assert result["status"] == "failed" and result["target"] == str(scratch / "d1" / "fs")
     assert not (scratch / "d1").exists()
 
 
 def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, stack, prefix, small_db, monkeypatch):
-    from gravitypm_ops.offsite import Copier
-    from gravitypm_ops.retention import RetentionPolicy
+    from gravitypm_ops.offsite.copy import Copier
+    from gravitypm_ops.vault.retention import RetentionPolicy
 
     primary, made = make_backups(stack, prefix, small_db, kinds=("db", "config"))
     s3 = stack.s3_client()
@@ -274,15 +277,14 @@ def test_unsafe_or_impossible_drills_are_refused_and_write_nothing(run_dag, stac
 
 def test_an_unknown_component_is_refused_at_trigger_time_and_by_the_plan(run_dag, stack, slack, prefix, small_db):
     from airflow.sdk.definitions.param import ParamValidationError
-
     from gravitypm_ops.config import OpsConfig
 
     with pytest.raises(ParamValidationError, match="components"):
         run_dag(DAG_ID, overrides(prefix, small_db), run_conf={"components": ["db", "logs"]})
     assert slack.texts() == [] and vault_keys(stack, prefix, "") == []  # no run, nothing written
     # The plan refuses it too (a trigger that skips the form), before reading or writing anything.
-    with pytest.raises(drill.DrillRefused, match=r"unknown component\(s\) 'logs'; expected db, fs, config"):
-        drill.plan_drill({"components": ["db", "logs"]}, OpsConfig(), None, dag_id="d", run_id="r", now=T0)
+    with pytest.raises(drill_drill.DrillRefused, match=r"unknown component\(s\) 'logs'; expected db, fs, config"):
+        drill_drill.plan_drill({"components": ["db", "logs"]}, OpsConfig(), None, dag_id="d", run_id="r", now=T0)
 
 
 # --- pure guards --------------------------------------------------------------------------------
@@ -292,18 +294,18 @@ def test_scratch_dir_guard_follows_symlinks_into_production(tmp_path):
     cfg = parse_config({"app_root": str(app_root)})
     (tmp_path / "innocent").symlink_to(app_root / "uploads")
 
-    with pytest.raises(drill.DrillRefused, match="inside the production tree"):
-        drill.check_scratch_dir(str(tmp_path / "innocent"), cfg)
-    with pytest.raises(drill.DrillRefused, match="resolves to /"):
-        drill.check_scratch_dir("/", cfg)
-    with pytest.raises(drill.DrillRefused, match="absolute"):
-        drill.check_scratch_dir("relative/dir", cfg)
+    with pytest.raises(drill_drill.DrillRefused, match="inside the production tree"):
+        drill_drill.check_scratch_dir(str(tmp_path / "innocent"), cfg)
+    with pytest.raises(drill_drill.DrillRefused, match="resolves to /"):
+        drill_drill.check_scratch_dir("/", cfg)
+    with pytest.raises(drill_drill.DrillRefused, match="absolute"):
+        drill_drill.check_scratch_dir("relative/dir", cfg)
     other_root = tmp_path / "srv" / "restore"
     cfg = parse_config({"app_root": str(app_root), "restore_allowed_roots": [str(other_root)]})
-    with pytest.raises(drill.DrillRefused, match="inside the production tree"):
-        drill.check_scratch_dir(str(other_root / "x"), cfg)
-    assert drill.check_scratch_dir(str(tmp_path / "scratch"), cfg) == str(tmp_path / "scratch")
-    assert drill.check_scratch_dir(None, cfg) is None
+    with pytest.raises(drill_drill.DrillRefused, match="inside the production tree"):
+        drill_drill.check_scratch_dir(str(other_root / "x"), cfg)
+    assert drill_drill.check_scratch_dir(str(tmp_path / "scratch"), cfg) == str(tmp_path / "scratch")
+    assert drill_drill.check_scratch_dir(None, cfg) is None
 
 
 def test_judge_fails_a_slow_component_the_total_and_a_component_that_never_ran():
@@ -318,12 +320,12 @@ def test_judge_fails_a_slow_component_the_total_and_a_component_that_never_ran()
     slow = {"status": "passed", "detail": "ok", "target": ["x"], "kept": False, "seconds": 90.0,
             "started": T0.isoformat(), "finished": (T0 + timedelta(seconds=90)).isoformat()}
 
-    report = drill.judge(plan, {"db": slow, "fs": None}, T0 + timedelta(minutes=2))
+    report = drill_drill.judge(plan, {"db": slow, "fs": None}, T0 + timedelta(minutes=2))
 
     assert report["verdict"] == "failed"
     assert report["failures"] == ["db: RTO 1.5 min > target 1 min", "fs: restore did not run",
                                   "total RTO 1.5 min > target 1 min"]
     assert report["components"]["db"]["rpo_ok"] and not report["components"]["db"]["rto_ok"]
     assert report["components"]["fs"]["status"] == "failed" and report["total"]["rto_ok"] is False
-    markdown = drill.render_markdown(report)
+    markdown = drill_report.render_markdown(report)
     assert "# DR drill d: FAILED" in markdown and "**MISSED**" in markdown and "fs: restore did not run" in markdown

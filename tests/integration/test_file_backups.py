@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from gravitypm_ops.fs_archive import Compression, decompressing_reader, read_index
-from gravitypm_ops.vault import Vault
+from gravitypm_ops.formats.tar.compression import Compression, decompressing_reader
+from gravitypm_ops.formats.tar.index import read_index
+from gravitypm_ops.vault.store import Vault
 
 REPO = Path(__file__).resolve().parents[2]
 

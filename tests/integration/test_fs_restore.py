@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import zstandard
-
-from gravitypm_ops import file_backup
+from gravitypm_ops.backup import files as backup_files
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.vault import Vault
-from gravitypm_ops.verification import verify_backup
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.verification.verify import verify_backup
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 FILES = {
@@ -52,7 +51,7 @@ class Setup:
         self.backup = self.take("fs")
 
     def take(self, kind: str, run_after=T0) -> dict:
-        manifest = file_backup.run_backup(kind, self.cfg, self.vault, dag_id="t", run_id=uuid.uuid4().hex,
+        manifest = backup_files.run_backup(kind, self.cfg, self.vault, dag_id="t", run_id=uuid.uuid4().hex,
                                           run_after=run_after)
         assert verify_backup(self.vault, manifest)["status"] == "passed"
         return manifest

@@ -4,8 +4,8 @@ import time
 import urllib.error
 import urllib.request
 
-from bson.raw_bson import RawBSONDocument
 import pytest
+from bson.raw_bson import RawBSONDocument
 
 from dev import seed_data
 from dev.stack import LocalStack

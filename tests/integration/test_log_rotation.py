@@ -12,10 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from gravitypm_ops.log_rotation import STATE_NAME
-from gravitypm_ops.vault import Vault
-from gravitypm_ops.verification import verify_backup
+from gravitypm_ops.log_rotation.engine import STATE_NAME
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.verification.verify import verify_backup
 
 DAG_ID = "gravitypm_log_rotation"
 FORCE = {"run_conf": {"force": True}}

@@ -4,8 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops.vault import MANIFEST_NAME, backup_prefix
+from gravitypm_ops.vault.layout import MANIFEST_NAME, backup_prefix
 
 DAG_ID = "gravitypm_morning_checklist"
 CHECKS = ("check_service_health", "check_disk_space", "check_memory", "check_backup_age", "check_vault_hygiene")

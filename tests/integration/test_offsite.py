@@ -13,13 +13,17 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.config import Config
+from gravitypm_ops import status
+from gravitypm_ops.config import parse_config
+from gravitypm_ops.offsite import copy as offsite_copy
+from gravitypm_ops.offsite.copy import Copier
+from gravitypm_ops.vault.layout import MANIFEST_NAME, IntegrityError, backup_prefix
+from gravitypm_ops.vault.open import open_vault
+from gravitypm_ops.vault.retention import RetentionPolicy
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.vault.streams import PART_SIZE, Protection
 
 from dev.stack import BIN, free_port, spawn, stop_process, wait_for_port
-from gravitypm_ops import offsite
-from gravitypm_ops.config import parse_config
-from gravitypm_ops.offsite import Copier, open_vault
-from gravitypm_ops.retention import RetentionPolicy
-from gravitypm_ops.vault import MANIFEST_NAME, PART_SIZE, IntegrityError, Protection, Vault, backup_prefix
 from tests.fault_proxy import FaultProxy
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -282,9 +286,9 @@ def test_a_record_that_cannot_be_copied_is_reported_and_stops_nothing(region, pr
 # --- connections, status, freshness --------------------------------------------------------------
 def test_one_client_reaches_both_only_with_the_same_endpoint_and_credentials(stack, region, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", json.dumps(stack.connections()["gravitypm_aws"]))
-    assert offsite.one_client_reaches_both() is True
+    assert offsite_copy.one_client_reaches_both() is True
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", region.connection())
-    assert offsite.one_client_reaches_both() is False
+    assert offsite_copy.one_client_reaches_both() is False
 
 
 def offsite_cfg(stack, primary, other, **extra):
@@ -301,24 +305,24 @@ def test_status_and_freshness_say_whether_the_newest_backup_is_offsite(
     now = datetime.now(UTC)
 
     summaries = {kind: primary.summary(kind, now) for kind in ("db", "logs")}
-    top = offsite.status_fields(cfg, summaries, now)
+    top = status.status_fields(cfg, summaries, now)
 
     assert top == {"enabled": True, "bucket": other_region.bucket, "prefix": "production"}
     assert summaries["db"] is None
     entry = summaries["logs"]["offsite"]
     assert entry["copied"] is False and entry["latest_id"] == old["backup_id"] and entry["count"] == 1
     assert 29.9 < entry["age_hours"] < 30.5
-    findings = {f.subject: f for f in offsite.freshness_findings(cfg, now)}
+    findings = {f.subject: f for f in status.freshness_findings(cfg, now)}
     # "30.0" or "30.1": the copy's age grows while a loaded machine runs the test
     assert findings["logs off-site"].status == "breach"
     assert re.fullmatch(r"last off-site copy 30\.[01] h ago \(limit 26 h\)", findings["logs off-site"].detail)
     assert findings["db off-site"].detail == "no off-site copy yet"
 
     Copier(primary, other_region, server_side=False).sync("logs", KEEP_ALL, now)
-    offsite.status_fields(cfg, summaries, now)
+    status.status_fields(cfg, summaries, now)
     assert summaries["logs"]["offsite"]["copied"] is True and summaries["logs"]["offsite"]["verified"] is True
     assert summaries["logs"]["offsite"]["latest_id"] == new["backup_id"]
-    assert {f.subject: f.status for f in offsite.freshness_findings(cfg, now)}["logs off-site"] == "ok"
+    assert {f.subject: f.status for f in status.freshness_findings(cfg, now)}["logs off-site"] == "ok"
 
 
 def test_an_unreachable_offsite_vault_is_a_breach_not_a_crash(stack, primary, monkeypatch):
@@ -328,9 +332,9 @@ def test_an_unreachable_offsite_vault_is_a_breach_not_a_crash(stack, primary, mo
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", dead)
     cfg = parse_config({"vault_bucket": stack.vault_bucket, "vault_prefix": primary.prefix,
                         "offsite_bucket": "gpm-gone"})
-    (finding,) = offsite.freshness_findings(cfg, NOW)
+    (finding,) = status.freshness_findings(cfg, NOW)
     assert finding.subject == "off-site" and finding.status == "breach" and "unreachable" in finding.detail
-    assert "error" in offsite.status_fields(cfg, {"db": None}, NOW)
+    assert "error" in status.status_fields(cfg, {"db": None}, NOW)
 
 
 # --- the DAG, for real -------------------------------------------------------------------------------
@@ -382,7 +386,7 @@ def test_the_dag_is_a_clear_no_op_while_offsite_is_off(run_dag, stack, primary):
     assert primary.s3.list_objects_v2(Bucket=primary.bucket, Prefix=f"{primary.prefix}/status.json")["KeyCount"] == 0
     # The backup status says so too.
     summaries = {"db": primary.summary("db", NOW)}
-    assert offsite.status_fields(parse_config({}), summaries, NOW) == {"enabled": False}
+    assert status.status_fields(parse_config({}), summaries, NOW) == {"enabled": False}
     assert "offsite" not in summaries["db"]
 
 

@@ -4,9 +4,9 @@ ever on a human step): Approve goes on and records who; Reject changes nothing."
 import uuid
 from datetime import UTC, datetime
 
-from gravitypm_ops import db_backup
+from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.verification import verify_backup
+from gravitypm_ops.verification.verify import verify_backup
 
 DAG = "gravitypm_db_restore"
 
@@ -17,7 +17,7 @@ def test_a_production_restore_waits_for_approval_and_records_the_approver(stack,
     db.items.insert_many([{"_id": i, "v": i} for i in range(25)])
     cfg = parse_config({**stack.ops_config(), "vault_prefix": standalone.prefix,
                         "mongo_databases": [standalone.database]})
-    backup = db_backup.run_backup(cfg, standalone.vault, client, dag_id="t", run_id=uuid.uuid4().hex,
+    backup = backup_mongo.run_backup(cfg, standalone.vault, client, dag_id="t", run_id=uuid.uuid4().hex,
                                   run_after=datetime.now(UTC))
     assert verify_backup(standalone.vault, backup, mongo_client=client,
                          production_databases=(standalone.database,))["status"] == "passed"

@@ -7,11 +7,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops.retention import RetentionPolicy
-from gravitypm_ops.vault import (
-    MANIFEST_NAME, PART_SIZE, IntegrityError, Protection, Vault, VaultError, backup_id_for, backup_prefix,
+from gravitypm_ops.vault.layout import (
+    MANIFEST_NAME,
+    IntegrityError,
+    VaultError,
+    backup_id_for,
+    backup_prefix,
 )
+from gravitypm_ops.vault.retention import RetentionPolicy
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.vault.streams import PART_SIZE, Protection
 
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 

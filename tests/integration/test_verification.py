@@ -5,11 +5,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops import db_backup, file_backup
+from gravitypm_ops.backup import files as backup_files
+from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.vault import Vault, backup_prefix
-from gravitypm_ops.verification import verify_backup
+from gravitypm_ops.vault.layout import backup_prefix
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.verification.verify import verify_backup
+
 from tests.integration.test_db_backup import every_type_docs
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -34,7 +36,7 @@ def prefix():
 def db_backup_in(stack, prefix: str, database: str) -> tuple[Vault, dict]:
     vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
     cfg = parse_config({"mongo_databases": [database], "vault_bucket": stack.vault_bucket, "vault_prefix": prefix})
-    manifest = db_backup.run_backup(cfg, vault, stack.mongo_client(), dag_id="t", run_id=uuid.uuid4().hex, run_after=T0)
+    manifest = backup_mongo.run_backup(cfg, vault, stack.mongo_client(), dag_id="t", run_id=uuid.uuid4().hex, run_after=T0)
     return vault, manifest
 
 
@@ -112,7 +114,7 @@ def test_scratch_never_targets_a_production_database(stack, prefix, small_db):
 def test_fs_backup_verification_passes_then_catches_a_flipped_byte(stack, prefix):
     vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
     cfg = parse_config({"app_root": str(stack.app_root), "vault_bucket": stack.vault_bucket, "vault_prefix": prefix})
-    manifest = file_backup.run_backup("config", cfg, vault, dag_id="t", run_id="r", run_after=T0)
+    manifest = backup_files.run_backup("config", cfg, vault, dag_id="t", run_id="r", run_after=T0)
 
     assert verify_backup(vault, manifest)["status"] == "passed"
     archive = next(a for a in manifest["artifacts"] if a["name"].startswith("files."))

@@ -1,6 +1,6 @@
 import pytest
-
-from gravitypm_ops.alerts import Severity, scrub
+from gravitypm_ops.airflow.alerts import Severity
+from gravitypm_ops.redact import scrub
 
 
 @pytest.mark.parametrize(

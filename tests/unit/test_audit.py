@@ -6,10 +6,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops import audit as audit_module
-from gravitypm_ops.audit import AuditError, AuditLog, canonical, record_hash, validate_record
-from gravitypm_ops.vault import Protection, Vault
+from gravitypm_ops.checklists import audit as audit_module
+from gravitypm_ops.checklists.audit import (
+    AuditError,
+    AuditLog,
+    canonical,
+    record_hash,
+    validate_record,
+)
+from gravitypm_ops.vault.store import Vault
+from gravitypm_ops.vault.streams import Protection
 
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 

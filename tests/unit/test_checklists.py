@@ -3,14 +3,32 @@
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-
-from gravitypm_ops import evidence
-from gravitypm_ops.checklist_tasks import (
-    human_result, not_yet_recorded, outcome_without_result, prompt_body, with_gathered_evidence,
+from gravitypm_ops.checklists.catalog import (
+    AUTOMATED,
+    CHECKLISTS,
+    HUMAN,
+    HUMAN_OPTIONS,
+    Item,
 )
-from gravitypm_ops.checklists import (
-    AUTOMATED, CHECKLISTS, DEFAULT_SETTINGS, HUMAN, HUMAN_OPTIONS, Item, parse_checklist_settings, period_of,
-    period_start, periods_between, tls_endpoints,
+from gravitypm_ops.checklists.evidence import access_logs as evidence_access_logs
+from gravitypm_ops.checklists.evidence import backups as evidence_backups
+from gravitypm_ops.checklists.evidence import base as evidence_base
+from gravitypm_ops.checklists.evidence import capacity as evidence_capacity
+from gravitypm_ops.checklists.evidence import compliance as evidence_compliance
+from gravitypm_ops.checklists.evidence import registry as evidence_registry
+from gravitypm_ops.checklists.evidence import tls as evidence_tls
+from gravitypm_ops.checklists.evidence import updates as evidence_updates
+from gravitypm_ops.checklists.periods import period_of, period_start, periods_between
+from gravitypm_ops.checklists.prompt import human_result, prompt_body
+from gravitypm_ops.checklists.settings import (
+    DEFAULT_SETTINGS,
+    parse_checklist_settings,
+    tls_endpoints,
+)
+from gravitypm_ops.checklists.tasks import (
+    not_yet_recorded,
+    outcome_without_result,
+    with_gathered_evidence,
 )
 from gravitypm_ops.config import ConfigError, parse_config
 
@@ -35,7 +53,7 @@ def test_the_runbook_checklists_are_defined_item_by_item():
         for item in checklist.items:
             assert item.owner and item.instructions, item.id
             if item.collector:
-                assert item.collector in evidence.COLLECTORS, item.id
+                assert item.collector in evidence_registry.COLLECTORS, item.id
 
 
 def test_an_item_definition_is_checked():
@@ -132,8 +150,7 @@ def test_an_answer_without_comment_is_not_accepted():
     ("Done", "checked grafana", False), ("Not done / problem found", "disk 91 %", True), ("Done", " ", True)])
 def test_a_failed_answer_fails_the_prompt_task_after_publishing_its_result(option, comment, fails):
     from airflow.sdk.exceptions import AirflowFailException
-
-    from gravitypm_ops.checklist_tasks import RESULT_KEY, ChecklistPrompt
+    from gravitypm_ops.checklists.prompt import RESULT_KEY, ChecklistPrompt
 
     class TI:
         start_date, pushed = NOW, {}
@@ -179,8 +196,8 @@ def test_a_human_record_keeps_the_evidence_the_responder_saw():
 
 
 def test_oversized_evidence_data_is_replaced_by_a_note_not_a_failed_record():
-    from gravitypm_ops.audit import validate_record
-    from gravitypm_ops.checklist_tasks import build_record
+    from gravitypm_ops.checklists.audit import validate_record
+    from gravitypm_ops.checklists.tasks import build_record
 
     checklist = CHECKLISTS["evening_checklist"]
     result = {"outcome": "passed", "summary": "ok", "links": [], "data": {"blob": "x" * 100_000},
@@ -200,13 +217,13 @@ def test_a_retried_record_task_appends_only_what_is_missing():
 # --- access logs ------------------------------------------------------------------------------------
 def test_access_lines_in_combined_and_iso_format():
     combined = '203.0.113.9 - - [27/Nov/2026:17:59:01 +0000] "POST /api/auth/login?next=/x HTTP/1.1" 401 12 "-" "curl"'
-    request = evidence.parse_access_line(combined)
-    assert request == evidence.Request(datetime(2026, 11, 27, 17, 59, 1, tzinfo=UTC), "203.0.113.9", "POST",
+    request = evidence_access_logs.parse_access_line(combined)
+    assert request == evidence_access_logs.Request(datetime(2026, 11, 27, 17, 59, 1, tzinfo=UTC), "203.0.113.9", "POST",
                                        "/api/auth/login", 401)
     dev = '127.0.0.1 - - [2026-11-27T17:00:00.5+00:00] "GET /api/projects HTTP/1.1" 200 560'
-    assert evidence.parse_access_line(dev).status == 200
-    assert evidence.parse_access_line("garbage line") is None
-    assert evidence.parse_access_line('1.2.3.4 - - [yesterday] "GET / HTTP/1.1" 200 1') is None
+    assert evidence_access_logs.parse_access_line(dev).status == 200
+    assert evidence_access_logs.parse_access_line("garbage line") is None
+    assert evidence_access_logs.parse_access_line('1.2.3.4 - - [yesterday] "GET / HTTP/1.1" 200 1') is None
 
 
 def line(ip, status, path="/api/projects", minutes_ago=10):
@@ -215,8 +232,8 @@ def line(ip, status, path="/api/projects", minutes_ago=10):
 
 
 def judge(lines, **settings):
-    stats = evidence.scan_access_lines(lines, NOW - timedelta(hours=24), NOW, DEFAULT_SETTINGS["login_paths"])
-    return evidence.judge_access(stats, {**DEFAULT_SETTINGS, **settings}, 24)
+    stats = evidence_access_logs.scan_access_lines(lines, NOW - timedelta(hours=24), NOW, DEFAULT_SETTINGS["login_paths"])
+    return evidence_access_logs.judge_access(stats, {**DEFAULT_SETTINGS, **settings}, 24)
 
 
 def test_a_quiet_log_passes_and_counts_by_status():
@@ -262,13 +279,13 @@ def cert(days, valid=True, error=None):
 
 
 def test_certificates_judged_against_the_warning_days():
-    assert evidence.judge_certificates([cert(90)], 30, NOW).outcome == "passed"
-    soon = evidence.judge_certificates([cert(90), cert(12)], 30, NOW)
+    assert evidence_tls.judge_certificates([cert(90)], 30, NOW).outcome == "passed"
+    soon = evidence_tls.judge_certificates([cert(90), cert(12)], 30, NOW)
     assert soon.outcome == "warning" and "expires in 12 days" in soon.summary and "Critical" in soon.alert
-    bad = evidence.judge_certificates([cert(-2, False, "certificate not valid: certificate has expired")], 30, NOW)
+    bad = evidence_tls.judge_certificates([cert(-2, False, "certificate not valid: certificate has expired")], 30, NOW)
     assert bad.outcome == "failed" and bad.alert
-    assert evidence.judge_certificates([cert(None, False, "unreachable: refused")], 30, NOW).outcome == "failed"
-    assert evidence.judge_certificates([], 30, NOW).outcome == "warning"
+    assert evidence_tls.judge_certificates([cert(None, False, "unreachable: refused")], 30, NOW).outcome == "failed"
+    assert evidence_tls.judge_certificates([], 30, NOW).outcome == "warning"
 
 
 APT = """Listing...
@@ -279,12 +296,12 @@ tzdata/stable-updates 2025b-0+deb12u1 all [upgradable from: 2025a-0+deb12u1]
 
 
 def test_apt_output_is_parsed_and_security_updates_fail():
-    pending = evidence.parse_upgradable(APT)
+    pending = evidence_updates.parse_upgradable(APT)
     assert [(p["package"], p["security"]) for p in pending] == [
         ("openssl", True), ("libssl3", True), ("tzdata", False)]
-    result = evidence.judge_updates(pending)
+    result = evidence_updates.judge_updates(pending)
     assert result.outcome == "failed" and "2 security update(s) pending: openssl, libssl3" in result.summary
-    only_regular = evidence.judge_updates(evidence.parse_upgradable(APT.splitlines()[-1]))
+    only_regular = evidence_updates.judge_updates(evidence_updates.parse_upgradable(APT.splitlines()[-1]))
     assert only_regular.outcome == "passed" and "1 other update" in only_regular.summary
 
 
@@ -295,7 +312,7 @@ def summary(**kw):
 
 
 def test_backup_summaries_judged_per_kind():
-    parts, _ = evidence.judge_backup_summaries({
+    parts, _ = evidence_backups.judge_backup_summaries({
         "db": summary(), "fs": None,
         "config": summary(verified=False, last_verification={"status": "failed", "checks": [
             {"name": "sha256", "status": "failed"}]}),
@@ -303,30 +320,30 @@ def test_backup_summaries_judged_per_kind():
     })
     assert [o for o, _ in parts] == ["passed", "warning", "failed", "warning"]
     assert "config: newest backup b3 FAILED verification (sha256)" in parts[2][1]
-    late, _ = evidence.judge_backup_summaries({"db": summary(verified=False, age_hours=5, latest_verified_id="b2",
+    late, _ = evidence_backups.judge_backup_summaries({"db": summary(verified=False, age_hours=5, latest_verified_id="b2",
                                                              last_verification=None)})
     assert late[0][0] == "warning" and "still unverified" in late[0][1]
 
 
 def test_trend_is_a_least_squares_slope():
     points = [(NOW - timedelta(days=d), 1000 + 10 * (30 - d)) for d in range(30, -1, -1)]
-    found = evidence.trend(points)
+    found = evidence_capacity.trend(points)
     assert found["bytes_per_day"] == pytest.approx(10.0) and found["growth_percent"] == 30.0
-    assert evidence.trend(points[:1]) is None
-    assert evidence.trend([(NOW, 1), (NOW + timedelta(hours=2), 2)]) is None
+    assert evidence_capacity.trend(points[:1]) is None
+    assert evidence_capacity.trend([(NOW, 1), (NOW + timedelta(hours=2), 2)]) is None
 
 
 def test_capacity_warns_when_disk_headroom_runs_out_within_the_horizon():
     grow = {"points": 5, "first_bytes": 100, "last_bytes": 110, "bytes_per_day": 1e6, "growth_percent": 10.0}
-    parts, data = evidence.judge_capacity({"db": grow}, {"db": grow}, headroom_bytes=30e6, horizon_days=90,
+    parts, data = evidence_capacity.judge_capacity({"db": grow}, {"db": grow}, headroom_bytes=30e6, horizon_days=90,
                                           growth_warning_percent=50)
-    assert evidence.worst(o for o, _ in parts) == "warning" and data["days_until_disk_threshold"] == 30.0
-    parts, _ = evidence.judge_capacity({"db": grow}, {"db": grow}, 300e6, 90, 50)
-    assert evidence.worst(o for o, _ in parts) == "passed"
-    parts, _ = evidence.judge_capacity({"db": {**grow, "growth_percent": 80.0}}, {}, 300e6, 90, 50)
-    assert evidence.worst(o for o, _ in parts) == "warning"
-    parts, _ = evidence.judge_capacity({"db": grow}, {}, -1, 90, 50)
-    assert evidence.worst(o for o, _ in parts) == "failed"
+    assert evidence_base.worst(o for o, _ in parts) == "warning" and data["days_until_disk_threshold"] == 30.0
+    parts, _ = evidence_capacity.judge_capacity({"db": grow}, {"db": grow}, 300e6, 90, 50)
+    assert evidence_base.worst(o for o, _ in parts) == "passed"
+    parts, _ = evidence_capacity.judge_capacity({"db": {**grow, "growth_percent": 80.0}}, {}, 300e6, 90, 50)
+    assert evidence_base.worst(o for o, _ in parts) == "warning"
+    parts, _ = evidence_capacity.judge_capacity({"db": grow}, {}, -1, 90, 50)
+    assert evidence_base.worst(o for o, _ in parts) == "failed"
 
 
 def test_compliance_reports_broken_chains_gaps_and_missed_items():
@@ -334,11 +351,11 @@ def test_compliance_reports_broken_chains_gaps_and_missed_items():
               "dr_drill": {"ok": False, "records": 2, "problems": ["seq 2: content does not match its hash"]}}
     records = {"weekly_maintenance": [{"period": "2026-W46", "outcome": "passed", "item": "a"},
                                       {"period": "2026-W47", "outcome": "missed", "item": "b"}]}
-    parts, data = evidence.compliance_findings(chains, records, {"weekly_maintenance": ["2026-W45", "2026-W46",
+    parts, data = evidence_compliance.compliance_findings(chains, records, {"weekly_maintenance": ["2026-W45", "2026-W46",
                                                                                         "2026-W47"]})
-    assert evidence.worst(o for o, _ in parts) == "failed"
+    assert evidence_base.worst(o for o, _ in parts) == "failed"
     assert data["gaps"] == {"weekly_maintenance": ["2026-W45"]}
     assert data["missed"] == [{"checklist": "weekly_maintenance", "period": "2026-W47", "item": "b"}]
     chains["dr_drill"]["ok"] = True
-    parts, _ = evidence.compliance_findings(chains, records, {"weekly_maintenance": ["2026-W46", "2026-W47"]})
-    assert evidence.worst(o for o, _ in parts) == "warning"  # the missed item
+    parts, _ = evidence_compliance.compliance_findings(chains, records, {"weekly_maintenance": ["2026-W46", "2026-W47"]})
+    assert evidence_base.worst(o for o, _ in parts) == "warning"  # the missed item

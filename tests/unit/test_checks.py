@@ -1,11 +1,11 @@
 from datetime import UTC, datetime, timedelta
 
-from gravitypm_ops import checks
+from gravitypm_ops.host import checks as host_checks
 
 
 def test_disk_breach_at_or_below_threshold():
     usage = {"/a": (100, 85, 15), "/b": (100, 70, 30), "/c": (100, 80, 20)}
-    result = checks.check_disk(["/a", "/b", "/c"], 20, usage=lambda p: usage[p])
+    result = host_checks.check_disk(["/a", "/b", "/c"], 20, usage=lambda p: usage[p])
     assert [f.status for f in result.findings] == ["breach", "ok", "breach"]  # "> 20% free" is strict
     assert result.status == "breach"
     assert "15.0% free" in result.findings[0].detail
@@ -15,19 +15,19 @@ def test_disk_missing_path_is_a_breach_not_a_crash():
     def usage(path):
         raise FileNotFoundError(path)
 
-    result = checks.check_disk(["/nope"], 20, usage=usage)
+    result = host_checks.check_disk(["/nope"], 20, usage=usage)
     assert result.status == "breach" and "does not exist" in result.findings[0].detail
 
 
 def test_memory_threshold():
-    assert checks.check_memory(85, used_percent=84.9).status == "ok"
-    assert checks.check_memory(85, used_percent=85.0).status == "breach"
+    assert host_checks.check_memory(85, used_percent=84.9).status == "ok"
+    assert host_checks.check_memory(85, used_percent=85.0).status == "breach"
 
 
 def test_backup_age_fresh_stale_and_missing():
     now = datetime(2026, 11, 27, 8, tzinfo=UTC)
     latest = {"db": now - timedelta(hours=6), "fs": now - timedelta(hours=30), "config": None}
-    result = checks.check_backup_age(latest, {"db": 7, "fs": 26, "config": 26}, now)
+    result = host_checks.check_backup_age(latest, {"db": 7, "fs": 26, "config": 26}, now)
     by_kind = {f.subject: f for f in result.findings}
     assert by_kind["db"].status == "ok"
     assert by_kind["fs"].status == "breach" and "30.0 h ago" in by_kind["fs"].detail
@@ -37,17 +37,17 @@ def test_backup_age_fresh_stale_and_missing():
 
 def test_only_missing_backups_is_a_warning():
     now = datetime(2026, 11, 27, tzinfo=UTC)
-    assert checks.check_backup_age({"db": None}, {"db": 7}, now).status == "warning"
+    assert host_checks.check_backup_age({"db": None}, {"db": 7}, now).status == "warning"
 
 
 def test_result_round_trips_through_xcom_json():
-    result = checks.CheckResult("x", (checks.Finding("a", "ok", "fine"), checks.Finding("b", "warning", "hm")))
-    assert checks.CheckResult.from_dict(result.to_dict()) == result
+    result = host_checks.CheckResult("x", (host_checks.Finding("a", "ok", "fine"), host_checks.Finding("b", "warning", "hm")))
+    assert host_checks.CheckResult.from_dict(result.to_dict()) == result
     assert result.to_dict()["status"] == "warning"
 
 
 def test_summary_marks_checks_that_did_not_report():
-    text = checks.summary_text("T", {"memory": checks.check_memory(85, used_percent=10), "disk_space": None})
+    text = host_checks.summary_text("T", {"memory": host_checks.check_memory(85, used_percent=10), "disk_space": None})
     assert text.splitlines()[0] == "T"
     assert ":white_check_mark: *memory*: ok" in text
     assert "*disk_space*: did not report" in text
@@ -57,16 +57,16 @@ def test_vault_hygiene_rules_must_cover_the_prefix():
     rule = {"Status": "Enabled", "Filter": {"Prefix": "other/"}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
             "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}
     settings = {"versioning": "Enabled", "lifecycle_rules": [rule], "object_lock": None}
-    assert checks.check_vault_hygiene(settings, "production").status == "breach"
+    assert host_checks.check_vault_hygiene(settings, "production").status == "breach"
     covering = {**rule, "Filter": {"Prefix": "production/"}}
-    assert checks.check_vault_hygiene({**settings, "lifecycle_rules": [covering]}, "production").status == "ok"
+    assert host_checks.check_vault_hygiene({**settings, "lifecycle_rules": [covering]}, "production").status == "ok"
     disabled = {**covering, "Status": "Disabled"}
-    assert checks.check_vault_hygiene({**settings, "lifecycle_rules": [disabled]}, "production").status == "breach"
+    assert host_checks.check_vault_hygiene({**settings, "lifecycle_rules": [disabled]}, "production").status == "breach"
 
 
 def test_unversioned_vault_is_a_breach_and_needs_no_noncurrent_rule():
     rule = {"Status": "Enabled", "Filter": {}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
-    result = checks.check_vault_hygiene({"versioning": None, "lifecycle_rules": [rule]}, "production")
+    result = host_checks.check_vault_hygiene({"versioning": None, "lifecycle_rules": [rule]}, "production")
     assert {f.subject: f.status for f in result.findings} == {
         "versioning": "breach", "abort_incomplete_multipart": "ok", "object_lock": "ok"
     }

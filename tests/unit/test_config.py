@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from gravitypm_ops.config import ConfigError, OpsConfig, parse_config, parse_config_json
 
 

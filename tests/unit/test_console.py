@@ -10,10 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
-
-from gravitypm_ops import console
-from gravitypm_ops.audit import record_hash, validate_record
-from gravitypm_ops.console import FilterError, HistoryFilter
+from gravitypm_ops.checklists.audit import record_hash, validate_record
+from gravitypm_ops.console import backups as console_backups
+from gravitypm_ops.console import history as console_history
+from gravitypm_ops.console import html as console_html
+from gravitypm_ops.console import metrics as console_metrics
+from gravitypm_ops.console import views as console_views
+from gravitypm_ops.console.history import FilterError, HistoryFilter
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -137,7 +140,7 @@ def test_a_bad_filter_is_a_400_page_that_says_why_without_touching_the_vault():
     def no_vault():
         raise AssertionError("the vault must not be opened for a bad filter")
 
-    status, html = console.checklists_view({"outcome": "<b>ok</b>"}, no_vault, NOW)
+    status, html = console_views.checklists_view({"outcome": "<b>ok</b>"}, no_vault, NOW)
     assert status == 400
     page = Page(html)
     assert "Bad filter" in page.all_text and "outcome '<b>ok</b>' is not one of" in page.all_text
@@ -147,7 +150,7 @@ def test_a_bad_filter_is_a_400_page_that_says_why_without_touching_the_vault():
 # --- Checklists page ------------------------------------------------------------------------------
 def test_history_is_grouped_by_checklist_then_period_newest_first_item_by_item():
     f = HistoryFilter(since=date(2026, 11, 1))
-    page = Page(console.render_checklists(RECORDS, CHAINS, f, ["evening_checklist", "weekly_maintenance"]))
+    page = Page(console_history.render_checklists(RECORDS, CHAINS, f, ["evening_checklist", "weekly_maintenance"]))
     text = page.all_text
     assert page.scripts == 0
     assert text.index("evening_checklist") < text.index("weekly_maintenance")
@@ -163,7 +166,7 @@ def test_history_is_grouped_by_checklist_then_period_newest_first_item_by_item()
 
 def test_filter_form_keeps_the_choices_and_the_csv_link_carries_them():
     f = HistoryFilter(date(2026, 11, 20), date(2026, 11, 27), "weekly_maintenance", "failed")
-    html = console.render_filter_form(f, ["evening_checklist", "weekly_maintenance"])
+    html = console_history.render_filter_form(f, ["evening_checklist", "weekly_maintenance"])
     assert 'name="since" value="2026-11-20"' in html and 'name="until" value="2026-11-27"' in html
     assert '<option value="weekly_maintenance" selected>' in html and '<option value="failed" selected>' in html
     csv_link = next(link for link in Page(html).links if link.startswith("checklists.csv"))
@@ -172,7 +175,7 @@ def test_filter_form_keeps_the_choices_and_the_csv_link_carries_them():
 
 def test_a_broken_chain_is_shown_with_every_problem():
     broken = {"weekly_maintenance": Report(False, 4, ["seq 2 missing (deleted record)", "seq 3: <edited>"])}
-    text = Page(console.render_checklists(WEEKLY, broken, HistoryFilter(), [])).all_text
+    text = Page(console_history.render_checklists(WEEKLY, broken, HistoryFilter(), [])).all_text
     assert "chain BROKEN" in text and "seq 2 missing (deleted record)" in text and "seq 3: <edited>" in text
 
 
@@ -185,7 +188,7 @@ def test_everything_from_a_record_is_escaped_and_only_http_links_are_clickable()
             {"label": "log", "url": 'https://airflow/log?a="b"'},
             {"label": "broken", "url": "http://[::1"},
         ]})])
-    html = console.render_checklists(evil, {}, HistoryFilter(), [])
+    html = console_history.render_checklists(evil, {}, HistoryFilter(), [])
     page = Page(html)  # balanced: the summary did not close the table
     assert page.scripts == 0 and "<img" not in html and "<b>boom" not in html
     assert "<script>alert(1)</script>" in page.all_text  # shown literally
@@ -197,7 +200,7 @@ def test_everything_from_a_record_is_escaped_and_only_http_links_are_clickable()
 
 # --- CSV ----------------------------------------------------------------------------------------------
 def test_csv_has_a_row_per_record_with_evidence_and_chain_fields():
-    body = "".join(console.records_csv(RECORDS))
+    body = "".join(console_history.records_csv(RECORDS))
     rows = list(csv.DictReader(io.StringIO(body)))
     assert [r["outcome"] for r in rows] == [r["outcome"] for r in RECORDS]
     first = rows[0]
@@ -211,7 +214,7 @@ def test_csv_has_a_row_per_record_with_evidence_and_chain_fields():
 def test_csv_defuses_spreadsheet_formulas():
     evil = chain("weekly_maintenance", [item("x", "passed", WEEK48, "2026-W48", "r", title="=HYPERLINK(\"http://x\")",
                                              actor="+1", evidence={"summary": "@SUM(A1)", "links": []})])
-    row = list(csv.DictReader(io.StringIO("".join(console.records_csv(evil)))))[0]
+    row = list(csv.DictReader(io.StringIO("".join(console_history.records_csv(evil)))))[0]
     assert row["title"] == "'=HYPERLINK(\"http://x\")" and row["actor"] == "'+1"
     assert row["evidence_summary"] == "'@SUM(A1)"
 
@@ -219,7 +222,7 @@ def test_csv_defuses_spreadsheet_formulas():
 def test_csv_filename_names_the_filters():
     f = HistoryFilter(date(2026, 11, 1), None, "weekly_maintenance", "failed")
     name = "gravitypm-checklists_weekly_maintenance_failed_2026-11-01_2026-11-27.csv"
-    assert console.csv_filename(f, NOW.date()) == name
+    assert console_history.csv_filename(f, NOW.date()) == name
 
 
 # --- Backups page ---------------------------------------------------------------------------------
@@ -243,7 +246,7 @@ def test_backups_page_shows_newest_backup_age_size_verification_and_a_chart_per_
     status = {"written": (NOW - timedelta(minutes=30)).isoformat(), "kinds": {
         "db": {"latest_id": DB[-1]["backup_id"], "bytes": 29000, "latest_verified_id": DB[1]["backup_id"],
                "last_verification": None, "age_hours": 0.4, "count": 4, "total_bytes": 1, "verified": False}}}
-    html = console.render_backups({"db": DB, "fs": []}, status, NOW)
+    html = console_backups.render_backups({"db": DB, "fs": []}, status, NOW)
     page = Page(html)
     text = page.all_text
     assert page.scripts == 0
@@ -259,40 +262,40 @@ def test_backups_page_shows_newest_backup_age_size_verification_and_a_chart_per_
 
 
 def test_size_chart_places_points_by_time_and_size():
-    svg = console.size_chart(DB, width=640, height=150)
+    svg = console_backups.size_chart(DB, width=640, height=150)
     circles = [tuple(map(float, c)) for c in re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', svg)]
     xs, ys = [c[0] for c in circles], [c[1] for c in circles]
     assert xs == sorted(xs) and xs[0] == 70 and xs[-1] == 630  # oldest left, newest right
     assert ys == sorted(ys, reverse=True) and ys[-1] == 10  # the biggest (newest) at the top
     assert "#e53e3e" in svg and "#38a169" in svg and "#a0aec0" in svg  # failed, passed, never verified
-    assert "No backups yet" in console.size_chart([])
-    single = console.size_chart(DB[:1])
+    assert "No backups yet" in console_backups.size_chart([])
+    single = console_backups.size_chart(DB[:1])
     assert re.search(r'<circle cx="350.0"', single)  # one point: centred
 
 
 def test_no_status_file_yet_is_said_plainly():
-    assert "No status.json yet" in Page(console.render_backups({}, None, NOW)).all_text
+    assert "No status.json yet" in Page(console_backups.render_backups({}, None, NOW)).all_text
 
 
 def test_vault_unreachable_is_an_error_box_not_a_stack_trace_and_leaks_no_secret():
     def unreachable():
         raise ConnectionError("Could not connect to the endpoint URL: https://key:hunter2@s3.local/ password=hunter2")
 
-    for status, html in (console.backups_view(unreachable, NOW),
-                         console.checklists_view({"outcome": "failed"}, unreachable, NOW)):
+    for status, html in (console_views.backups_view(unreachable, NOW),
+                         console_views.checklists_view({"outcome": "failed"}, unreachable, NOW)):
         assert status == 503
         page = Page(html)
         assert "The vault cannot be read" in page.all_text and "Could not connect to the endpoint URL" in page.all_text
         assert "hunter2" not in html and "Traceback" not in html
-    status, headers, body = console.checklists_csv_view({}, unreachable, NOW)
+    status, headers, body = console_views.checklists_csv_view({}, unreachable, NOW)
     text = "".join(body)
     assert status == 503 and headers["Content-Type"].startswith("text/plain") and "hunter2" not in text
     assert "The vault cannot be read" in text
 
 
 def test_fmt_age_and_bytes():
-    assert [console.fmt_age(s) for s in (5, 125, 3 * 3600 + 60, 50 * 3600)] == ["5 s", "2 min", "3 h 1 min", "2 d 2 h"]
-    assert [console.fmt_bytes(b) for b in (512, 2048, 5 * 2**30)] == ["512 B", "2.0 KiB", "5.0 GiB"]
+    assert [console_html.fmt_age(s) for s in (5, 125, 3 * 3600 + 60, 50 * 3600)] == ["5 s", "2 min", "3 h 1 min", "2 d 2 h"]
+    assert [console_html.fmt_bytes(b) for b in (512, 2048, 5 * 2**30)] == ["512 B", "2.0 KiB", "5.0 GiB"]
 
 
 # --- /metrics -----------------------------------------------------------------------------------------
@@ -337,8 +340,8 @@ def test_backup_metrics_advance_ages_to_now_and_encode_verification_results():
         "config": {"count": 1, "total_bytes": 5, "latest_id": "c", "age_hours": 2.0, "bytes": 5, "verified": False,
                    "last_verification": None, "latest_verified_id": None},
         "logs": None}}
-    metrics = console.Metrics()
-    console.backup_metrics(metrics, status, NOW)
+    metrics = console_metrics.Metrics()
+    console_metrics.backup_metrics(metrics, status, NOW)
     m = parse_exposition(metrics.text())
     assert m[("gravitypm_backup_age_seconds", (("kind", "db"),))] == 1.5 * 3600 + 600
     assert m[("gravitypm_backup_size_bytes", (("kind", "db"),))] == 29000
@@ -352,14 +355,14 @@ def test_backup_metrics_advance_ages_to_now_and_encode_verification_results():
         2026, 11, 27, 11, 30, tzinfo=UTC).timestamp()
     assert m[("gravitypm_backup_status_written_timestamp_seconds", ())] == (NOW - timedelta(minutes=10)).timestamp()
 
-    none = console.Metrics()
-    console.backup_metrics(none, None, NOW)
+    none = console_metrics.Metrics()
+    console_metrics.backup_metrics(none, None, NOW)
     assert parse_exposition(none.text()) == {("gravitypm_backup_status_present", ()): 0}
 
 
 def test_checklist_metrics_count_outcomes_and_describe_the_newest_run():
-    metrics = console.Metrics()
-    console.checklist_metrics(metrics, RECORDS, {**CHAINS, "weekly_maintenance": Report(False, 5, ["x"])})
+    metrics = console_metrics.Metrics()
+    console_metrics.checklist_metrics(metrics, RECORDS, {**CHAINS, "weekly_maintenance": Report(False, 5, ["x"])})
     m = parse_exposition(metrics.text())
     weekly = (("checklist", "weekly_maintenance"),)
     assert m[("gravitypm_checklist_items_total", (*weekly, ("outcome", "passed")))] == 2
@@ -373,7 +376,7 @@ def test_checklist_metrics_count_outcomes_and_describe_the_newest_run():
 
 
 def test_label_values_are_escaped():
-    metrics = console.Metrics()
+    metrics = console_metrics.Metrics()
     metrics.add("x_total", "counter", "help", 1, {"name": 'a"b\\c\nd'})
     assert metrics.text().splitlines()[-1] == 'x_total{name="a\\"b\\\\c\\nd"} 1'
     parse_exposition(metrics.text())
@@ -383,7 +386,7 @@ def test_metrics_when_the_vault_is_down_say_so_and_nothing_else():
     def unreachable():
         raise ConnectionError("Could not connect password=hunter2")
 
-    text = console.metrics_text(unreachable, NOW)
+    text = console_metrics.metrics_text(unreachable, NOW)
     assert parse_exposition(text) == {("gravitypm_vault_up", ()): 0}
 
 
@@ -396,7 +399,7 @@ def test_snapshots_serve_the_old_value_while_one_background_refresh_runs():
             release.wait(5)  # a slow vault
         return calls[-1]
 
-    snapshots = console.Snapshots(ttl=0.05)
+    snapshots = console_metrics.Snapshots(ttl=0.05)
     assert snapshots.get("k", compute)[0] == 1  # the first time: computed by the caller
     assert snapshots.get("k", compute)[0] == 1 and calls == [1]  # fresh: from memory
     time.sleep(0.06)

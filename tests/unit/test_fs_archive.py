@@ -23,19 +23,16 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
-from gravitypm_ops.fs_archive import (
-    BackupSourceError,
+from gravitypm_ops.formats.tar.common import BackupSourceError, RestoreError
+from gravitypm_ops.formats.tar.compression import (
     Compression,
-    RestoreError,
-    Root,
-    archive_tree,
-    compile_excludes,
     compressing_writer,
     decompressing_reader,
-    extract_archive,
-    read_index,
 )
+from gravitypm_ops.formats.tar.excludes import compile_excludes
+from gravitypm_ops.formats.tar.extract import extract_archive
+from gravitypm_ops.formats.tar.index import read_index
+from gravitypm_ops.formats.tar.write import Root, archive_tree
 
 IS_ROOT = os.geteuid() == 0
 ZSTD, GZIP = Compression("zstd", 3), Compression("gzip", 6)

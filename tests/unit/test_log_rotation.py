@@ -17,10 +17,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from gravitypm_ops.config import ConfigError, parse_config
-from gravitypm_ops.log_rotation import (
-    DEFAULT_SETTINGS,
+from gravitypm_ops.log_rotation.engine import (
     LOCK_NAME,
     STATE_NAME,
     Rotation,
@@ -28,6 +26,9 @@ from gravitypm_ops.log_rotation import (
     _locked,
     is_due,
     load_state,
+)
+from gravitypm_ops.log_rotation.settings import (
+    DEFAULT_SETTINGS,
     parse_rotation_settings,
 )
 

@@ -23,20 +23,30 @@ import uuid
 
 import bson
 import pytest
-from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson import (
+    Binary,
+    Code,
+    Decimal128,
+    Int64,
+    MaxKey,
+    MinKey,
+    ObjectId,
+    Regex,
+    Timestamp,
+)
 from bson.raw_bson import RawBSONDocument
-
-from gravitypm_ops import mongo_archive as ma
-from gravitypm_ops.mongo_archive import (
+from gravitypm_ops.formats.mongo_archive import crc64 as mongo_archive_crc64
+from gravitypm_ops.formats.mongo_archive import format as mongo_archive_format
+from gravitypm_ops.formats.mongo_archive import writer as mongo_archive_writer
+from gravitypm_ops.formats.mongo_archive.crc64 import Crc64, crc64_ecma
+from gravitypm_ops.formats.mongo_archive.format import (
     ArchiveFormatError,
-    ArchiveReader,
-    ArchiveWriter,
-    Crc64,
     NamespaceMeta,
-    crc64_ecma,
     metadata_json,
     parse_metadata_json,
 )
+from gravitypm_ops.formats.mongo_archive.reader import ArchiveReader
+from gravitypm_ops.formats.mongo_archive.writer import ArchiveWriter
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -200,11 +210,11 @@ def test_crc64_more_go_vectors_and_signed_storage():
 def test_crc64_fast_paths_equal_the_byte_loop():
     rng = random.Random(7)
     data = rng.randbytes(3 * 1024 * 1024 + 12345)
-    ref = (~ma._update_bytewise(ma._MASK64, data)) & ma._MASK64
+    ref = (~mongo_archive_crc64._update_bytewise(mongo_archive_crc64._MASK64, data)) & mongo_archive_crc64._MASK64
     assert crc64_ecma(data) == ref
     for lanes in (1, 2, 5):  # the lane kernel itself, at sizes the dispatcher never uses
-        chunk = data[: lanes * ma._LANE_LEN]
-        assert ma._update_lanes(ma._MASK64, chunk, lanes) == ma._update_bytewise(ma._MASK64, chunk)
+        chunk = data[: lanes * mongo_archive_crc64._LANE_LEN]
+        assert mongo_archive_crc64._update_lanes(mongo_archive_crc64._MASK64, chunk, lanes) == mongo_archive_crc64._update_bytewise(mongo_archive_crc64._MASK64, chunk)
     crc, pos = Crc64(), 0
     while pos < len(data):  # many small updates crossing the internal 1 MiB batching
         n = rng.randint(1, 70000)
@@ -354,7 +364,7 @@ def _element_types(raw: bytes) -> list[tuple[str, int]]:
 
 def test_layout_matches_the_spec_byte_by_byte():
     buf = GOLDEN_ARCHIVE
-    assert buf[:4] == bytes([0x6D, 0xE2, 0x99, 0x81]) == ma.MAGIC_BYTES
+    assert buf[:4] == bytes([0x6D, 0xE2, 0x99, 0x81]) == mongo_archive_format.MAGIC_BYTES
     assert struct.unpack("<I", buf[:4])[0] == 0x8199E26D
     header, pos = _bson_at(buf, 4)
     assert _element_types(header) == [
@@ -397,7 +407,7 @@ def test_layout_matches_the_spec_byte_by_byte():
             raw, pos = _bson_at(buf, pos)
             assert raw == bson.encode(d)
             body += raw
-        assert buf[pos : pos + 4] == ma.TERMINATOR
+        assert buf[pos : pos + 4] == mongo_archive_format.TERMINATOR
         pos += 4
         # namespace-eof: {db, collection, EOF: true, CRC: int64(crc64-ECMA of the docs)}, terminator
         eof, pos = _bson_at(buf, pos)
@@ -405,7 +415,7 @@ def test_layout_matches_the_spec_byte_by_byte():
         expected_crc = crc64_ecma(body)
         expected_crc -= (1 << 64) if expected_crc >= 1 << 63 else 0
         assert bson.decode(eof) == {"db": db, "collection": coll, "EOF": True, "CRC": expected_crc}
-        assert buf[pos : pos + 4] == ma.TERMINATOR
+        assert buf[pos : pos + 4] == mongo_archive_format.TERMINATOR
         pos += 4
     assert pos == len(buf)
 
@@ -570,7 +580,7 @@ def _block(db, coll, eof=False, crc=0, docs=()):
     return (
         bson.encode({"db": db, "collection": coll, "EOF": eof, "CRC": Int64(crc)})
         + b"".join(docs)
-        + ma.TERMINATOR
+        + mongo_archive_format.TERMINATOR
     )
 
 
@@ -595,7 +605,7 @@ def test_demultiplexer_rules_are_enforced():
             "after the EOF header",
         ),
         "wrong CRC": (_prelude("a") + _block("d", "a", docs=[doc]) + _block("d", "a", True, crc + 1), "CRC mismatch"),
-        "headerless block": (_prelude("a") + ma.TERMINATOR, "consecutive terminators"),
+        "headerless block": (_prelude("a") + mongo_archive_format.TERMINATOR, "consecutive terminators"),
         "header without collection": (_prelude("a") + _block("d", ""), "no collection"),
     }
     for _name, (data, message) in cases.items():
@@ -721,8 +731,8 @@ def test_streaming_200k_documents_in_bounded_memory(tmp_path):
 
 
 def _one_namespace_writer(out):
-    meta = ma.NamespaceMeta(db="d", collection="c", metadata={"options": {}, "indexes": []})
-    return ma.ArchiveWriter(out, [meta], server_version="7.0.0", tool_version="t")
+    meta = mongo_archive_format.NamespaceMeta(db="d", collection="c", metadata={"options": {}, "indexes": []})
+    return mongo_archive_writer.ArchiveWriter(out, [meta], server_version="7.0.0", tool_version="t")
 
 
 def test_raw_batches_write_the_same_archive_as_single_documents():

@@ -1,5 +1,4 @@
 import pytest
-
 from gravitypm_ops import names
 
 

@@ -4,10 +4,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.offsite import NOT_CONFIGURED, missing_records, open_vault, plan_copies
-from gravitypm_ops.retention import RetentionPolicy
+from gravitypm_ops.offsite.copy import missing_records, plan_copies
+from gravitypm_ops.vault.open import NOT_CONFIGURED, open_vault
+from gravitypm_ops.vault.retention import RetentionPolicy
 
 
 def aws_conn(endpoint: str) -> str:

@@ -3,8 +3,7 @@ import io
 import time
 
 import pytest
-
-from gravitypm_ops.streaming import BackgroundGzip, prefetch
+from gravitypm_ops.formats.streaming import BackgroundGzip, prefetch
 
 
 def test_background_gzip_writes_a_standard_gzip_stream():

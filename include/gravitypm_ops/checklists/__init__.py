@@ -1,0 +1,1 @@
+"""Maintenance checklists: the catalogue (items as data), periods, settings, the audit history, HITL prompts, evidence collectors."""

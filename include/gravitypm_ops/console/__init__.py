@@ -1,0 +1,1 @@
+"""The ops console pages served by plugins/gravitypm_ops_console.py: Checklists, Backups, /metrics."""

@@ -1,0 +1,157 @@
+"""The Backups page: status per kind, newest backups, size chart."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+from gravitypm_ops.console.html import esc, fmt_age, fmt_bytes, fmt_time, to_datetime
+from gravitypm_ops.names import BACKUP_KINDS
+
+log = logging.getLogger(__name__)
+BACKUPS_SHOWN = 10  # newest backups listed per kind (the chart shows them all)
+
+
+def read_status(vault) -> dict | None:
+    """<vault_prefix>/status.json as Vault.write_status wrote it (None before the first verification run)."""
+    return vault.read_status()
+
+
+def load_backups(vault) -> tuple[dict[str, list[dict]], dict | None]:
+    """Every committed backup per kind (oldest first, newest verification attached) and status.json.
+    The kinds are listed in parallel: each is a LIST plus a GET per manifest and verification."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(BACKUP_KINDS)) as pool:
+        listings = dict(zip(BACKUP_KINDS, pool.map(vault.list_backups, BACKUP_KINDS), strict=True))
+    return listings, read_status(vault)
+
+
+def _size(manifest: dict) -> int:
+    return sum(a["size"] for a in manifest.get("artifacts", []))
+
+
+def _verification_state(manifest: dict) -> tuple[str, str]:
+    """(css class, text) of a backup's newest verification."""
+    record = manifest.get("verification")
+    if not record:
+        return "none", "not verified yet"
+    status = record.get("status", "")
+    text = f"{status} {fmt_time(record.get('finished'))}"
+    failed = [c.get("name", "") for c in record.get("checks", []) if c.get("status") != "passed"]
+    if failed:
+        text += f" (failed: {', '.join(failed)})"
+    return ("passed" if status == "passed" else "failed"), text
+
+
+def size_chart(backups: list[dict], width: int = 640, height: int = 150) -> str:
+    """Backup size over time as an inline SVG: one point per backup, coloured by verification
+    state, each with a tooltip (<title>); no script."""
+    from gravitypm_ops.vault.layout import backup_time
+
+    points = [(backup_time(m["backup_id"]), _size(m), m) for m in backups]
+    if not points:
+        return '<p class="muted">No backups yet: nothing to chart.</p>'
+    left, right, top, bottom = 70, 10, 10, 28
+    t0, t1 = points[0][0].timestamp(), points[-1][0].timestamp()
+    top_size = max(p[1] for p in points) or 1
+    span = (t1 - t0) or 1
+
+    def xy(moment: datetime, size: int) -> tuple[float, float]:
+        x = left + ((moment.timestamp() - t0) / span if t1 > t0 else 0.5) * (width - left - right)
+        y = top + (1 - size / top_size) * (height - top - bottom)
+        return round(x, 1), round(y, 1)
+
+    coords = [xy(t, s) for t, s, _ in points]
+    colour = {"passed": "#38a169", "failed": "#e53e3e", "none": "#a0aec0"}
+    dots = "".join(
+        f'<circle cx="{x}" cy="{y}" r="3.5" fill="{colour[_verification_state(m)[0]]}">'
+        f'<title>{esc(m["backup_id"])}: {esc(fmt_bytes(s))}, {esc(_verification_state(m)[1])}</title></circle>'
+        for (x, y), (_, s, m) in zip(coords, points, strict=True)
+    )
+    line = " ".join(f"{x},{y}" for x, y in coords)
+    base = height - bottom
+    return (
+        f'<svg class="chart" role="img" aria-label="backup size over time" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
+        f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#cbd5e0"/>'
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#cbd5e0"/>'
+        f'<text x="{left - 4}" y="{top + 9}" font-size="10" text-anchor="end">{esc(fmt_bytes(top_size))}</text>'
+        f'<text x="{left - 4}" y="{base}" font-size="10" text-anchor="end">0</text>'
+        f'<text x="{left}" y="{height - 8}" font-size="10">{points[0][0]:%Y-%m-%d %H:%M}</text>'
+        f'<text x="{width - right}" y="{height - 8}" font-size="10" text-anchor="end">'
+        f"{points[-1][0]:%Y-%m-%d %H:%M}</text>"
+        f'<polyline points="{line}" fill="none" stroke="#4299e1" stroke-width="1.5"/>{dots}</svg>'
+    )
+
+
+def render_status_entry(kind: str, status: dict | None, now: datetime) -> str:
+    """What the verification run last recorded for a kind in status.json."""
+    if status is None:
+        return '<p class="muted">No status.json yet: gravitypm_backup_verification writes it on its first run.</p>'
+    written = to_datetime(status.get("written"))
+    since = f"{fmt_time(written)} ({fmt_age((now - written).total_seconds())} ago)" if written else "?"
+    entry = (status.get("kinds") or {}).get(kind)
+    if not entry:
+        return f'<p class="muted">status.json (written {esc(since)}): no {esc(kind)} backup.</p>'
+    last = entry.get("last_verification") or {}
+    result = last.get("status") or "never verified"
+    return (
+        f'<p>status.json (written {esc(since)}): latest <code>{esc(entry.get("latest_id"))}</code>, '
+        f'{esc(fmt_bytes(entry.get("bytes", 0)))}, last verification '
+        f'<span class="badge {"passed" if result == "passed" else "failed" if last else "none"}">{esc(result)}</span>; '
+        f'newest verified: <code>{esc(entry.get("latest_verified_id") or "none")}</code></p>'
+    )
+
+
+def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: datetime) -> str:
+    """Per kind: the newest backup's age / size / verification (and the newest verified one's age when that
+    is another: what a restore of `latest` would use), status.json's entry, the size chart and the newest
+    BACKUPS_SHOWN backups."""
+    from gravitypm_ops.vault.layout import verified_ok
+
+    parts = []
+    for kind in BACKUP_KINDS:
+        backups = list(by_kind.get(kind, []))
+        parts.append(f'<section class="kind" data-kind="{kind}"><h2>{kind}</h2>')
+        if backups:
+            newest = backups[-1]
+            age = (now - to_datetime(newest["finished"])).total_seconds()
+            css, text = _verification_state(newest)
+            parts.append(
+                f'<p class="latest">Newest: <code>{esc(newest["backup_id"])}</code>, '
+                f"age <strong>{esc(fmt_age(age))}</strong>, "
+                f'{esc(fmt_bytes(_size(newest)))}, <span class="badge {css}">{esc(text)}</span> '
+                f'<span class="muted">({len(backups)} backups, '
+                f"{esc(fmt_bytes(sum(map(_size, backups))))} in all)</span></p>"
+            )
+            verified = next((m for m in reversed(backups) if verified_ok(m)), None)
+            if verified is not newest:
+                parts.append(
+                    f'<p class="latest-verified">Newest verified: <code>{esc(verified["backup_id"])}</code>, age '
+                    f'<strong>{esc(fmt_age((now - to_datetime(verified["finished"])).total_seconds()))}</strong></p>'
+                    if verified else '<p class="latest-verified">No backup of this kind has passed verification.</p>'
+                )
+        else:
+            parts.append('<p class="latest muted">No committed backup.</p>')
+        parts.append(render_status_entry(kind, status, now))
+        parts.append(size_chart(backups))
+        if backups:
+            rows = []
+            for m in reversed(backups[-BACKUPS_SHOWN:]):
+                css, text = _verification_state(m)
+                tag = ' <span class="badge none">safety</span>' if m.get("purpose") == "safety" else ""
+                rows.append(
+                    f'<tr><td><code>{esc(m["backup_id"])}</code>{tag}</td><td>{esc(fmt_time(m["finished"]))}</td>'
+                    f'<td class="num">{esc(fmt_age((now - to_datetime(m["finished"])).total_seconds()))}</td>'
+                    f'<td class="num">{esc(fmt_bytes(_size(m)))}</td>'
+                    f'<td><span class="badge {css}">{esc(text)}</span></td>'
+                    f'<td class="muted">{esc(m.get("dag_id"))} / {esc(m.get("run_id"))}</td></tr>'
+                )
+            parts.append(
+                '<table class="backups"><thead><tr><th>backup</th><th>finished</th><th>age</th><th>size</th>'
+                "<th>verification</th><th>DAG run</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+            )
+        parts.append("</section>")
+    return "".join(parts)

@@ -1,0 +1,98 @@
+"""The ops console: the "Checklists" and "Backups" pages of the Airflow UI, their CSV export and
+the Prometheus `/metrics` text (plugins/gravitypm_ops_console.py mounts them at /gravitypm).
+
+Plain functions: data in (audit records, vault manifests, status.json), HTML / CSV / Prometheus
+text out. Server-rendered, no JavaScript. Every value shown is HTML-escaped; links are rendered
+only for http(s) URLs; CSV cells that a spreadsheet would run as a formula are defused. Nothing
+shown carries a secret: records and manifests hold none, and error text is scrubbed.
+
+Rendering (`render_*`, `records_csv`, `*_metrics`) works on plain lists and dicts; the few functions
+that read the vault (`load_*`, `read_status`) take a Vault; the views the plugin serves (`*_view`,
+`metrics_text`) take a function that opens the vault, so a bad config or an unreachable S3 becomes
+an error box (or `gravitypm_vault_up 0`), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+
+from gravitypm_ops.console.backups import load_backups, render_backups
+from gravitypm_ops.console.history import (
+    FilterError,
+    HistoryFilter,
+    csv_filename,
+    load_history,
+    records_csv,
+    render_checklists,
+    render_filter_form,
+)
+from gravitypm_ops.console.html import error_box, page
+from gravitypm_ops.names import METRICS_CONN_ID
+
+log = logging.getLogger(__name__)
+
+
+VAULT_DOWN = "The vault cannot be read (S3 unreachable, wrong credentials or bucket?)"
+
+
+def _vault_failure(err: Exception) -> str:
+    from gravitypm_ops.redact import scrub
+
+    log.warning("ops console: %s: %s", VAULT_DOWN, scrub(f"{type(err).__name__}: {err}"))
+    return error_box(VAULT_DOWN, err)
+
+
+def checklists_view(query: Mapping[str, str], open_vault, now: datetime) -> tuple[int, str]:
+    """The Checklists page. `open_vault()` gives the Vault (reading the config may fail too)."""
+    try:
+        f = HistoryFilter.from_query(query, now.date())
+    except FilterError as err:
+        body = error_box("Bad filter", str(err)) + render_filter_form(HistoryFilter(), [])
+        return 400, page("Checklists", "checklists", body)
+    try:
+        records, chains, names = load_history(open_vault(), f)
+    except Exception as err:  # noqa: BLE001 - shown as an error box, logged scrubbed
+        return 503, page("Checklists", "checklists", _vault_failure(err) + render_filter_form(f, []))
+    return 200, page("Checklists", "checklists", render_checklists(records, chains, f, names))
+
+
+def checklists_csv_view(query: Mapping[str, str], open_vault, now: datetime) -> tuple[int, dict, Iterator[str]]:
+    """The CSV export of what the Checklists page shows with the same filters: (status, headers, body)."""
+    try:
+        f = HistoryFilter.from_query(query, now.date())
+        from gravitypm_ops.checklists.audit import AuditLog
+
+        records = AuditLog(open_vault()).records(**f.records_args())
+    except FilterError as err:
+        return 400, {"Content-Type": "text/plain; charset=utf-8"}, iter([f"Bad filter: {err}\n"])
+    except Exception as err:  # noqa: BLE001
+        from gravitypm_ops.redact import scrub
+
+        _vault_failure(err)
+        return 503, {"Content-Type": "text/plain; charset=utf-8"}, iter([f"{VAULT_DOWN}: {scrub(str(err))}\n"])
+    headers = {
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{csv_filename(f, now.date())}"',
+    }
+    return 200, headers, records_csv(records)
+
+
+def backups_view(open_vault, now: datetime) -> tuple[int, str]:
+    try:
+        by_kind, status = load_backups(open_vault())
+    except Exception as err:  # noqa: BLE001
+        return 503, page("Backups", "backups", _vault_failure(err))
+    return 200, page("Backups", "backups", render_backups(by_kind, status, now))
+
+
+def scrape_token() -> str | None:
+    """The static bearer token for /metrics: the password of connection METRICS_CONN_ID, if it exists."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(METRICS_CONN_ID).password or None
+    except AirflowNotFoundException:
+        return None

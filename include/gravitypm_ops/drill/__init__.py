@@ -1,0 +1,1 @@
+"""Disaster-recovery drills: restore into isolated targets, judge RTO / RPO, report."""

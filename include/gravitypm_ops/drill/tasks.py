@@ -1,0 +1,137 @@
+"""Task bodies of gravitypm_dr_drill."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from gravitypm_ops.drill.drill import (
+    CHECKLIST,
+    DrillRefused,
+    judge,
+    plan_drill,
+    restore_component,
+)
+from gravitypm_ops.drill.report import audit_record, slack_summary, write_report
+from gravitypm_ops.vault.store import Vault
+
+log = logging.getLogger(__name__)
+
+
+def _holder(context) -> str:
+    return f"{context['dag_run'].dag_id}/{context['dag_run'].run_id}"
+
+
+def plan_task(params: Mapping, context) -> dict:
+    from gravitypm_ops.airflow.glue import fail_fast
+    from gravitypm_ops.config import load_config
+    from gravitypm_ops.vault.open import open_vault
+
+    cfg, run = load_config(), context["dag_run"]
+    try:
+        vault = open_vault(cfg, params.get("source", "primary"))
+        plan = plan_drill(params, cfg, vault, dag_id=run.dag_id, run_id=run.run_id, now=datetime.now(UTC))
+    except (DrillRefused, ValueError) as err:
+        raise fail_fast(f"DR drill refused, nothing written: {err}") from None
+    log.info("drill %s plan: %s", plan["drill_id"], json.dumps(plan["backups"], sort_keys=True))
+    return plan
+
+
+def hold_task(plan: dict, context) -> list[str]:
+    """A retention lease per component's kind on the source vault, for the drill's duration."""
+    from gravitypm_ops.config import load_config
+    from gravitypm_ops.vault.open import open_vault
+
+    vault = open_vault(load_config(), plan["source"])
+    return [vault.hold(kind, _holder(context)) for kind in plan["components"]]
+
+
+def component_task(kind: str, plan: dict, context) -> dict:
+    """Restore + validate one component. The result goes to XCom key `result` also when the
+    component fails (the task then fails too), so the report can say why."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from gravitypm_ops.airflow.glue import scratch_mongo_client
+    from gravitypm_ops.config import load_config
+    from gravitypm_ops.vault.open import open_vault
+
+    if kind not in plan["components"]:
+        raise AirflowSkipException(f"{kind} is not among this drill's components")
+    cfg = load_config()
+    vault = open_vault(cfg, plan["source"])
+    holder = _holder(context)
+    if not any(lease["holder"] == holder for lease in vault.leases(kind)):
+        raise AirflowFailException(f"no retention lease on {kind} for {holder}: retention could remove the "
+                                   "backup during the restore")
+    client = scratch_mongo_client() if kind == "db" else None
+    try:
+        result = restore_component(kind, plan, cfg, vault, mongo_client=client)
+    finally:
+        if client is not None:
+            client.close()
+    result["lease"] = holder
+    context["ti"].xcom_push(key="result", value=result)
+    if result["status"] != "passed":
+        raise AirflowFailException(f"{kind} backup {result['backup_id']}: restore failed: {result['detail']}")
+    return result
+
+
+def release_task(context) -> list[str]:
+    """Release the leases (runs whatever happened before)."""
+    from gravitypm_ops.config import load_config
+    from gravitypm_ops.vault.open import open_vault
+
+    plan = context["ti"].xcom_pull(task_ids="plan_drill")
+    if not plan:
+        return []  # refused before any lease was taken
+    vault = open_vault(load_config(), plan["source"])
+    for kind in plan["components"]:
+        vault.release(kind, _holder(context))
+    return plan["components"]
+
+
+def report_task(context) -> dict:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from gravitypm_ops.config import load_config
+
+    ti = context["ti"]
+    plan = ti.xcom_pull(task_ids="plan_drill")
+    if not plan:
+        raise AirflowSkipException("the drill was refused: nothing to report (see plan_drill)")
+    results = {kind: ti.xcom_pull(task_ids=f"drill_{kind}", key="result") for kind in plan["components"]}
+    report = judge(plan, results, datetime.now(UTC))
+    vault = Vault.from_config(load_config())
+    report["report"] = write_report(vault, report)
+    report["bucket"] = vault.bucket
+    log.info("drill %s %s; report %s", report["drill_id"], report["verdict"], report["report"]["json"])
+    return report
+
+
+def post_summary_task(report: dict) -> None:
+    from gravitypm_ops.airflow.alerts import send_slack
+
+    send_slack(slack_summary(report, report["report"]))
+
+
+def record_audit_task(report: dict) -> dict:
+    """One record per drill run in the `dr_drill` audit chain (a retry finds it and adds none)."""
+    from gravitypm_ops.checklists.audit import AuditLog
+    from gravitypm_ops.config import load_config
+
+    audit = AuditLog.from_config(load_config())
+    existing = [r for r in audit.records(CHECKLIST) if r.get("run_id") == report["run_id"]]
+    if existing:
+        return {"seq": existing[-1]["seq"], "hash": existing[-1]["hash"]}
+    stored = audit.append(CHECKLIST, [audit_record(report, report["report"], report["bucket"])])[0]
+    return {"seq": stored["seq"], "hash": stored["hash"]}
+
+
+def judge_task(report: dict) -> str:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if report["verdict"] != "passed":
+        raise AirflowFailException("DR drill failed: " + "; ".join(report["failures"]))
+    return report["verdict"]

@@ -1,0 +1,1 @@
+"""Archive formats, plain Python, no other project import: mongodump archives, tar + zstd, streaming helpers."""

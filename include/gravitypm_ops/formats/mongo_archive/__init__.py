@@ -1,0 +1,1 @@
+"""The mongodump archive format (what `mongorestore --archive` reads): writer, reader, CRC-64."""

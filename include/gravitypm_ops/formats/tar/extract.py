@@ -1,0 +1,420 @@
+"""Safe extraction: staged inside the target, checked against the index, moved into place all or nothing."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import zstandard
+
+from gravitypm_ops.formats.tar.common import (
+    CHUNK,
+    CappedList,
+    RestoreError,
+    join_arcname,
+)
+from gravitypm_ops.formats.tar.read import (
+    FILE_TYPES,
+    NO_DATA_TYPES,
+    REFUSED_TYPES,
+    Member,
+    Refused,
+    TarReader,
+    safe_relpath,
+)
+
+log = logging.getLogger(__name__)
+STAGING_PREFIX = ".gravitypm-restore-"
+
+
+def _write_all(fd: int, data) -> None:
+    with memoryview(data) as view:
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+class _Selection:
+    """Which archive paths a restore takes: all, or exact paths and directory prefixes."""
+
+    def __init__(self, paths: Sequence[str] | None):
+        self.paths = None
+        if paths is not None:
+            try:
+                self.paths = {safe_relpath(p) for p in paths}
+            except Refused as why:
+                raise ValueError(f"restore paths must be archive paths (relative, no '..'): {why}") from None
+            if "" in self.paths:
+                self.paths = None  # "." asks for everything
+        self.found: set[str] = set()
+
+    def wants(self, rel: str) -> bool:
+        if self.paths is None:
+            return True
+        probe = rel
+        while True:  # rel itself, then each parent: O(depth), whatever the number of paths
+            if probe in self.paths:
+                self.found.add(probe)
+                return True
+            if "/" not in probe:
+                return False
+            probe = probe.rpartition("/")[0]
+
+    def missing(self) -> list[str]:
+        return [] if self.paths is None else sorted(self.paths - self.found)
+
+    def scopes(self) -> list[str]:
+        return [""] if self.paths is None else sorted(self.paths)
+
+
+class _Stager:
+    """Extracts archive members into a fresh staging directory, refusing anything unsafe.
+
+    Safety rests on three rules: names are relative without ".." (safe_relpath); every parent
+    of an entry is a directory this run created (so a symlink or file of the archive can never
+    be written through); files are created with O_EXCL|O_NOFOLLOW after removing whatever an
+    earlier entry put at that path (so a hard or soft link is replaced, never followed).
+    Hard links may only point at regular files staged earlier; devices and FIFOs are refused;
+    setuid/setgid/sticky bits are dropped.
+    """
+
+    def __init__(self, root: str, selection: _Selection, expected_sha256: Mapping[str, str] | None):
+        self.root, self.selection, self.expected = root, selection, expected_sha256
+        self.as_root = os.geteuid() == 0
+        self.ids = (os.geteuid(), os.getegid())  # what new files get anyway: no chown needed
+        self.dirs_made = {""}  # staging-relative directories known to be real directories we made
+        self.dir_meta: list[tuple[str, int, int, int, int]] = []  # applied after the move, deepest first
+        self.counts = dict.fromkeys(("files", "dirs", "symlinks", "hardlinks", "bytes", "verified"), 0)
+        self.restored, self.refused, self.neutralised = CappedList(), CappedList(), CappedList()
+        self.pending_data = False  # the current member's data still has to be skipped
+
+    def extract(self, tar_in) -> None:
+        try:
+            tar = TarReader(tar_in)
+            while (member := tar.next()) is not None:
+                self.member(tar, member)
+            while tar_in.read(CHUNK):  # to the end: the layers below check their trailers at EOF
+                pass
+        except (EOFError, zstandard.ZstdError, gzip.BadGzipFile) as err:
+            raise RestoreError(f"archive is corrupt or truncated: {err}") from None
+
+    def member(self, tar: TarReader, member: Member) -> None:
+        is_file = member.type in FILE_TYPES
+        self.pending_data = member.type not in NO_DATA_TYPES
+        try:
+            rel = safe_relpath(member.name)
+            if not rel or not self.selection.wants(rel):
+                rel = None  # not restored ("." is the target itself, left as it is)
+            elif is_file:
+                self.file(tar, member, rel)
+            elif member.type == b"5":
+                self.directory(member, rel)
+            elif member.type == b"2":
+                self.symlink(member, rel)
+            elif member.type == b"1":
+                self.hardlink(member, rel)
+            else:
+                raise Refused(REFUSED_TYPES.get(member.type, "not a file, directory or link"))
+        except Refused as why:
+            rel = None
+            self.refused.add({"path": member.name.rstrip("/") or member.name, "reason": str(why)})
+            log.warning("restore refused %r: %s", member.name, why)
+        if self.pending_data:  # not read by file(): skip it to reach the next header
+            tar.skip(member.size)
+        if rel:
+            self.restored.add(rel)
+            if member.mode & 0o7000:
+                self.neutralised.add({"path": rel, "dropped": "setuid/setgid/sticky bits"})
+
+    # -- staging paths --
+    def make_dirs(self, rel: str) -> str:
+        """Create `rel` and its parents in staging as real directories; Refused if an earlier
+        entry put a file or symlink on the way."""
+        if rel in self.dirs_made:  # the common case: a sibling made it already
+            return os.path.join(self.root, rel)
+        done = ""
+        for part in rel.split("/") if rel else ():
+            done = join_arcname(done, part)
+            if done in self.dirs_made:
+                continue
+            path = os.path.join(self.root, done)
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    raise Refused(f"{done!r} is a symlink or file in the archive, not a directory") from None
+            self.dirs_made.add(done)
+        return os.path.join(self.root, rel)
+
+    def clear(self, rel: str) -> str:
+        """The staging path for a non-directory entry, with its parents made and any earlier
+        entry of the same name removed (a later duplicate wins, as with tar)."""
+        self.make_dirs(rel.rpartition("/")[0])
+        path = os.path.join(self.root, rel)
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                raise Refused("a directory of the archive has the same path")
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return path
+
+    def create(self, rel: str) -> int:
+        """A new staging file for `rel`, replacing an earlier entry of that name; never follows links."""
+        path = os.path.join(self.make_dirs(rel.rpartition("/")[0]), rel.rpartition("/")[2])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(path, flags, 0o600)
+        except FileExistsError:
+            return os.open(self.clear(rel), flags, 0o600)
+
+    # -- entry kinds --
+    def file(self, tar: TarReader, member: Member, rel: str) -> None:
+        fd = self.create(rel)
+        sha = hashlib.sha256() if self.expected is not None else None
+        self.pending_data = False
+        # Written and hashed here, not in a writer thread: each hand-over to a thread costs a
+        # GIL round trip, more than a small file's few syscalls (measured: 2x slower on many
+        # small files, no gain on big ones — decompression already runs in its own thread).
+        try:
+            for data in tar.data(member.size):
+                if sha:
+                    sha.update(data)
+                _write_all(fd, data)
+            if sha:
+                self.verify(rel, sha.hexdigest())
+            self.set_meta(fd, member)
+        finally:
+            os.close(fd)
+        self.counts["files"] += 1
+        self.counts["bytes"] += member.size
+
+    def verify(self, rel: str, digest: str) -> None:
+        expected = self.expected.get(rel)
+        if expected is None:
+            raise RestoreError(f"{rel!r} is in the archive but not in the index: refusing to restore unverified")
+        if digest != expected:
+            raise RestoreError(f"{rel!r}: restored bytes have sha256 {digest[:16]}…, the index says {expected[:16]}…")
+        self.counts["verified"] += 1
+
+    def set_meta(self, fd: int, member) -> None:
+        os.fchmod(fd, member.mode & 0o777)
+        if self.as_root and (member.uid, member.gid) != self.ids:
+            os.fchown(fd, member.uid, member.gid)
+        os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
+
+    def directory(self, member, rel: str) -> None:
+        self.make_dirs(rel)
+        self.dir_meta.append((rel, member.mode & 0o777, member.mtime_ns, member.uid, member.gid))
+        self.counts["dirs"] += 1
+
+    def symlink(self, member, rel: str) -> None:
+        path = self.clear(rel)
+        os.symlink(member.linkname, path)  # stored as a link: never followed by the restore
+        if self.as_root and (member.uid, member.gid) != self.ids:
+            os.lchown(path, member.uid, member.gid)
+        os.utime(path, ns=(member.mtime_ns, member.mtime_ns), follow_symlinks=False)
+        self.counts["symlinks"] += 1
+
+    def hardlink(self, member, rel: str) -> None:
+        try:
+            source_rel = safe_relpath(member.linkname)
+        except Refused:
+            raise Refused("hard link to outside the archive") from None
+        source = os.path.join(self.root, source_rel)
+        parent_ok = source_rel.rpartition("/")[0] in self.dirs_made
+        if not (source_rel and parent_ok and os.path.isfile(source) and not os.path.islink(source)):
+            raise Refused(f"hard link to {member.linkname!r}, which is not a file restored by this restore")
+        os.link(source, self.clear(rel), follow_symlinks=False)
+        self.counts["hardlinks"] += 1
+
+
+def _walk_missing(staging: str, target: str, scope: str) -> Iterator[str]:
+    """Paths under target/scope that the staged backup does not have (a directory the backup
+    lacks is yielded once, not descended into). Symlinks on disk are never followed."""
+    if not (_is_real_dir(staging, scope) and _is_real_dir(target, scope)):
+        return  # a file was restored there, or the disk has no directory there (or a symlink)
+    skip = os.path.basename(staging)
+    stack = [scope]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(target, rel)) as it:
+                entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name, is_dir in entries:
+            if not rel and name == skip:
+                continue
+            child = join_arcname(rel, name)
+            staged = os.path.join(staging, child)
+            if not os.path.lexists(staged):
+                yield child
+            elif is_dir and os.path.isdir(staged) and not os.path.islink(staged):
+                stack.append(child)
+
+
+def _is_real_dir(top: str, rel: str) -> bool:
+    """Whether top/rel is a directory reached without following any symlink."""
+    path = top
+    for part in rel.split("/") if rel else ():
+        path = os.path.join(path, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return os.path.isdir(top)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)  # does not follow symlinks inside
+    else:
+        os.unlink(path)
+
+
+def _move_into_place(staging: str, target: str, replaced: CappedList, refused: CappedList) -> None:
+    """Move staged entries into the target, top-down. A path absent from the target moves whole
+    (one rename, even for a directory tree); a file or symlink on disk is replaced by the
+    backup's entry (rename over it, never through it); directories present on both sides merge."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        for name in sorted(os.listdir(os.path.join(staging, rel))):
+            child = join_arcname(rel, name)
+            src, dst = os.path.join(staging, child), os.path.join(target, child)
+            src_is_dir = stat.S_ISDIR(os.lstat(src).st_mode)
+            try:
+                dst_mode = os.lstat(dst).st_mode
+            except FileNotFoundError:
+                os.rename(src, dst)
+                continue
+            if src_is_dir and stat.S_ISDIR(dst_mode):
+                stack.append(child)
+                continue
+            if stat.S_ISDIR(dst_mode):
+                try:
+                    os.rmdir(dst)  # only an empty directory gives way to a file of the backup
+                except OSError:
+                    refused.add({"path": child, "reason": "a non-empty directory on disk is where the backup has a file"})
+                    continue
+            elif src_is_dir:
+                os.unlink(dst)  # a file or symlink on disk where the backup has a directory
+            os.replace(src, dst)
+            replaced.add(child)
+
+
+def _apply_dir_meta(target: str, dir_meta: list, as_root: bool) -> None:
+    """Directory modes and mtimes, set last (adding entries changes a directory's mtime),
+    deepest first (a read-only parent must not block its children)."""
+    for rel, mode, mtime, uid, gid in sorted(dir_meta, reverse=True):
+        try:
+            fd = os.open(os.path.join(target, rel), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # refused or replaced by something else: nothing of ours to set
+        try:
+            if as_root:
+                os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime, mtime))
+        finally:
+            os.close(fd)
+
+
+def extract_archive(
+    tar_in,
+    target: str,
+    *,
+    paths: Sequence[str] | None = None,
+    expected_sha256: Mapping[str, str] | None = None,
+    mirror: bool = False,
+    confirm_mirror: bool = False,
+    before_commit: Callable[[], None] | None = None,
+    strict: bool = False,
+) -> dict:
+    """Restore an uncompressed tar stream (`tar_in.read`) into `target`, safely.
+
+    Everything is first extracted into a staging directory inside `target` (same filesystem,
+    so moving is a rename); only when the whole archive was read, every selected path found and
+    every file matched `expected_sha256` (path -> sha256, e.g. from the index) is it moved into
+    place — any failure before that leaves the target exactly as it was.
+
+    - `paths`: restore only these archive paths (a file, or a directory and all below it).
+    - `before_commit` runs after staging, before anything moves (e.g. the artifact hash check).
+    - `strict`: any refused entry fails the whole restore before anything moves (an archive
+      with unsafe entries is crafted or corrupt: restore none of it into production).
+    - Entries of the backup replace what is on disk at their path. Paths on disk (within the
+      restored scope) that the backup lacks are left alone and listed, or with `mirror=True`
+      and `confirm_mirror=True` removed.
+    - Refused (listed, not written): absolute paths, "..", writes through a symlink or file,
+      hard links to anything but a file this restore wrote, devices, FIFOs. setuid, setgid and
+      sticky bits are dropped. Ownership (numeric) is restored only when running as root.
+
+    Report lists (restored, replaced, left_alone, removed, refused, neutralised) hold the first
+    LIST_LIMIT entries; `<name>_count` holds the totals.
+    """
+    if mirror and not confirm_mirror:
+        raise ValueError("mirror=True deletes files that are not in the backup: pass confirm_mirror=True to do it")
+    selection = _Selection(paths)
+    with _staging_dir(os.path.abspath(target)) as (staging, target):
+        stager = _Stager(staging, selection, expected_sha256)
+        stager.extract(tar_in)
+        if missing := selection.missing():
+            raise RestoreError(f"not in the archive: {missing[:20]}")
+        if strict and stager.refused.total:
+            raise RestoreError(
+                f"the archive has {stager.refused.total} unsafe entr(y/ies), nothing was restored: "
+                f"{list(stager.refused)[:5]}"
+            )
+        if before_commit is not None:
+            before_commit()
+        moved = _commit(staging, target, stager, selection, mirror)
+    report = {**stager.counts, "ownership": "restored" if stager.as_root else "not restored (not running as root)"}
+    lists = {"restored": stager.restored, **moved, "refused": stager.refused, "neutralised": stager.neutralised}
+    for name, items in lists.items():
+        report[name], report[f"{name}_count"] = list(items), items.total
+    return report
+
+
+@contextmanager
+def _staging_dir(target: str):
+    """A fresh staging directory inside `target` (same filesystem: moving out is a rename),
+    removed afterwards. On failure the target is given back as it was: removed if this restore
+    created it, else its own mtime (touched by the staging directory) is put back."""
+    created = not os.path.lexists(target)
+    os.makedirs(target, exist_ok=True)
+    before = os.stat(target)
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target)
+    try:
+        yield staging, target
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _commit(staging: str, target: str, stager: _Stager, selection: _Selection, mirror: bool) -> dict:
+    """Everything is staged and verified: list (or, mirroring, remove) what the backup lacks
+    within the restored scope, move the staged entries in, then set directory metadata."""
+    left_alone, removed, replaced = CappedList(), CappedList(), CappedList()
+    for scope in selection.scopes():
+        for rel in _walk_missing(staging, target, scope):
+            if mirror:
+                _remove(os.path.join(target, rel))
+                removed.add(rel)
+            else:
+                left_alone.add(rel)
+    _move_into_place(staging, target, replaced, stager.refused)
+    _apply_dir_meta(target, stager.dir_meta, stager.as_root)
+    return {"replaced": replaced, "left_alone": left_alone, "removed": removed}

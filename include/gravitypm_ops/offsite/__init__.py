@@ -1,0 +1,1 @@
+"""Off-site copies of committed backups into a second vault, and their retention."""

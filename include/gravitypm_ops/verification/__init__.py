@@ -1,0 +1,1 @@
+"""Backup verification: artifacts re-read and hashed, trial restores compared with the manifest."""
