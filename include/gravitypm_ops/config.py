@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gravitypm_ops.names import BACKUP_KINDS, CONFIG_VARIABLE
+from gravitypm_ops.overrides import Checker, apply_overrides, list_of, optional, percent, positive_number
 from gravitypm_ops.vault.retention import DEFAULT_RETENTION, RetentionPolicy
 
 RUNBOOK_APP_ROOT = "/opt/gravitypm/production"
@@ -108,6 +109,7 @@ class OpsConfig:
 
 
 # --- value checkers: each returns the normalised value or raises ValueError -------------
+# Shared ones (numbers, lists, optional) live in overrides.py; these are config.py's own.
 
 
 def _text(value: Any) -> str:
@@ -123,26 +125,11 @@ def _absolute_path(value: Any) -> str:
     return os.path.normpath(value)
 
 
-def _optional_absolute_path(value: Any) -> str:
-    return "" if value in ("", None) else _absolute_path(value)
-
-
-def _relative_or_absolute_paths(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError("must be a non-empty list of paths")
-    out = []
-    for item in value:
-        item = _text(item)
-        if ".." in item.split("/"):
-            raise ValueError(f"{item!r}: '..' is not allowed")
-        out.append(item)
-    return tuple(out)
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError("must be a non-empty list of names")
-    return tuple(_text(v) for v in value)
+def _config_path(value: Any) -> str:
+    value = _text(value)
+    if ".." in value.split("/"):
+        raise ValueError(f"{value!r}: '..' is not allowed")
+    return value
 
 
 def _bucket(value: Any) -> str:
@@ -168,49 +155,16 @@ def _urls(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def _percent(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
-        raise ValueError("must be a number between 0 and 100 (exclusive)")
-    return float(value)
-
-
-def _per_kind(value: Any, defaults: Mapping[str, Any], check: Callable[[Any], Any], example: str) -> dict:
-    """A {kind: value} object; kinds not given keep their defaults."""
-    if not isinstance(value, dict):
-        raise ValueError(f"must be an object of kind -> {example}; kinds: {', '.join(BACKUP_KINDS)}")
-    merged = dict(defaults)
-    for kind, item in value.items():
-        if kind not in BACKUP_KINDS:
-            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(BACKUP_KINDS)}")
-        try:
-            merged[kind] = check(item)
-        except ValueError as err:
-            raise ValueError(f"{kind!r}: {err}") from None
-    return merged
-
-
-def _hours(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError("must be a positive number of hours")
-    return float(value)
+def _per_kind(key: str, check: Checker, defaults: Mapping[str, Any], hint: str) -> Checker:
+    """A {kind: value} object under config key `key`; kinds not given keep their defaults."""
+    checkers = dict.fromkeys(BACKUP_KINDS, check)
+    return lambda value: apply_overrides(value, checkers, defaults, path=key, noun="kind", hint=hint)
 
 
 def _policy(value: Any) -> RetentionPolicy:
     if not isinstance(value, dict):
         raise ValueError('must be an object like {"daily": 7}')
     return RetentionPolicy.from_dict(value)
-
-
-def _hours_per_kind(value: Any) -> dict[str, float]:
-    return _per_kind(value, RUNBOOK_FRESHNESS_HOURS, _hours, "hours")
-
-
-def _retention(value: Any) -> dict[str, RetentionPolicy]:
-    return _per_kind(value, DEFAULT_RETENTION, _policy, 'policy, e.g. {"db": {"last": 4, "daily": 7}}')
-
-
-def _optional_text(value: Any) -> str:
-    return "" if value in ("", None) else _text(value)
 
 
 def _days(value: Any) -> int:
@@ -225,35 +179,11 @@ def _compression(value: Any) -> dict:
     return Compression.from_dict(value).to_dict()
 
 
-def _globs(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError('must be a list of glob patterns, e.g. ["uploads/tmp/**"]')
-    return tuple(_text(v) for v in value)
-
-
 def _scratch_prefix(value: Any) -> str:
     value = _text(value)
     if not re.fullmatch(r"[A-Za-z0-9_]{3,30}", value):
         raise ValueError("must be 3-30 letters, digits or '_' (a MongoDB database name prefix)")
     return value
-
-
-def _absolute_paths(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError("must be a list of absolute paths")
-    return tuple(_absolute_path(v) for v in value)
-
-
-def _optional_bucket(value: Any) -> str:
-    return "" if value in ("", None) else _bucket(value)
-
-
-def _optional_prefix(value: Any) -> str:
-    return "" if value in ("", None) else _prefix(value)
-
-
-def _offsite_retention(value: Any) -> dict[str, RetentionPolicy]:
-    return _per_kind(value, {}, _policy, 'policy, e.g. {"db": {"daily": 7, "monthly": 24}}')
 
 
 # These three are validated by the module that owns their defaults (imported lazily: no cycles).
@@ -275,32 +205,36 @@ def _checklists(value: Any) -> dict:
     return parse_checklist_settings(value)
 
 
-_CHECKERS: dict[str, Callable[[Any], Any]] = {
+_CHECKERS: dict[str, Checker] = {
     "vault_bucket": _bucket,
     "vault_prefix": _prefix,
     "app_root": _absolute_path,
-    "logs_dir": _optional_absolute_path,
-    "config_paths": _relative_or_absolute_paths,
-    "mongo_databases": _names,
+    "logs_dir": optional(_absolute_path),
+    "config_paths": list_of(_config_path, "paths", non_empty=True),
+    "mongo_databases": list_of(_text, "names", non_empty=True),
     "health_urls": _urls,
-    "disk_min_free_percent": _percent,
-    "memory_max_used_percent": _percent,
-    "freshness_hours": _hours_per_kind,
-    "retention": _retention,
-    "kms_key_id": _optional_text,
+    "disk_min_free_percent": percent,
+    "memory_max_used_percent": percent,
+    "freshness_hours": _per_kind("freshness_hours", positive_number, RUNBOOK_FRESHNESS_HOURS, "hours"),
+    "retention": _per_kind("retention", _policy, DEFAULT_RETENTION, 'policy, e.g. {"db": {"last": 4, "daily": 7}}'),
+    "kms_key_id": optional(_text),
     "object_lock_days": _days,
     "compression": _compression,
-    "fs_excludes": _globs,
+    "fs_excludes": list_of(_text, "glob patterns", example='["uploads/tmp/**"]'),
     "scratch_database_prefix": _scratch_prefix,
     "service_commands": _service_commands,
-    "restore_allowed_roots": _absolute_paths,
+    "restore_allowed_roots": list_of(_absolute_path, "absolute paths"),
     "log_rotation": _log_rotation,
     "checklists": _checklists,
-    "offsite_bucket": _optional_bucket,
-    "offsite_prefix": _optional_prefix,
-    "offsite_retention": _offsite_retention,
+    "offsite_bucket": optional(_bucket),
+    "offsite_prefix": optional(_prefix),
+    "offsite_retention": _per_kind(
+        "offsite_retention", _policy, {}, 'policy, e.g. {"db": {"daily": 7, "monthly": 24}}'
+    ),
 }
 assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
+# Sorted: the "known keys" list in the unknown-key error is read by eye.
+_CHECKERS = dict(sorted(_CHECKERS.items()))
 
 
 def parse_config(overrides: Mapping[str, Any] | None) -> OpsConfig:
@@ -309,18 +243,10 @@ def parse_config(overrides: Mapping[str, Any] | None) -> OpsConfig:
         return OpsConfig()
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"Variable {CONFIG_VARIABLE!r} must be a JSON object, got {type(overrides).__name__}")
-    unknown = sorted(set(overrides) - set(_CHECKERS))
-    if unknown:
-        raise ConfigError(
-            f"Variable {CONFIG_VARIABLE!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"known keys: {', '.join(sorted(_CHECKERS))}"
-        )
-    values = {}
-    for key, raw in overrides.items():
-        try:
-            values[key] = _CHECKERS[key](raw)
-        except ValueError as err:
-            raise ConfigError(f"Variable {CONFIG_VARIABLE!r}: key {key!r} {err}") from None
+    try:
+        values = apply_overrides(overrides, _CHECKERS)  # no defaults: OpsConfig's fields are them
+    except ValueError as err:
+        raise ConfigError(f"Variable {CONFIG_VARIABLE!r}: {err}") from None
     return OpsConfig(**values)
 
 

@@ -69,6 +69,31 @@ def test_not_an_object_or_not_json_is_a_clear_error():
         parse_config_json("{vault_bucket: x}")
 
 
+def test_unknown_key_lists_the_known_keys_sorted():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'vault_buckt'; known keys: app_root, checklists, ") as err:
+        parse_config({"vault_buckt": "x"})
+    assert str(err.value).endswith("vault_bucket, vault_prefix")
+
+
+def test_per_kind_errors_name_the_kind_under_the_key():
+    with pytest.raises(ConfigError, match=r"key 'freshness_hours' freshness_hours\.db must be a number > 0"):
+        parse_config({"freshness_hours": {"db": 0}})
+    with pytest.raises(ConfigError, match=r"unknown kind\(s\) 'database'; known kinds: db, fs, config, logs"):
+        parse_config({"freshness_hours": {"database": 7}})
+    with pytest.raises(ConfigError, match=r"must be an object of kind -> hours; kinds: db, fs, config, logs"):
+        parse_config({"freshness_hours": 7})
+    with pytest.raises(ConfigError, match=r"offsite_retention\.fs must be an object like"):
+        parse_config({"offsite_retention": {"fs": 7}})
+
+
+def test_optional_keys_accept_empty_and_lists_become_tuples():
+    cfg = parse_config({"logs_dir": "", "offsite_bucket": None, "kms_key_id": "", "fs_excludes": [],
+                        "mongo_databases": ["a", "b"], "restore_allowed_roots": ["/srv/x/../y"]})
+    assert (cfg.logs_dir, cfg.offsite_bucket, cfg.kms_key_id, cfg.fs_excludes) == ("", "", "", ())
+    assert cfg.mongo_databases == ("a", "b") and cfg.restore_allowed_roots == ("/srv/y",)
+    assert parse_config({"offsite_retention": {"db": {"daily": 7}}}).offsite_policy("fs") == OpsConfig().retention["fs"]
+
+
 def test_retention_overrides_one_kind_and_validates_it():
     cfg = parse_config({"retention": {"db": {"last": 2, "daily": 3}}})
     assert cfg.retention["db"].to_dict()["last"] == 2 and cfg.retention["db"].to_dict()["daily"] == 3

@@ -17,20 +17,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from gravitypm_ops.config import ConfigError, parse_config
-from gravitypm_ops.log_rotation.engine import (
-    LOCK_NAME,
-    STATE_NAME,
-    Rotation,
-    RotationError,
-    _locked,
-    is_due,
-    load_state,
-)
+from gravitypm_ops.log_rotation.engine import Rotation
+from gravitypm_ops.log_rotation.files import RotationError
 from gravitypm_ops.log_rotation.settings import (
     DEFAULT_SETTINGS,
     parse_rotation_settings,
 )
+from gravitypm_ops.log_rotation.state import LOCK_NAME, STATE_NAME, is_due, load_state, locked
 
 DAY0 = datetime(2026, 11, 27, 0, 0, 5, tzinfo=UTC)
 
@@ -514,7 +509,7 @@ def test_state_is_bounded_to_files_still_present(logs):
 
 def test_two_rotations_never_overlap(logs):
     (logs / "app.log").write_text("x\n")
-    with _locked(str(logs)):
+    with locked(str(logs)):
         with pytest.raises(RotationError, match=f"another log rotation is running .*{LOCK_NAME}"):
             rotation(logs).run()
 
@@ -539,4 +534,5 @@ def test_pattern_never_picks_the_leftover_of_an_interrupted_compression(logs):
 
 def test_defaults_constant_is_not_mutated():
     parse_rotation_settings({"rotate": 3})
-    assert DEFAULT_SETTINGS["rotate"] == 30
+    parse_rotation_settings({})["create"]["mode"] = "0600"  # the nested default is copied too
+    assert DEFAULT_SETTINGS["rotate"] == 30 and DEFAULT_SETTINGS["create"]["mode"] == "0644"

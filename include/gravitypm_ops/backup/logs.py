@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from gravitypm_ops.log_rotation.engine import CHUNK, RotatedFile, RotationError
+from gravitypm_ops.log_rotation.files import CHUNK, RotatedFile, RotationError
 
 log = logging.getLogger(__name__)
 

@@ -31,55 +31,9 @@ from gravitypm_ops.vault.store import Vault
 
 log = logging.getLogger(__name__)
 
-KIND = "db"
-
-
-def describe_source(client, databases) -> dict:
-    """Where the dump came from: host and databases, never credentials."""
-    hello = client.admin.command("hello")
-    host, port = client.address or ("?", 0)
-    return {
-        "host": f"{host}:{port}",
-        "replica_set": hello.get("setName"),
-        "read_preference": "secondaryPreferred",
-        "databases": list(databases),
-    }
-
-
-def run_backup(
-    cfg, vault: Vault, client, *, dag_id: str, run_id: str, run_after: datetime,
-    databases: list[str] | None = None, extra: dict | None = None,
-) -> dict:
-    """Dump `databases` (default `cfg.mongo_databases`) into a new vault backup and commit it;
-    returns the manifest. `extra` fields go into the manifest (e.g. a safety backup's purpose).
-
-    If this run already committed a backup, that manifest is returned and nothing is written.
-    On any failure the partial backup is aborted: no manifest, no open multipart upload.
-    """
-    from importlib.metadata import version
-
-    from gravitypm_ops import __version__
-    from gravitypm_ops.backup import mongo as backup_mongo
-
-    databases = list(databases or cfg.mongo_databases)
-    writer = vault.begin_backup(KIND, dag_id=dag_id, run_id=run_id, run_after=run_after)
-    if isinstance(writer, dict):
-        return writer
-    try:
-        with writer.artifact(backup_mongo.ARTIFACT_NAME, compression="gzip", format=backup_mongo.ARTIFACT_FORMAT) as out:
-            content = backup_mongo.dump(client, databases, out)
-        return writer.commit(
-            source=describe_source(client, databases),
-            tools={"gravitypm_ops": __version__, "pymongo": version("pymongo"), "format": "mongodump archive, gzip"},
-            content=content,
-            extra=extra,
-        )
-    except BaseException:
-        writer.abort()
-        raise
-
 ARTIFACT_NAME = "mongodump.archive.gz"
 ARTIFACT_FORMAT = "mongodump-archive"
+KIND = "db"
 RAW = CodecOptions(document_class=RawBSONDocument)
 BATCH_SIZE = 1000
 PROGRESS_EVERY_S = 30.0
@@ -335,3 +289,47 @@ def restore(
         if others:
             report.left_alone[target] = others
     return report
+
+
+def describe_source(client, databases) -> dict:
+    """Where the dump came from: host and databases, never credentials."""
+    hello = client.admin.command("hello")
+    host, port = client.address or ("?", 0)
+    return {
+        "host": f"{host}:{port}",
+        "replica_set": hello.get("setName"),
+        "read_preference": "secondaryPreferred",
+        "databases": list(databases),
+    }
+
+
+def run_backup(
+    cfg, vault: Vault, client, *, dag_id: str, run_id: str, run_after: datetime,
+    databases: list[str] | None = None, extra: dict | None = None,
+) -> dict:
+    """Dump `databases` (default `cfg.mongo_databases`) into a new vault backup and commit it;
+    returns the manifest. `extra` fields go into the manifest (e.g. a safety backup's purpose).
+
+    If this run already committed a backup, that manifest is returned and nothing is written.
+    On any failure the partial backup is aborted: no manifest, no open multipart upload.
+    """
+    from importlib.metadata import version
+
+    from gravitypm_ops import __version__
+
+    databases = list(databases or cfg.mongo_databases)
+    writer = vault.begin_backup(KIND, dag_id=dag_id, run_id=run_id, run_after=run_after)
+    if isinstance(writer, dict):
+        return writer
+    try:
+        with writer.artifact(ARTIFACT_NAME, compression="gzip", format=ARTIFACT_FORMAT) as out:
+            content = dump(client, databases, out)
+        return writer.commit(
+            source=describe_source(client, databases),
+            tools={"gravitypm_ops": __version__, "pymongo": version("pymongo"), "format": "mongodump archive, gzip"},
+            content=content,
+            extra=extra,
+        )
+    except BaseException:
+        writer.abort()
+        raise

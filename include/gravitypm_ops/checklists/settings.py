@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gravitypm_ops.overrides import apply_overrides, list_of, optional, percent, positive_number, whole_number
+
 DEFAULT_SETTINGS: dict[str, Any] = {
     # "host" or "host:port"; empty: the hosts of the https health_urls, port 443.
     "tls_endpoints": [],
@@ -32,14 +34,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
-def _number(value, *, positive=True, integer=False):
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        raise ValueError("must be a " + ("whole number" if integer else "number"))
-    if positive and value <= 0:
-        raise ValueError("must be > 0")
-    return value if integer else float(value)
-
-
 def _endpoint(value) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?", value):
         raise ValueError(f"{value!r} is not 'host' or 'host:port'")
@@ -48,76 +42,55 @@ def _endpoint(value) -> str:
     return value
 
 
-def _list_of(value, check, example: str) -> list:
-    if not isinstance(value, list):
-        raise ValueError(f"must be a list, e.g. {example}")
-    return [check(v) for v in value]
-
-
 def _argv(value) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(a, str) and a for a in value):
         raise ValueError('must be a command as a list of strings, e.g. ["apt", "list", "--upgradable"]')
     return list(value)
 
 
-def _paths(value) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(p, str) and p.startswith("/") for p in value):
-        raise ValueError('must be a non-empty list of URL paths, e.g. ["/login"]')
-    return list(value)
+def _url_path(value) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f'{value!r} is not a URL path; URL paths start with "/", e.g. "/login"')
+    return value
 
 
 def _ca_file(value) -> str:
-    if value in ("", None):
-        return ""
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError("must be an absolute path to a PEM file (or empty)")
     return value
 
 
-def _percent(value) -> float:
-    value = _number(value)
-    if value >= 100:
-        raise ValueError("must be a percentage below 100")
-    return value
-
-
 _SETTING_CHECKERS = {
-    "tls_endpoints": lambda v: _list_of(v, _endpoint, '["api.gravitypm.com", "gravitypm.com:443"]'),
-    "tls_ca_file": _ca_file,
-    "tls_warning_days": lambda v: _number(v, integer=True),
-    "tls_timeout_seconds": _number,
-    "failed_login_threshold": lambda v: _number(v, integer=True),
-    "login_paths": _paths,
-    "error_rate_warning_percent": _percent,
-    "error_rate_failure_percent": _percent,
+    "tls_endpoints": list_of(_endpoint, "endpoints", example='["api.gravitypm.com", "gravitypm.com:443"]', into=list),
+    "tls_ca_file": optional(_ca_file),
+    "tls_warning_days": whole_number(1),
+    "tls_timeout_seconds": positive_number,
+    "failed_login_threshold": whole_number(1),
+    "login_paths": list_of(_url_path, "URL paths", non_empty=True, example='["/login"]', into=list),
+    "error_rate_warning_percent": percent,
+    "error_rate_failure_percent": percent,
     "security_updates_command": _argv,
-    "security_updates_timeout_seconds": _number,
-    "human_response_hours": _number,
-    "capacity_horizon_days": lambda v: _number(v, integer=True),
-    "capacity_window_days": lambda v: _number(v, integer=True),
-    "capacity_growth_warning_percent": _number,
-    "compliance_window_days": lambda v: _number(v, integer=True),
+    "security_updates_timeout_seconds": positive_number,
+    "human_response_hours": positive_number,
+    "capacity_horizon_days": whole_number(1),
+    "capacity_window_days": whole_number(1),
+    "capacity_growth_warning_percent": positive_number,
+    "compliance_window_days": whole_number(1),
 }
 assert set(_SETTING_CHECKERS) == set(DEFAULT_SETTINGS)
 
 
 def parse_checklist_settings(value: Any) -> dict:
     """The `checklists` config key: an object of overrides of DEFAULT_SETTINGS (ValueError names the bad one)."""
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ValueError('must be an object, e.g. {"tls_warning_days": 30}')
-    unknown = sorted(set(value) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(DEFAULT_SETTINGS)}")
-    settings = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULT_SETTINGS.items()}
-    for key, raw in value.items():
-        try:
-            settings[key] = _SETTING_CHECKERS[key](raw)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"setting {key!r} {err}") from None
-    if settings["error_rate_warning_percent"] > settings["error_rate_failure_percent"]:
-        raise ValueError("setting 'error_rate_warning_percent' must not exceed 'error_rate_failure_percent'")
+    settings = apply_overrides(
+        {} if value is None else value, _SETTING_CHECKERS, DEFAULT_SETTINGS, path="checklists", noun="setting"
+    )
+    warning, failure = settings["error_rate_warning_percent"], settings["error_rate_failure_percent"]
+    if warning > failure:
+        raise ValueError(
+            f"checklists.error_rate_warning_percent ({warning:g}) must not exceed "
+            f"checklists.error_rate_failure_percent ({failure:g})"
+        )
     return settings
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from gravitypm_ops.overrides import apply_overrides
 from gravitypm_ops.redact import scrub
 
 log = logging.getLogger(__name__)
@@ -37,24 +38,24 @@ class ServiceCommandError(RuntimeError):
     """A service command could not start, timed out or exited non-zero."""
 
 
-def _command(action: str, value: Any) -> Any:
+def _command(value: Any) -> Any:
     if isinstance(value, str) and value.strip():
         return shlex.split(value)
     if isinstance(value, list) and value and all(isinstance(a, str) and a for a in value):
         return list(value)
     if isinstance(value, Mapping) and set(value) == {"shell"} and isinstance(value["shell"], str):
         return {"shell": value["shell"]}
-    raise ValueError(f"{action!r}: must be an argv list, a command string or {{\"shell\": \"...\"}}")
+    raise ValueError('must be an argv list, a command string or {"shell": "..."}')
 
 
 def parse_service_commands(value: Any) -> dict:
-    """Validate `service_commands` overrides: {action: command}; unknown actions are refused."""
-    if not isinstance(value, Mapping):
-        raise ValueError(f"must be an object of action -> command; actions: {', '.join(ACTIONS)}")
-    unknown = sorted(set(value) - set(ACTIONS))
-    if unknown:
-        raise ValueError(f"unknown action(s) {', '.join(map(repr, unknown))}; expected {', '.join(ACTIONS)}")
-    return {action: _command(action, command) for action, command in value.items()}
+    """Validate `service_commands` overrides: {action: command}; unknown actions are refused.
+
+    Only the actions given are returned: resolve_command falls back to the runbook's per action.
+    """
+    return apply_overrides(
+        value, dict.fromkeys(ACTIONS, _command), path="service_commands", noun="action", hint="command"
+    )
 
 
 def resolve_command(cfg, action: str) -> tuple[list[str], bool]:

@@ -1,4 +1,4 @@
-"""Log rotation with logrotate 3.21's semantics, and shipping of the rotated logs to the vault.
+"""Log rotation with logrotate 3.21's semantics (the shipping of rotated logs: backup/logs.py).
 
 The runbook's block is the default (`DEFAULT_SETTINGS`; the `log_rotation` config key overrides
 single directives):
@@ -51,285 +51,44 @@ growing. When postrotate fails, the files it concerned stay uncompressed and uns
 ("awaiting reopen", by inode, in the state file) — nothing is lost — and the run reports the
 failure; the next run (or retry) runs postrotate again before touching them.
 
-Shipping (runbook "Logs: Continuous with rotation"): every final rotated file (app.log.N.gz)
+Shipping (runbook "Logs: Continuous with rotation", `gravitypm_ops.backup.logs`): every final rotated file (app.log.N.gz)
 goes to the vault as a `logs` backup before local pruning may delete it. A file is identified by
 the SHA-256 of its bytes, which renaming (.1.gz -> .2.gz) does not change; it is not shipped
 again when the vault's `logs` manifests or the local ledger (kept while the file exists, so
 vault retention does not cause re-shipping) already list that hash.
 
-State (like logrotate's status file) lives in logs_dir: `.gravitypm-logrotate.json`, guarded by
+State (like logrotate's status file, `state.py`) lives in logs_dir: `.gravitypm-logrotate.json`, guarded by
 an exclusive lock on `.gravitypm-logrotate.lock` so two rotations never overlap.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import grp
-import hashlib
 import itertools
-import json
 import logging
 import os
-import pwd
 import re
-import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from gravitypm_ops.log_rotation.files import (
+    TMP_SUFFIX,
+    CreateSpec,
+    RotatedFile,
+    RotationError,
+    compress_file,
+    copytruncate,
+    create_new,
+    file_sha256,
+    matching_logs,
+    numbered,
+    wait_until_quiet,
+)
+from gravitypm_ops.log_rotation.state import STATE_NAME, is_due, load_state, locked, save_state
+
 log = logging.getLogger(__name__)
-STATE_NAME = ".gravitypm-logrotate.json"
-LOCK_NAME = ".gravitypm-logrotate.lock"
-TMP_SUFFIX = ".gravitypm-tmp"
-CHUNK = 1 << 20
-
-
-class RotationError(RuntimeError):
-    """Rotation cannot proceed as configured (unknown user, missing logs, a busy lock, …)."""
-
-
-@dataclass(frozen=True)
-class CreateSpec:
-    """`create` resolved against this host: ids looked up once, before any file is touched."""
-
-    mode: int | None
-    uid: int | None
-    gid: int | None
-    apply_owner: bool
-    note: str = ""
-
-    @classmethod
-    def resolve(cls, create: Mapping | bool) -> CreateSpec | None:
-        if create is False:
-            return None
-        # "resolved first by trying the textual representation and ... afterwards by the numeric value"
-        uid = _lookup(create["owner"], pwd.getpwnam, pwd.getpwuid, "user") if create["owner"] is not None else None
-        gid = _lookup(create["group"], grp.getgrnam, grp.getgrgid, "group") if create["group"] is not None else None
-        mode = int(create["mode"], 8) if create["mode"] else None
-        if uid is None and gid is None:
-            return cls(mode, None, None, False)
-        euid = os.geteuid()
-        allowed = euid == 0 or (uid in (None, euid) and (gid is None or gid == os.getegid() or gid in os.getgroups()))
-        note = "" if allowed else (
-            f"owner/group {create['owner']}:{create['group']} not applied: only root may give files away "
-            f"(running as uid {euid})"
-        )
-        return cls(mode, uid, gid, allowed, note)
-
-
-def _lookup(name, by_name, by_id, what: str) -> int:
-    try:
-        return (by_name(name)[2]) if isinstance(name, str) else by_id(name)[2]
-    except KeyError:
-        pass
-    if isinstance(name, str) and name.isdigit():
-        try:
-            return by_id(int(name))[2]
-        except KeyError:
-            pass
-    raise RotationError(
-        f"log_rotation.create: {what} {name!r} does not exist on this host; nothing was rotated "
-        f"(create it, or set log_rotation.create to another {what})"
-    )
-
-
-def _empty_state() -> dict:
-    return {"schema": 1, "logs": {}, "awaiting_reopen": [], "files": {}, "shipped": {}}
-
-
-def load_state(logs_dir: str) -> dict:
-    path = os.path.join(logs_dir, STATE_NAME)
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        return _empty_state()
-    except (OSError, ValueError) as err:
-        raise RotationError(f"{path}: unreadable rotation state ({err}); move it aside to start afresh") from None
-    return {**_empty_state(), **state}
-
-
-def save_state(logs_dir: str, state: dict) -> None:
-    path = os.path.join(logs_dir, STATE_NAME)
-    tmp = path + TMP_SUFFIX
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-@contextmanager
-def _locked(logs_dir: str):
-    import fcntl
-
-    fd = os.open(os.path.join(logs_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RotationError(f"another log rotation is running in {logs_dir} (lock {LOCK_NAME})") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def is_due(frequency: str, last: datetime, now: datetime, tz: tzinfo) -> bool:
-    """logrotate's time criteria on calendar dates in `tz`."""
-    last_day, today = last.astimezone(tz).date(), now.astimezone(tz).date()
-    if frequency == "daily":
-        return today != last_day
-    if frequency == "weekly":  # "once each weekday [Sunday], or if the date is advanced by at least 7 days"
-        return (today - last_day).days >= 7 or (today.isoweekday() == 7 and today != last_day)
-    if frequency == "monthly":
-        return (today.year, today.month) != (last_day.year, last_day.month)
-    if frequency == "yearly":
-        return today.year != last_day.year
-    raise ValueError(f"unknown frequency {frequency!r}")
-
-
-@dataclass(frozen=True)
-class RotatedFile:
-    """One old version of a log, final (compressed, writer gone) and ready to ship."""
-
-    log: str  # "app.log"
-    path: str
-    number: int
-    size: int
-    sha256: str
-    uncompressed_size: int | None
-    compressed: bool
-    mtime: float
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
-
-def _numbered(logs_dir: str, log_name: str) -> dict[int, str]:
-    """{N: path} of app.log.N and app.log.N.gz."""
-    rx = re.compile(re.escape(log_name) + r"\.(\d+)(\.gz)?")
-    found = {}
-    for entry in os.scandir(logs_dir):
-        m = rx.fullmatch(entry.name)
-        if m and entry.is_file(follow_symlinks=False):
-            found[int(m.group(1))] = entry.path
-    return found
-
-
-_ROTATED_NAME = re.compile(r".*\.\d+(\.gz)?")
-
-
-def _matching_logs(logs_dir: str, pattern: str) -> list[str]:
-    names = []
-    for entry in os.scandir(logs_dir):
-        if (
-            fnmatch.fnmatchcase(entry.name, pattern)
-            and not _ROTATED_NAME.fullmatch(entry.name)  # "*" would otherwise rotate rotated files again
-            and not entry.name.startswith(".gravitypm-")
-            and not entry.name.endswith(TMP_SUFFIX)  # an interrupted compression's leftover, removed at prune
-            and entry.is_file(follow_symlinks=False)
-        ):
-            names.append(entry.name)
-    return sorted(names)
-
-
-def _copy_owner_mode(src_stat: os.stat_result, path: str) -> None:
-    os.chmod(path, src_stat.st_mode & 0o7777)
-    if os.geteuid() == 0:
-        os.chown(path, src_stat.st_uid, src_stat.st_gid)
-
-
-def _create_new(path: str, old: os.stat_result, spec: CreateSpec) -> str:
-    """`create`: the new, empty log; returns a note when owner/group could not be applied."""
-    mode = spec.mode if spec.mode is not None else old.st_mode & 0o7777
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, mode)  # exact, whatever the umask
-        uid = spec.uid if spec.uid is not None else old.st_uid
-        gid = spec.gid if spec.gid is not None else old.st_gid
-        if spec.apply_owner:
-            os.fchown(fd, uid, gid)
-            return ""
-        return spec.note
-    finally:
-        os.close(fd)
-
-
-def _copytruncate(path: str, target: str) -> None:
-    """Copy `path` to `target`, then truncate `path` in place (the writer keeps its descriptor)."""
-    st = os.stat(path)
-    with open(path, "r+b") as src, open(target + TMP_SUFFIX, "wb") as dst:
-        while data := src.read(CHUNK):
-            dst.write(data)
-        # Whatever the writer appended meanwhile, then truncate at once: the man page's "very
-        # small time slice" between the last read and the truncate is all that remains.
-        while data := src.read(CHUNK):
-            dst.write(data)
-        dst.flush()
-        os.fsync(dst.fileno())
-        os.ftruncate(src.fileno(), 0)
-    _copy_owner_mode(st, target + TMP_SUFFIX)
-    os.utime(target + TMP_SUFFIX, ns=(st.st_atime_ns, st.st_mtime_ns))
-    os.replace(target + TMP_SUFFIX, target)
-
-
-def compress_file(path: str, level: int = 6) -> tuple[str, str, int, int]:
-    """gzip `path` into `path`.gz like `gzip -6` (mode, owner and times kept), then remove `path`.
-
-    Returns (gz path, sha256 of the .gz, .gz size, uncompressed size). Memory: one chunk.
-    """
-    target = path + ".gz"
-    st = os.stat(path)
-    sha, size, raw = hashlib.sha256(), 0, 0
-    deflate = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: a gzip member, as gzip(1) writes
-    with open(path, "rb") as src, open(target + TMP_SUFFIX, "wb") as dst:
-        while data := src.read(CHUNK):
-            raw += len(data)
-            out = deflate.compress(data)
-            if out:
-                sha.update(out)
-                size += len(out)
-                dst.write(out)
-        out = deflate.flush()
-        sha.update(out)
-        size += len(out)
-        dst.write(out)
-        dst.flush()
-        os.fsync(dst.fileno())
-    _copy_owner_mode(st, target + TMP_SUFFIX)
-    os.utime(target + TMP_SUFFIX, ns=(st.st_atime_ns, st.st_mtime_ns))
-    os.replace(target + TMP_SUFFIX, target)
-    os.unlink(path)
-    return target, sha.hexdigest(), size, raw
-
-
-def file_sha256(path: str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(CHUNK):
-            sha.update(data)
-    return sha.hexdigest()
-
-
-def _wait_until_quiet(paths: list[str], settle: float, max_wait: float) -> list[str]:
-    """Wait until none of `paths` grows for `settle` seconds; returns those still growing at `max_wait`."""
-    if not paths:
-        return []
-    deadline = time.monotonic() + max_wait
-    sizes = {p: os.stat(p).st_size for p in paths if os.path.exists(p)}
-    while True:
-        time.sleep(settle)
-        now = {p: os.stat(p).st_size for p in sizes if os.path.exists(p)}
-        growing = [p for p in now if now[p] != sizes[p]]
-        if not growing:
-            return []
-        if time.monotonic() >= deadline:
-            return growing
-        sizes = now
 
 
 @dataclass
@@ -360,7 +119,7 @@ class Rotation:
                 report["skipped"]["*"] = f"{self.logs_dir} does not exist (missingok)"
                 return report
             raise RotationError(f"logs_dir {self.logs_dir} does not exist (and missingok is off)")
-        with _locked(self.logs_dir):
+        with locked(self.logs_dir):
             state = load_state(self.logs_dir)
             self._rotate_due(state, spec, report)
             save_state(self.logs_dir, state)
@@ -378,7 +137,7 @@ class Rotation:
     # 1. rename (or copy + truncate) every due log, create the new one
     def _rotate_due(self, state: dict, spec: CreateSpec | None, report: dict) -> None:
         s = self.settings
-        names = _matching_logs(self.logs_dir, s["pattern"])
+        names = matching_logs(self.logs_dir, s["pattern"])
         if not names and not s["missingok"]:
             raise RotationError(f"no file in {self.logs_dir} matches {s['pattern']!r} (and missingok is off)")
         for name in names:
@@ -405,7 +164,7 @@ class Rotation:
             self._shift(name)
             rotated = path + ".1"
             if s["copytruncate"]:
-                _copytruncate(path, rotated)
+                copytruncate(path, rotated)
             else:
                 # Recorded (the inode survives the rename) before renaming: even after a crash right
                 # here, the file the writer may still be on is never compressed before it reopened.
@@ -413,7 +172,7 @@ class Rotation:
                 save_state(self.logs_dir, state)
                 os.rename(path, rotated)
                 if spec is not None:
-                    note = _create_new(path, st, spec)
+                    note = create_new(path, st, spec)
                     if note and note not in report["notes"]:
                         report["notes"].append(note)
             state["logs"][name] = {"last_rotated": self.now.isoformat()}
@@ -423,7 +182,7 @@ class Rotation:
     def _shift(self, name: str) -> None:
         """app.log.N[.gz] -> app.log.N+1[.gz], oldest first; nothing is removed here (pruning is later,
         after shipping)."""
-        for number, path in sorted(_numbered(self.logs_dir, name).items(), reverse=True):
+        for number, path in sorted(numbered(self.logs_dir, name).items(), reverse=True):
             suffix = ".gz" if path.endswith(".gz") else ""
             os.rename(path, os.path.join(self.logs_dir, f"{name}.{number + 1}{suffix}"))
 
@@ -446,7 +205,7 @@ class Rotation:
             report["postrotate"] = {"status": "ok", **(result if isinstance(result, dict) else {})}
         awaiting = set(state["awaiting_reopen"])
         paths = [p for p in self._all_numbered() if os.stat(p).st_ino in awaiting]
-        growing = _wait_until_quiet(paths, self.settle, self.max_wait)
+        growing = wait_until_quiet(paths, self.settle, self.max_wait)
         if growing:
             report["errors"].append(
                 f"still written to after the writer was told to reopen: {[os.path.basename(p) for p in growing]}; "
@@ -456,7 +215,7 @@ class Rotation:
         state["awaiting_reopen"] = sorted(still)
 
     def _all_numbered(self) -> list[str]:
-        return [p for name in self._log_names() for p in _numbered(self.logs_dir, name).values()]
+        return [p for name in self._log_names() for p in numbered(self.logs_dir, name).values()]
 
     def _log_names(self) -> list[str]:
         """Every log with old versions here, also ones whose live file is gone."""
@@ -488,7 +247,7 @@ class Rotation:
         return [
             (name, number, path)
             for name in self._log_names()
-            for number, path in sorted(_numbered(self.logs_dir, name).items())
+            for number, path in sorted(numbered(self.logs_dir, name).items())
             if not path.endswith(".gz") and os.stat(path).st_ino not in awaiting
         ]
 
@@ -505,7 +264,7 @@ class Rotation:
         awaiting = set(state["awaiting_reopen"])
         files = []
         for name in self._log_names():
-            for number, path in sorted(_numbered(self.logs_dir, name).items()):
+            for number, path in sorted(numbered(self.logs_dir, name).items()):
                 st = os.stat(path)
                 compressed = path.endswith(".gz")
                 if st.st_ino in awaiting or (self.settings["compress"] and not compressed):
@@ -562,7 +321,7 @@ class Rotation:
         shipped = set(state["shipped"]) if self.ship is not None else None
         final_by_path = {f.path: f for f in final}
         for name in self._log_names():
-            for number, path in sorted(_numbered(self.logs_dir, name).items()):
+            for number, path in sorted(numbered(self.logs_dir, name).items()):
                 if number <= keep:
                     continue
                 f = final_by_path.get(path)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from gravitypm_ops.overrides import Checker, apply_overrides, boolean, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -23,21 +25,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "postrotate": "restart_logging",
 }
 FREQUENCIES = ("daily", "weekly", "monthly", "yearly")
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _int(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}")
-        return value
-
-    return check
 
 
 def _pattern(value: Any) -> str:
@@ -87,16 +74,16 @@ def _postrotate(value: Any) -> str | None:
     return value
 
 
-_SETTING_CHECKERS: dict[str, Callable[[Any], Any]] = {
+_SETTING_CHECKERS: dict[str, Checker] = {
     "pattern": _pattern,
     "frequency": _frequency,
-    "rotate": _int(-1, 1000),
-    "compress": _bool,
-    "compress_level": _int(1, 9),
-    "missingok": _bool,
-    "notifempty": _bool,
+    "rotate": whole_number(-1, 1000),
+    "compress": boolean,
+    "compress_level": whole_number(1, 9),
+    "missingok": boolean,
+    "notifempty": boolean,
     "create": _create,
-    "copytruncate": _bool,
+    "copytruncate": boolean,
     "postrotate": _postrotate,
 }
 assert set(_SETTING_CHECKERS) == set(DEFAULT_SETTINGS)
@@ -104,19 +91,5 @@ assert set(_SETTING_CHECKERS) == set(DEFAULT_SETTINGS)
 
 def parse_rotation_settings(value: Any) -> dict:
     """The runbook's block updated with `value` (the `log_rotation` config key); errors name the sub-key."""
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"must be an object of directive -> value; directives: {', '.join(DEFAULT_SETTINGS)}")
-    unknown = sorted(set(value) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise ValueError(
-            f"unknown directive(s) {', '.join(map(repr, unknown))}; known: {', '.join(DEFAULT_SETTINGS)}"
-        )
-    settings = {**DEFAULT_SETTINGS, "create": _create(DEFAULT_SETTINGS["create"])}
-    for key, raw in value.items():
-        try:
-            settings[key] = _SETTING_CHECKERS[key](raw)
-        except ValueError as err:
-            raise ValueError(f"log_rotation.{key} {err}") from None
-    return settings
+    value = {} if value is None else value
+    return apply_overrides(value, _SETTING_CHECKERS, DEFAULT_SETTINGS, path="log_rotation", noun="directive")
