@@ -1,6 +1,6 @@
 # GravityPM Ops. Two commands do all set-up on a fresh machine:
 #   make up     start the suite on its embedded local stack (Ctrl-C or `make stop` stops it)
-#   make test   install what the tests need, start their services, run everything, tear down
+#   make test   install what the tests need, check the import contracts, run everything, tear down
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
@@ -30,7 +30,9 @@ up: $(STAMP)
 stop: $(STAMP)
 	$(VENV)/bin/python -m dev.up stop
 
+# Import contracts first (.importlinter; a second, quick), then the suite.
 test: $(STAMP)
+	PYTHONPATH=include $(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)

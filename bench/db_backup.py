@@ -31,6 +31,7 @@ def measure(mongo_port: int, s3_port: int) -> dict:
     """Runs in the child process: returns timings and memory for one size."""
     import boto3
     import pymongo
+
     from gravitypm_ops.backup import mongo as backup_mongo
     from gravitypm_ops.config import parse_config
     from gravitypm_ops.vault.store import Vault

@@ -53,13 +53,13 @@ def _wait_ready(log: Path, proc, timeout: float = 600) -> None:
 def bench_dr_drill(fs_size_mb: int = FS_SIZE_MB, docs: int = DOCS) -> dict:
     import boto3
     import pymongo
+
+    from bench.fs_backup import generate_tree
     from gravitypm_ops.backup import files as backup_files
     from gravitypm_ops.backup import mongo as backup_mongo
     from gravitypm_ops.config import parse_config
     from gravitypm_ops.drill import drill as drill_drill
     from gravitypm_ops.vault.store import Vault
-
-    from bench.fs_backup import generate_tree
 
     with tempfile.TemporaryDirectory(prefix="gravitypm-bench-drill-", dir=_work_dir()) as tmp:
         work = Path(tmp)

@@ -81,9 +81,10 @@ def _moto():
 
 def bench_log_rotation(files: int = 30, size_mb: int = 100, directory: str | None = None, repeats: int = 2) -> dict:
     import boto3
-    from gravitypm_ops.backup.logs import ship_to_vault, shipped_hashes
+
+    from gravitypm_ops.config.log_rotation import parse_rotation_settings
     from gravitypm_ops.log_rotation.engine import Rotation
-    from gravitypm_ops.log_rotation.settings import parse_rotation_settings
+    from gravitypm_ops.log_rotation.ship import ship_to_vault, shipped_hashes
     from gravitypm_ops.vault.store import Vault
 
     raw_total = files * (size_mb << 20)

@@ -25,6 +25,7 @@ REPEATS = 3
 
 def bench_offsite() -> dict:
     import boto3
+
     from gravitypm_ops.offsite.copy import Copier
     from gravitypm_ops.vault.store import Vault
     from gravitypm_ops.vault.streams import PART_SIZE

@@ -25,6 +25,7 @@ REPEATS = 3
 def bench_verification() -> dict:
     import boto3
     import pymongo
+
     from gravitypm_ops.backup import mongo as backup_mongo
     from gravitypm_ops.vault.store import Vault
     from gravitypm_ops.verification.verify import check_artifacts

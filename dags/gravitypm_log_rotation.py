@@ -2,7 +2,7 @@
 ### GravityPM log rotation (runbook: Log Rotation, "Logs: Continuous with rotation")
 
 Every day at 00:00 (`0 0 * * *`, GRAVITYPM_OPS_TZ) the runbook's logrotate block is applied to
-every `*.log` in `logs_dir` by our engine (`include/gravitypm_ops/log_rotation.py`, tested
+every `*.log` in `logs_dir` by our engine (`include/gravitypm_ops/log_rotation/`, tested
 directive by directive against logrotate 3.21's man page):
 
 ```
@@ -10,7 +10,7 @@ daily · rotate 30 · compress · missingok · notifempty · create 0644 www-dat
 postrotate: restart logging (service_control action `restart_logging`) — once per run
 ```
 
-Tasks (both host tasks run on queue/pool `gravitypm_host`, i.e. a worker on the application host):
+Tasks (the two host tasks run on queue/pool `gravitypm_host`, i.e. a worker on the application host):
 
 1. `check_disk_space` — logs_dir's filesystem over 80 % used (`disk_min_free_percent`) is said in
    the task log and in Slack (Warning); rotation still runs, it is what frees space.
@@ -23,9 +23,12 @@ Tasks (both host tasks run on queue/pool `gravitypm_host`, i.e. a worker on the 
    file is touched.
 3. `announce_backup` — the `gravitypm://vault/logs` Asset event (verification runs on it);
    skipped when nothing new was shipped.
+4. `apply_retention` — after the shipping, the `retention.logs` policy on the vault's `logs`
+   backups (default: daily 30, matching `rotate 30`); pool `gravitypm_vault`, so never beside a
+   verification. Trigger with `retention_dry_run: true` to only report.
 
-Params: `force` rotates now even if the logs were rotated today (`logrotate -f`). Overrides of
-single directives: config key `log_rotation` (README).
+Params: `force` rotates now even if the logs were rotated today (`logrotate -f`);
+`retention_dry_run`. Overrides of single directives: config key `log_rotation` (README).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
-from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, backup_asset
+from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset
 
 
 @dag(
@@ -42,7 +45,11 @@ from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, backup_asset
         "force": Param(
             False, type="boolean", title="Force rotation",
             description="Rotate every non-empty log now, even one already rotated today (logrotate -f).",
-        )
+        ),
+        "retention_dry_run": Param(
+            False, type="boolean", title="Retention dry run",
+            description="Report what retention would delete; delete nothing.",
+        ),
     },
     **dag_kwargs(
         schedule=cron("0 0 * * *"),
@@ -70,8 +77,16 @@ def gravitypm_log_rotation():
 
         return log_rotation_tasks.announce(report, context)
 
+    @task(pool=VAULT_POOL)  # never beside a verification
+    def apply_retention(params=None):
+        from gravitypm_ops.backup import tasks as backup_tasks
+
+        return backup_tasks.apply_retention("logs", bool(params["retention_dry_run"]))
+
     check_disk_space()
-    announce_backup(rotate_and_ship())
+    shipped = rotate_and_ship()
+    announce_backup(shipped)
+    shipped >> apply_retention()  # not after announce_backup: that one is skipped when nothing is new
 
 
 gravitypm_log_rotation()

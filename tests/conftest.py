@@ -134,11 +134,10 @@ def standalone(stack, tmp_path_factory):
     for the session, with a vault prefix and a "production" database of its own."""
     import uuid
 
-    from gravitypm_ops.vault.store import Vault
-
     from dev.airflow_api import AirflowAPI
     from dev.stack import BIN, free_port, spawn, stop_process
     from dev.up import airflow_env
+    from gravitypm_ops.vault.store import Vault
 
     home, port, tag = tmp_path_factory.mktemp("standalone"), free_port(), uuid.uuid4().hex[:8]
     prefix, database = f"standalone-{tag}", f"standalone_prod_{tag}"

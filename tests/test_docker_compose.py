@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from gravitypm_ops import names
 from gravitypm_ops.config import OpsConfig, parse_config_json
 

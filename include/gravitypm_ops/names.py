@@ -27,6 +27,8 @@ HOST_QUEUE = "gravitypm_host"
 
 # Backup kinds, in runbook order; each has one Asset.
 BACKUP_KINDS = ("db", "fs", "config", "logs")
+# Kinds whose backups each hold different data (not snapshots): retention keeps whole buckets.
+INCREMENTAL_KINDS = ("logs",)
 ASSET_URI_PREFIX = "gravitypm://vault/"
 # What a restore's `backup_id` param accepts: an id (20261127T060000Z-0a1b2c3d4e), "latest" or
 # "latest@<ISO time>" (vault.Vault.resolve), checked in the trigger form already.

@@ -2,6 +2,7 @@
 
 import pytest
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
 from gravitypm_ops.airflow.alerts import FailureAlert, RecoveryAlert
 from gravitypm_ops.airflow.conventions import WATCHER_TASK_ID
 from gravitypm_ops.names import DAG_ID_PREFIX, OWNER, TAG

@@ -6,6 +6,7 @@ import time
 import urllib.error
 
 import pytest
+
 from gravitypm_ops.checklists.audit import AuditLog
 from gravitypm_ops.checklists.catalog import CHECKLISTS
 

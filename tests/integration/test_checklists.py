@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.checklists.audit import AuditLog
 from gravitypm_ops.checklists.evidence import registry as evidence_registry
 from gravitypm_ops.checklists.evidence import tls as evidence_tls
@@ -286,6 +287,10 @@ def test_compliance_audit_verifies_chains_and_reports_gaps_and_missed_items(vaul
     assert result.data["missed"] == [{"checklist": "weekly_maintenance", "period": period_of("weekly", weeks[-1]),
                                       "item": "test_failover_procedures"}]
     assert result.data["chains"]["dr_drill"]["ok"]
+    # Every catalogue checklist is audited, the morning one too: a day without its run is a gap.
+    morning = result.data["chains"]["morning_checklist"]
+    assert morning["ok"] and morning["records"] == 0
+    assert period_of("daily", NOW - timedelta(days=1)) in result.data["gaps"]["morning_checklist"]
 
     key = f"{vault.prefix}/audit/dr_drill/0000000001.json"
     stack.s3_client().put_object(Bucket=vault.bucket, Key=key, Body=json.dumps({**drill[0], "outcome": "failed"}))

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.checklists.audit import AuditLog
 from gravitypm_ops.console import metrics as console_metrics
 from gravitypm_ops.console import views as console_views
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.verification import tasks as verification_tasks
-
 from tests.unit.test_console import Page, parse_exposition
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
@@ -135,6 +135,8 @@ def test_a_wiped_chain_reads_as_broken_in_the_metrics(vault, seeded, stack):
     m = parse_exposition(console_metrics.metrics_text(lambda: vault, datetime.now(UTC)))
     assert m[("gravitypm_checklist_chain_ok", (("checklist", "weekly_maintenance"),))] == 0
     assert m[("gravitypm_checklist_chain_ok", (("checklist", "evening_checklist"),))] == 1
+    # A catalogue checklist without records yet (the morning one here) is still verified and exported.
+    assert m[("gravitypm_checklist_chain_ok", (("checklist", "morning_checklist"),))] == 1
 
 
 def test_backups_page_shows_each_backup_with_its_verification_and_the_status_file(vault, seeded):

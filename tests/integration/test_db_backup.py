@@ -20,6 +20,8 @@ from bson import (
     Timestamp,
 )
 from bson.raw_bson import RawBSONDocument
+
+from dev import seed_data
 from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.formats.mongo_archive.format import (
@@ -28,8 +30,6 @@ from gravitypm_ops.formats.mongo_archive.format import (
 )
 from gravitypm_ops.formats.mongo_archive.reader import ArchiveReader
 from gravitypm_ops.vault.store import Vault
-
-from dev import seed_data
 from tests.fault_proxy import FaultProxy
 
 DAG_ID = "gravitypm_db_backup"

@@ -9,10 +9,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
+from gravitypm_ops.vault import leases
 from gravitypm_ops.vault.layout import SAFETY_PURPOSE
-from gravitypm_ops.vault.retention import RetentionPolicy
+from gravitypm_ops.vault.retention import RetentionPolicy, apply_retention, delete_backup
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.verification.verify import verify_backup
 
@@ -104,7 +106,7 @@ def test_restore_replaces_damaged_data_after_a_safety_backup_and_restarts_the_ap
     assert report["validation"]["counts"]["projects"] == {"manifest": 40, "now": 40}
     [text] = slack.texts()
     assert "restored" in text and setup.backup["backup_id"] in text and safety["backup_id"] in text
-    assert setup.vault.leases("db") == []  # released at the end
+    assert leases.active(setup.vault, "db") == []  # released at the end
 
 
 def test_dry_run_shows_the_plan_and_changes_nothing(run_dag, setup):
@@ -209,26 +211,25 @@ def test_a_restore_failing_midway_leaves_the_target_as_it_was_restarts_the_app_a
 def test_retention_keeps_every_backup_of_a_kind_while_a_restore_holds_it(setup):
     setup.take_backup(run_after=T0 + timedelta(minutes=5))  # newer: `last 1` would remove setup.backup
     policy = RetentionPolicy.from_dict({"last": 1})
-    setup.vault.hold("db", "gravitypm_db_restore/manual__1")
+    leases.hold(setup.vault, "db", "gravitypm_db_restore/manual__1")
 
-    held = setup.vault.apply_retention("db", policy, datetime.now(UTC))
+    held = apply_retention(setup.vault, "db", policy, datetime.now(UTC))
 
     assert held["removed"] == []
     assert {"backup_id": setup.backup["backup_id"],
             "reasons": ["kept: in use by gravitypm_db_restore/manual__1"]} in held["kept"]
-    setup.vault.release("db", "gravitypm_db_restore/manual__1")
-    assert setup.vault.apply_retention("db", policy, datetime.now(UTC))["removed"] == [setup.backup["backup_id"]]
+    leases.release(setup.vault, "db", "gravitypm_db_restore/manual__1")
+    assert apply_retention(setup.vault, "db", policy, datetime.now(UTC))["removed"] == [setup.backup["backup_id"]]
 
 
 def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, run_dag, setup, monkeypatch):
     from gravitypm_ops.offsite.copy import Copier
-
     from tests.integration.test_offsite import new_bucket
 
     s3 = stack.s3_client()
     offsite = Vault(new_bucket(s3), "dr", s3)
     Copier(setup.vault, offsite, server_side=True).sync("db", RetentionPolicy(last=10), datetime.now(UTC))
-    setup.vault.delete_backup(setup.backup)  # the primary region lost it
+    delete_backup(setup.vault, setup.backup)  # the primary region lost it
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", os.environ["AIRFLOW_CONN_GRAVITYPM_AWS"])
     setup.overrides.update(offsite_bucket=offsite.bucket, offsite_prefix="dr")
     setup.damage()
@@ -239,7 +240,7 @@ def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, r
     assert result.xcom("plan")["source"] == "offsite"
     assert setup.counts() == {"projects": 40, "tasks": 60}
     assert [m["backup_id"] for m in setup.safety_backups()]  # the safety backup goes to the primary
-    assert offsite.leases("db") == []
+    assert leases.active(offsite, "db") == []
 
 
 def test_retention_after_a_restore_keeps_the_backup_latest_points_to(setup):
@@ -252,7 +253,7 @@ def test_retention_after_a_restore_keeps_the_backup_latest_points_to(setup):
     verify_backup(setup.vault, safety, mongo_client=setup.client, production_databases=(setup.db,))
     assert setup.vault.latest("db")["backup_id"] == setup.backup["backup_id"]
 
-    report = setup.vault.apply_retention("db", RetentionPolicy.from_dict({"daily": 1}), datetime.now(UTC))
+    report = apply_retention(setup.vault, "db", RetentionPolicy.from_dict({"daily": 1}), datetime.now(UTC))
 
     kept = {k["backup_id"]: k["reasons"] for k in report["kept"]}
     assert "newest verified" in kept[setup.backup["backup_id"]] and report["removed"] == []

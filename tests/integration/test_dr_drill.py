@@ -8,16 +8,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.backup import files as backup_files
 from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.checklists.audit import AuditLog
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.drill import drill as drill_drill
 from gravitypm_ops.drill import report as drill_report
+from gravitypm_ops.vault import leases
+from gravitypm_ops.vault.retention import delete_backup
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.verification.verify import verify_backup
-
-from tests.integration.test_db_backup import every_type_docs
 
 DAG_ID = "gravitypm_dr_drill"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -26,17 +27,6 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 @pytest.fixture
 def prefix():
     return f"drill-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def small_db(stack):
-    client = stack.mongo_client()
-    name = f"drill_src_{uuid.uuid4().hex[:6]}"
-    client[name].items.insert_many(every_type_docs(30))
-    client[name].items.create_index("email", unique=True, name="email_unique")
-    client[name].create_collection("empty")
-    yield name
-    client.drop_database(name)
 
 
 def make_backups(stack, prefix: str, database: str, kinds=("db", "fs", "config"), run_after=T0, verify=True):
@@ -120,7 +110,7 @@ def test_a_full_drill_restores_validates_reports_and_cleans_up(run_dag, stack, s
     # The lease was held during each restore and is gone afterwards.
     holder = f"{DAG_ID}/{report['run_id']}"
     assert all(result.xcom(f"drill_{k}", key="result")["lease"] == holder for k in made)
-    assert all(vault.leases(k) == [] for k in made)
+    assert all(leases.active(vault, k) == [] for k in made)
     # cleanup: nothing left in the scratch database or directory.
     assert "gravitypm_scratch_drill" not in databases(stack)
     assert os.listdir(scratch_dir) == []
@@ -202,7 +192,7 @@ def test_a_damaged_backup_fails_its_component_and_the_run_and_leases_are_release
     report = result.xcom("write_report")
     assert report["components"]["fs"]["restore"] == "failed" and archive["name"] in report["components"]["fs"]["detail"]
     assert report["failures"][0].startswith("fs: restore failed")
-    assert vault.leases("fs") == []
+    assert leases.active(vault, "fs") == []
 
 
 def test_a_component_failing_before_extraction_still_cleans_up_its_directory(stack, prefix, small_db, tmp_path):
@@ -231,7 +221,7 @@ def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, sta
     offsite = Vault(bucket, prefix + "-dr", s3)
     for kind in made:
         assert Copier(primary, offsite, server_side=True).sync(kind, RetentionPolicy(), datetime.now(UTC))["failed"] == []
-        primary.delete_backup(made[kind])  # the primary lost them: only the copy can serve the drill
+        delete_backup(primary, made[kind])  # the primary lost them: only the copy can serve the drill
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", json.dumps(stack.connections()["gravitypm_aws"]))
 
     result = run_dag(DAG_ID, {**overrides(prefix, small_db), "offsite_bucket": bucket, "offsite_prefix": prefix + "-dr"},
@@ -241,7 +231,7 @@ def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, sta
     report = result.xcom("write_report")
     assert report["source"] == "offsite"
     assert {k: c["backup_id"] for k, c in report["components"].items()} == {k: m["backup_id"] for k, m in made.items()}
-    assert offsite.leases("db") == offsite.leases("config") == []
+    assert leases.active(offsite, "db") == leases.active(offsite, "config") == []
     assert report["report"]["json"].startswith(f"{prefix}/drills/")  # evidence goes to the primary vault
 
 
@@ -277,6 +267,7 @@ def test_unsafe_or_impossible_drills_are_refused_and_write_nothing(run_dag, stac
 
 def test_an_unknown_component_is_refused_at_trigger_time_and_by_the_plan(run_dag, stack, slack, prefix, small_db):
     from airflow.sdk.definitions.param import ParamValidationError
+
     from gravitypm_ops.config import OpsConfig
 
     with pytest.raises(ParamValidationError, match="components"):

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from gravitypm_ops.formats.tar.compression import Compression, decompressing_reader
 from gravitypm_ops.formats.tar.index import read_index
 from gravitypm_ops.vault.store import Vault

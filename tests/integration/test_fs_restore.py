@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+
 from gravitypm_ops.backup import files as backup_files
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.vault.store import Vault

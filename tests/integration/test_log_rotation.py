@@ -12,7 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from gravitypm_ops.log_rotation.engine import STATE_NAME
+
+from gravitypm_ops.log_rotation.state import STATE_NAME
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.verification.verify import verify_backup
 
@@ -55,7 +56,7 @@ def test_rotates_ships_and_the_backup_verifies(run_dag, stack, prefix, logs, sla
 
     assert result.state == "success", result.task_states
     assert result.task_states == {"check_disk_space": "success", "rotate_and_ship": "success",
-                                  "announce_backup": "success"}
+                                  "announce_backup": "success", "apply_retention": "success"}
     report = result.xcom("rotate_and_ship")
     assert sorted(r["log"] for r in report["rotated"]) == ["access.log", "app.log"]
     assert report["skipped"]["mongodb.log"] == "empty (notifempty)"
@@ -122,6 +123,24 @@ def test_a_file_already_shipped_is_not_shipped_twice(run_dag, stack, prefix, log
     assert quiet.state == "success"
     assert quiet.task_states["announce_backup"] == "skipped"
     assert len(vault.list_backups("logs")) == 3
+
+
+def test_retention_runs_after_the_shipping_with_the_logs_policy(run_dag, stack, prefix, logs):
+    (logs / "app.log").write_text(f"first {uuid.uuid4()}\n")
+    assert run_dag(DAG_ID, overrides(prefix, logs), **FORCE).state == "success"
+    (logs / "app.log").write_text(f"second {uuid.uuid4()}\n")
+    keep_one = overrides(prefix, logs, retention={"logs": {"last": 1}})
+
+    second = run_dag(DAG_ID, keep_one, run_conf={"force": True, "retention_dry_run": True})
+
+    assert second.task_states["apply_retention"] == "success", second.task_states
+    first_id, second_id = sorted(m["backup_id"] for m in vault_of(stack, prefix).list_backups("logs"))
+    report = second.xcom("apply_retention")
+    assert (report["kind"], report["dry_run"], report["policy"]["last"]) == ("logs", True, 1)
+    # it ran after this run's shipping: the backup just shipped is the newest it kept
+    assert [k["backup_id"] for k in report["kept"]] == [second_id]
+    assert report["removed"] == [first_id]
+    assert len(vault_of(stack, prefix).list_backups("logs")) == 2  # a dry run deletes nothing
 
 
 def test_postrotate_failure_fails_the_run_and_loses_nothing(run_dag, stack, prefix, logs, slack):

@@ -13,17 +13,16 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.config import Config
+
+from dev.stack import BIN, free_port, spawn, stop_process, wait_for_port
 from gravitypm_ops import status
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.offsite import copy as offsite_copy
 from gravitypm_ops.offsite.copy import Copier
 from gravitypm_ops.vault.layout import MANIFEST_NAME, IntegrityError, backup_prefix
-from gravitypm_ops.vault.open import open_vault
+from gravitypm_ops.vault.open import one_client_reaches_both, open_vault
 from gravitypm_ops.vault.retention import RetentionPolicy
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.vault.streams import PART_SIZE, Protection
-
-from dev.stack import BIN, free_port, spawn, stop_process, wait_for_port
 from tests.fault_proxy import FaultProxy
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -286,9 +285,9 @@ def test_a_record_that_cannot_be_copied_is_reported_and_stops_nothing(region, pr
 # --- connections, status, freshness --------------------------------------------------------------
 def test_one_client_reaches_both_only_with_the_same_endpoint_and_credentials(stack, region, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", json.dumps(stack.connections()["gravitypm_aws"]))
-    assert offsite_copy.one_client_reaches_both() is True
+    assert one_client_reaches_both() is True
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", region.connection())
-    assert offsite_copy.one_client_reaches_both() is False
+    assert one_client_reaches_both() is False
 
 
 def offsite_cfg(stack, primary, other, **extra):

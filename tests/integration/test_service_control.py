@@ -5,6 +5,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.host.service_control import ServiceCommandError, run_service_action
 

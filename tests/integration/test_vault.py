@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from gravitypm_ops.vault.hygiene import require_encryption
 from gravitypm_ops.vault.layout import (
     MANIFEST_NAME,
     IntegrityError,
@@ -14,7 +16,7 @@ from gravitypm_ops.vault.layout import (
     backup_id_for,
     backup_prefix,
 )
-from gravitypm_ops.vault.retention import RetentionPolicy
+from gravitypm_ops.vault.retention import RetentionPolicy, apply_retention
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.vault.streams import PART_SIZE, Protection
 
@@ -142,11 +144,11 @@ def test_retention_deletes_manifest_first_then_artifacts_and_dry_run_deletes_not
     policy = RetentionPolicy(last=2)
     now = T0 + timedelta(days=1)
 
-    dry = vault.apply_retention("db", policy, now, dry_run=True)
+    dry = apply_retention(vault, "db", policy, now, dry_run=True)
     assert sorted(dry["removed"]) == sorted(m["backup_id"] for m in manifests[:2])
     assert len(vault.list_backups("db")) == 4
 
-    report = vault.apply_retention("db", policy, now)
+    report = apply_retention(vault, "db", policy, now)
     assert sorted(report["removed"]) == sorted(m["backup_id"] for m in manifests[:2])
     assert [m["backup_id"] for m in vault.list_backups("db")] == [m["backup_id"] for m in manifests[2:]]
     s3 = stack.s3_client()
@@ -169,7 +171,7 @@ def test_object_locked_backups_are_kept_and_reported(stack):
     head = s3.head_object(Bucket=bucket, Key=old["artifacts"][0]["key"])
     assert head["ObjectLockMode"] == "COMPLIANCE"
 
-    report = vault.apply_retention("db", RetentionPolicy(last=1), T0 + timedelta(days=1))
+    report = apply_retention(vault, "db", RetentionPolicy(last=1), T0 + timedelta(days=1))
     assert report["removed"] == []
     kept = {k["backup_id"]: k["reasons"] for k in report["kept"]}
     assert kept[old["backup_id"]][0].startswith("kept: locked (retained until")
@@ -194,7 +196,7 @@ def test_missing_bucket_is_a_clear_error(stack):
 def test_require_encryption_refuses_a_store_that_ignored_sse(stack, vault):
     manifest = make_backup(vault, "r", T0)
     keys = [a["key"] for a in manifest["artifacts"]]
-    vault.require_encryption(keys)  # moto honours the SSE header
+    require_encryption(vault, keys)  # moto honours the SSE header
 
     class IgnoresSSE:  # some S3-compatible stores accept the header and store plaintext
         def head_object(self, **kwargs):
@@ -202,4 +204,4 @@ def test_require_encryption_refuses_a_store_that_ignored_sse(stack, vault):
 
     blind = Vault(vault.bucket, vault.prefix, IgnoresSSE())
     with pytest.raises(VaultError, match="did not encrypt it at rest"):
-        blind.require_encryption(keys)
+        require_encryption(blind, keys)

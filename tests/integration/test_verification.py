@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.backup import files as backup_files
 from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
@@ -12,20 +13,7 @@ from gravitypm_ops.vault.layout import backup_prefix
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.verification.verify import verify_backup
 
-from tests.integration.test_db_backup import every_type_docs
-
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-
-
-@pytest.fixture
-def small_db(stack):
-    client = stack.mongo_client()
-    name = f"verify_src_{uuid.uuid4().hex[:6]}"
-    client[name].items.insert_many(every_type_docs(30))
-    client[name].items.create_index("email", unique=True, name="email_unique")
-    client[name].create_collection("empty")
-    yield name
-    client.drop_database(name)
 
 
 @pytest.fixture

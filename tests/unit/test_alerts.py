@@ -1,4 +1,5 @@
 import pytest
+
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.redact import scrub
 

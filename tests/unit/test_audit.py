@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.checklists import audit as audit_module
 from gravitypm_ops.checklists.audit import (
     AuditError,

@@ -3,6 +3,7 @@
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.checklists.catalog import (
     AUTOMATED,
     CHECKLISTS,
@@ -20,17 +21,17 @@ from gravitypm_ops.checklists.evidence import tls as evidence_tls
 from gravitypm_ops.checklists.evidence import updates as evidence_updates
 from gravitypm_ops.checklists.periods import period_of, period_start, periods_between
 from gravitypm_ops.checklists.prompt import human_result, prompt_body
-from gravitypm_ops.checklists.settings import (
-    DEFAULT_SETTINGS,
-    parse_checklist_settings,
-    tls_endpoints,
-)
 from gravitypm_ops.checklists.tasks import (
     not_yet_recorded,
     outcome_without_result,
     with_gathered_evidence,
 )
 from gravitypm_ops.config import ConfigError, parse_config
+from gravitypm_ops.config.checklists import (
+    DEFAULT_SETTINGS,
+    parse_checklist_settings,
+    tls_endpoints,
+)
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 
@@ -46,7 +47,9 @@ def test_the_runbook_checklists_are_defined_item_by_item():
         "Compliance audit"]
     assert titles["quarterly_maintenance"] == [
         "Disaster recovery test", "Load testing", "Architecture review", "Team training"]
-    assert [c.cadence for c in CHECKLISTS.values()] == ["weekly", "monthly", "quarterly", "daily"]
+    assert titles["morning_checklist"] == [
+        "Service health", "Disk space (> 20 % free)", "Memory usage (< 85 %)", "Backup completion", "Vault hygiene"]
+    assert [c.cadence for c in CHECKLISTS.values()] == ["weekly", "monthly", "quarterly", "daily", "daily"]
     dr = CHECKLISTS["quarterly_maintenance"].items[0]
     assert dr.trigger == "gravitypm_dr_drill" and dr.kind == AUTOMATED
     for checklist in CHECKLISTS.values():
@@ -54,6 +57,29 @@ def test_the_runbook_checklists_are_defined_item_by_item():
             assert item.owner and item.instructions, item.id
             if item.collector:
                 assert item.collector in evidence_registry.COLLECTORS, item.id
+
+
+def test_the_morning_checklist_keeps_its_dag_task_ids_and_critical_health_alert():
+    from gravitypm_ops.airflow.alerts import Severity
+    from gravitypm_ops.checklists.catalog import HOST_COLLECTORS
+
+    morning = CHECKLISTS["morning_checklist"]
+    assert (morning.dag_id, morning.schedule, morning.summary_task_id) == (
+        "gravitypm_morning_checklist", "0 8 * * *", "post_summary")
+    assert [i.id for i in morning.items] == [
+        "check_service_health", "check_disk_space", "check_memory", "check_backup_age", "check_vault_hygiene"]
+    assert all(i.kind == AUTOMATED for i in morning.items)
+    assert {i.id: i.failure_alert for i in morning.items if i.failure_alert} == {"check_service_health": Severity.CRITICAL}
+    assert [i.id for i in morning.items if i.collector in HOST_COLLECTORS] == ["check_disk_space", "check_memory"]
+    assert {c.summary_task_id for c in CHECKLISTS.values() if c is not morning} == {"record_audit"}
+
+
+def test_a_summary_task_id_must_not_be_an_item_id():
+    from gravitypm_ops.checklists.catalog import Checklist
+
+    item = Item("record_audit", "X", HUMAN, "ops", "do it")
+    with pytest.raises(ValueError, match="summary_task_id 'record_audit' is an item id"):
+        Checklist("x", "X", "daily", "0 8 * * *", "r", (item,))
 
 
 def test_an_item_definition_is_checked():
@@ -101,18 +127,28 @@ def test_settings_default_and_override_through_the_config_key():
     assert DEFAULT_SETTINGS["security_updates_command"] == ["apt", "list", "--upgradable"]
 
 
+def test_settings_lists_stay_lists_and_the_defaults_stay_untouched():
+    s = parse_checklist_settings({"login_paths": ["/signin"], "tls_endpoints": ["a.example:8443"], "tls_ca_file": None})
+    assert (s["login_paths"], s["tls_endpoints"], s["tls_ca_file"]) == (["/signin"], ["a.example:8443"], "")
+    parse_checklist_settings(None)["security_updates_command"].append("--oops")
+    assert DEFAULT_SETTINGS["security_updates_command"] == ["apt", "list", "--upgradable"]
+
+
 @pytest.mark.parametrize("value, message", [
     ({"tls_warn_days": 3}, "unknown setting"),
-    ({"tls_warning_days": 2.5}, "'tls_warning_days' must be a whole number"),
-    ({"human_response_hours": 0}, "'human_response_hours' must be > 0"),
+    ({"tls_warning_days": 2.5}, r"checklists\.tls_warning_days must be a whole number >= 1"),
+    ({"human_response_hours": 0}, r"checklists\.human_response_hours must be a number > 0"),
     ({"human_response_hours": True}, "must be a number"),
     ({"security_updates_command": "apt list --upgradable"}, "list of strings"),
     ({"tls_endpoints": ["https://x.example"]}, "is not 'host' or 'host:port'"),
     ({"tls_endpoints": "x.example"}, "must be a list"),
     ({"tls_endpoints": ["x.example:70000"]}, "port out of range"),
     ({"tls_ca_file": "certs/ca.pem"}, "absolute path"),
-    ({"login_paths": ["login"]}, "URL paths"),
-    ({"error_rate_warning_percent": 10, "error_rate_failure_percent": 5}, "must not exceed"),
+    ({"login_paths": ["login"]}, "'login' is not a URL path"),
+    ({"login_paths": []}, "non-empty list of URL paths"),
+    ({"error_rate_warning_percent": 100}, r"error_rate_warning_percent must be a number between 0 and 100"),
+    ([], "must be an object of setting -> value"),
+    ({"error_rate_warning_percent": 10, "error_rate_failure_percent": 5}, r"\(10\) must not exceed"),
 ])
 def test_bad_settings_fail_with_the_key_named(value, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -150,6 +186,7 @@ def test_an_answer_without_comment_is_not_accepted():
     ("Done", "checked grafana", False), ("Not done / problem found", "disk 91 %", True), ("Done", " ", True)])
 def test_a_failed_answer_fails_the_prompt_task_after_publishing_its_result(option, comment, fails):
     from airflow.sdk.exceptions import AirflowFailException
+
     from gravitypm_ops.checklists.prompt import RESULT_KEY, ChecklistPrompt
 
     class TI:
@@ -212,6 +249,65 @@ def test_a_retried_record_task_appends_only_what_is_missing():
     tail = [{"item": "c", "run_id": "r1"}, {"item": "a", "run_id": "r2"}]  # the first try stored "a"
     assert not_yet_recorded(records, tail, "r2") == records[1:]
     assert not_yet_recorded(records, [{"item": "a", "run_id": "r1"}], "r2") == records
+
+
+def test_the_summary_still_goes_out_when_the_audit_cannot_be_written_on_the_last_try(monkeypatch):
+    import airflow.sdk
+
+    import gravitypm_ops.airflow.alerts
+    import gravitypm_ops.config
+    from gravitypm_ops.checklists import audit as checklists_audit
+    from gravitypm_ops.checklists import tasks as checklists_tasks
+
+    class TI:
+        max_tries = 2
+
+        def get_task_states(self, dag_id, task_ids, run_ids):
+            return {"r1": dict.fromkeys(task_ids, "success")}
+
+        def xcom_pull(self, task_ids, key):
+            return {"outcome": "warning" if task_ids == "check_backup_age" else "passed", "summary": f"{task_ids} ok",
+                    "links": [], "data": {}, "actor": "automation", "started_at": NOW.isoformat(),
+                    "completed_at": NOW.isoformat()}
+
+    class DagRun:
+        dag_id, run_id, logical_date, run_after = "gravitypm_morning_checklist", "r1", NOW, NOW
+
+    def vault_down(cfg):
+        raise ConnectionError("vault unreachable")
+
+    sent, ti = [], TI()
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": ti, "dag_run": DagRun()})
+    monkeypatch.setattr(gravitypm_ops.config, "load_config", lambda: None)
+    monkeypatch.setattr(checklists_audit.AuditLog, "from_config", classmethod(lambda cls, cfg: vault_down(cfg)))
+    monkeypatch.setattr(gravitypm_ops.airflow.alerts, "send_slack", sent.append)
+    ti.try_number = 1  # a retry follows: no summary yet
+    with pytest.raises(ConnectionError):
+        checklists_tasks.record_audit("morning_checklist")
+    assert sent == []
+    ti.try_number = 3  # the last try
+    with pytest.raises(ConnectionError):
+        checklists_tasks.record_audit("morning_checklist")
+    (text,) = sent
+    assert text.startswith("*Morning checklist* 2026-11-27 (r1): 4 passed, 1 warning")
+    assert ":warning: *Backup completion* (automation): check_backup_age ok" in text
+    assert text.endswith("*audit records NOT written*: ConnectionError: vault unreachable")
+
+
+def test_host_probe_results_become_evidence_in_the_checklist_vocabulary():
+    from gravitypm_ops.host import checks as host_checks
+
+    now = datetime(2026, 11, 27, 8, tzinfo=UTC)
+    probe = host_checks.check_backup_age({"db": now - timedelta(hours=9), "fs": None, "config": now}, {
+        "db": 7, "fs": 26, "config": 26}, now)
+    evidence = evidence_base.from_check(probe)
+    assert evidence.outcome == "failed"
+    assert evidence.summary.startswith("db: last backup 9.0 h ago (limit 7 h); fs: no backup yet; config:")
+    assert [(f["subject"], f["outcome"]) for f in evidence.data["findings"]] == [
+        ("db", "failed"), ("fs", "warning"), ("config", "passed")]
+    assert evidence_base.from_check(host_checks.check_memory(85, used_percent=40)).outcome == "passed"
+    missing_only = host_checks.check_backup_age({"db": None}, {"db": 7}, now)
+    assert evidence_base.from_check(missing_only).outcome == "warning"  # no backup yet: not a failure
 
 
 # --- access logs ------------------------------------------------------------------------------------

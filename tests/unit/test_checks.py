@@ -1,5 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gravitypm_ops.host import checks as host_checks
 
 
@@ -40,17 +42,28 @@ def test_only_missing_backups_is_a_warning():
     assert host_checks.check_backup_age({"db": None}, {"db": 7}, now).status == "warning"
 
 
-def test_result_round_trips_through_xcom_json():
+def test_result_as_published_to_xcom_names_its_worst_status():
     result = host_checks.CheckResult("x", (host_checks.Finding("a", "ok", "fine"), host_checks.Finding("b", "warning", "hm")))
-    assert host_checks.CheckResult.from_dict(result.to_dict()) == result
-    assert result.to_dict()["status"] == "warning"
+    assert result.to_dict() == {"check": "x", "status": "warning", "findings": [
+        {"subject": "a", "status": "ok", "detail": "fine"}, {"subject": "b", "status": "warning", "detail": "hm"}]}
 
 
-def test_summary_marks_checks_that_did_not_report():
-    text = host_checks.summary_text("T", {"memory": host_checks.check_memory(85, used_percent=10), "disk_space": None})
-    assert text.splitlines()[0] == "T"
-    assert ":white_check_mark: *memory*: ok" in text
-    assert "*disk_space*: did not report" in text
+def test_report_publishes_before_failing_on_a_breach(monkeypatch):
+    import airflow.sdk
+    from airflow.sdk.exceptions import AirflowFailException
+
+    class TI:
+        pushed = {}
+
+        def xcom_push(self, key, value):
+            self.pushed[key] = value
+
+    ti = TI()
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": ti})
+    assert host_checks.report(host_checks.check_memory(85, used_percent=10))["status"] == "ok"
+    with pytest.raises(AirflowFailException, match="memory: 90.0% used"):
+        host_checks.report(host_checks.check_memory(85, used_percent=90))
+    assert ti.pushed[host_checks.RESULT_KEY]["status"] == "breach"
 
 
 def test_vault_hygiene_rules_must_cover_the_prefix():

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from gravitypm_ops.config import ConfigError, OpsConfig, parse_config, parse_config_json
 
 

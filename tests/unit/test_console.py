@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
+
 from gravitypm_ops.checklists.audit import record_hash, validate_record
 from gravitypm_ops.console import backups as console_backups
 from gravitypm_ops.console import history as console_history

@@ -23,6 +23,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+
 from gravitypm_ops.formats.tar.common import BackupSourceError, RestoreError
 from gravitypm_ops.formats.tar.compression import (
     Compression,

@@ -35,6 +35,7 @@ from bson import (
     Timestamp,
 )
 from bson.raw_bson import RawBSONDocument
+
 from gravitypm_ops.formats.mongo_archive import crc64 as mongo_archive_crc64
 from gravitypm_ops.formats.mongo_archive import format as mongo_archive_format
 from gravitypm_ops.formats.mongo_archive import writer as mongo_archive_writer

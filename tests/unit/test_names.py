@@ -1,4 +1,5 @@
 import pytest
+
 from gravitypm_ops import names
 
 

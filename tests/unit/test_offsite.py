@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.offsite.copy import missing_records, plan_copies
 from gravitypm_ops.vault.open import NOT_CONFIGURED, open_vault

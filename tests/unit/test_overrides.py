@@ -1,6 +1,7 @@
 """apply_overrides: overrides on defaults, checked key by key, errors name the key."""
 
 import pytest
+
 from gravitypm_ops.overrides import (
     apply_overrides,
     boolean,

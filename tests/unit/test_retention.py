@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
 from gravitypm_ops.names import BACKUP_KINDS
 from gravitypm_ops.vault.retention import (
     DEFAULT_RETENTION,

@@ -1,6 +1,7 @@
 import sys
 
 import pytest
+
 from gravitypm_ops.config import ConfigError, parse_config
 from gravitypm_ops.host.service_control import (
     ServiceCommandError,

@@ -3,6 +3,7 @@ import io
 import time
 
 import pytest
+
 from gravitypm_ops.formats.streaming import BackgroundGzip, prefetch
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
+from gravitypm_ops.vault.hygiene import require_encryption
 from gravitypm_ops.vault.store import Vault
 
 INDEX_NAME = "index.jsonl"
@@ -67,7 +68,7 @@ def run_backup(kind: str, cfg, vault: Vault, *, dag_id: str, run_id: str, run_af
         ):
             report = archive_tree(roots, tar_out, index_out, excludes=excludes, progress=_progress_logger())
         if kind == "config":
-            vault.require_encryption([a.key for a in writer.artifacts])
+            require_encryption(vault, [a.key for a in writer.artifacts])
         return writer.commit(
             source={"host": os.uname().nodename, "roots": [r.source for r in roots], "excludes": excludes},
             tools={"gravitypm_ops": __version__, "compression": compression.to_dict(), "index": index_name},

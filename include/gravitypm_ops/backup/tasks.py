@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def apply_retention(kind: str, dry_run: bool) -> dict:
+    from gravitypm_ops.vault.retention import apply_retention as run_policy
+
     cfg = load_config()
-    report = Vault.from_config(cfg).apply_retention(kind, cfg.retention[kind], datetime.now(UTC), dry_run=dry_run)
+    report = run_policy(Vault.from_config(cfg), kind, cfg.retention[kind], datetime.now(UTC), dry_run=dry_run)
     log.info("retention %s (%s): kept %d, removed %s",
              kind, "dry run" if dry_run else "applied", len(report["kept"]), report["removed"])
     return report

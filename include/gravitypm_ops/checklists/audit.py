@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from gravitypm_ops.vault.layout import StoreError, WriteConflict
+
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
@@ -150,17 +152,16 @@ class AuditLog:
     def _keys(self, checklist: str, strays: list[str] | None = None) -> list[tuple[int, str]]:
         """(seq, key) of every stored record of a checklist, by seq; other keys go to `strays`."""
         found, prefix = [], self._prefix(checklist)
-        for page in self.vault.s3.get_paginator("list_objects_v2").paginate(Bucket=self.vault.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                match = _KEY.fullmatch(obj["Key"].removeprefix(prefix))
-                if match:
-                    found.append((int(match.group(1)), obj["Key"]))
-                elif strays is not None:
-                    strays.append(obj["Key"])
+        for key in self.vault.list_keys(prefix):
+            match = _KEY.fullmatch(key.removeprefix(prefix))
+            if match:
+                found.append((int(match.group(1)), key))
+            elif strays is not None:
+                strays.append(key)
         return sorted(found)
 
     def _read(self, key: str) -> dict | None:
-        return self.vault._read_json(key)
+        return self.vault.read_json(key)
 
     def _read_checked(self, key: str) -> dict | str | None:
         """Like _read, but an object that is not a JSON record (garbage written over a record)
@@ -213,28 +214,15 @@ class AuditLog:
         return record
 
     def _put(self, key: str, record: dict) -> bool:
-        """Write a new object; False when the key already exists (never overwrites)."""
-        s3 = self.vault.s3
+        """Write a new record (encrypted, locked); False when the key is taken (never overwrites)."""
         try:
-            answer = s3.put_object(
-                Bucket=self.vault.bucket, Key=key, Body=json.dumps(record, indent=2, sort_keys=True).encode(),
-                ContentType="application/json", IfNoneMatch="*", **self.vault.protection.encryption_args(),
-            )
-        except s3.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            raise
-        self.vault._lock(key, answer.get("VersionId"))
-        return True
+            return self.vault.put_once(key, record)
+        except WriteConflict:  # another writer is taking this seq right now: chain after it
+            return False
 
     # --- reading --------------------------------------------------------------------------------
     def checklists(self) -> list[str]:
-        names = set()
-        for page in self.vault.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.vault.bucket, Prefix=self.root, Delimiter="/"
-        ):
-            for common in page.get("CommonPrefixes", []):
-                names.add(common["Prefix"][len(self.root):].rstrip("/"))
+        names = {prefix[len(self.root):].rstrip("/") for prefix in self.vault.list_prefixes(self.root)}
         return sorted(n for n in names if _NAME.match(n))
 
     def records(self, checklist: str | None = None, since=None, until=None, outcome=None) -> list[dict]:
@@ -315,23 +303,15 @@ class AuditLog:
     def _version_problems(self, prefix: str) -> list[str]:
         """On a versioned bucket a deleted record leaves a delete marker and an edited one an older
         version: either means someone touched the history (a deleted newest record leaves no gap)."""
-        s3 = self.vault.s3
         try:
-            if s3.get_bucket_versioning(Bucket=self.vault.bucket).get("Status") not in ("Enabled", "Suspended"):
-                return []
-            pages = list(s3.get_paginator("list_object_versions").paginate(Bucket=self.vault.bucket, Prefix=prefix))
-        except s3.exceptions.ClientError as err:
-            log.warning("audit verify: cannot read object versions (%s); chain checked by hashes only",
-                        err.response.get("Error", {}).get("Code"))
+            history = self.vault.object_versions(prefix)
+        except StoreError as err:
+            log.warning("audit verify: cannot read object versions (%s); chain checked by hashes only", err.code)
             return []
-        problems = []
-        versions: dict[str, int] = {}
-        for page in pages:
-            for marker in page.get("DeleteMarkers", []):
-                problems.append(f"{marker['Key'].removeprefix(prefix)}: deleted (delete marker in the bucket)")
-            for version in page.get("Versions", []):
-                versions[version["Key"]] = versions.get(version["Key"], 0) + 1
-        for key, count in sorted(versions.items()):
+        if history is None:  # an unversioned bucket keeps no trace of overwrites
+            return []
+        problems = [f"{key.removeprefix(prefix)}: deleted (delete marker in the bucket)" for key in history["deleted"]]
+        for key, count in sorted(history["versions"].items()):
             if count > 1:
                 problems.append(f"{key.removeprefix(prefix)}: overwritten ({count} versions)")
         return problems

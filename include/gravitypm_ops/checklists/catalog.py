@@ -1,17 +1,16 @@
-"""The runbook's maintenance checklists, as data.
+"""The runbook's checklists (daily, weekly, monthly, quarterly), as data.
 
 One `Checklist` per DAG (dags/gravitypm_maintenance.py builds a DAG from each); one `Item` per
-line of the runbook. Adding an item is one entry here, not a new DAG:
+line of the runbook. Adding an item (or a checklist) is one entry here, not a new DAG file:
 
-- `automated` items run an evidence collector (evidence.py) that decides passed / warning / failed;
+- `automated` items run an evidence collector (evidence/registry.py) that decides passed / warning / failed;
 - `human` items are an Airflow human-in-the-loop prompt ("Required Actions") with the item's
   instructions, and the collector's evidence when the item names one; a required comment;
   no answer within `human_response_hours` makes the item "missed";
 - `trigger` names a DAG to run and wait for (the quarterly DR test runs `gravitypm_dr_drill`):
   the item's outcome is that run's state.
 
-Also here: the `checklists` config key (`parse_checklist_settings`) and the audit periods.
-Pure Python: the DAG file imports this at parse time.
+No I/O: the DAG file imports this at parse time.
 """
 
 from __future__ import annotations
@@ -21,14 +20,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.checklists.periods import CADENCES
 
 log = logging.getLogger(__name__)
 
 AUTOMATED, HUMAN = "automated", "human"
-# Collectors that read the application host (its logs, disks, packages): their tasks run on the
+# Collectors that read the application host (its logs, disks, memory, packages): their tasks run on the
 # host queue, like the other host-bound tasks.
-HOST_COLLECTORS = frozenset({"access_logs", "security_updates", "disk_space", "capacity"})
+HOST_COLLECTORS = frozenset({"access_logs", "security_updates", "disk_space", "memory", "capacity"})
 
 # Human answers and the outcome each records. A timeout records "missed", never "passed".
 HUMAN_OPTIONS = {
@@ -49,6 +49,7 @@ class Item:
     collector: str | None = None  # an evidence.COLLECTORS name
     options: dict[str, Any] = field(default_factory=dict)  # passed to the collector (e.g. a time window)
     trigger: str | None = None  # a DAG id to run and wait for; the outcome is its run's state
+    failure_alert: Severity | None = None  # the task's failure alert when it outranks the DAG's (Warning)
 
     def __post_init__(self):
         if self.kind not in (AUTOMATED, HUMAN):
@@ -72,6 +73,9 @@ class Checklist:
     schedule: str  # cron, in GRAVITYPM_OPS_TZ
     runbook: str
     items: tuple[Item, ...]
+    # The final task: records the audit and posts the Slack summary (the morning checklist keeps
+    # the id its users know).
+    summary_task_id: str = "record_audit"
 
     @property
     def dag_id(self) -> str:
@@ -81,6 +85,8 @@ class Checklist:
         ids = [i.id for i in self.items]
         if len(ids) != len(set(ids)):
             raise ValueError(f"checklist {self.name}: duplicate item ids")
+        if self.summary_task_id in ids:
+            raise ValueError(f"checklist {self.name}: summary_task_id {self.summary_task_id!r} is an item id")
         if self.cadence not in CADENCES:
             raise ValueError(f"checklist {self.name}: cadence must be one of {', '.join(CADENCES)}")
 
@@ -158,6 +164,31 @@ CHECKLISTS: dict[str, Checklist] = {
                      "Walk the on-call team through the runbook's incident response and a restore. "
                      "Record who attended and what was practised."),
             ),
+        ),
+        Checklist(
+            "morning_checklist", "Morning checklist", "daily", "0 8 * * *",
+            "Daily Operations → Morning Checklist",
+            (
+                Item("check_service_health", "Service health", AUTOMATED, OPS,
+                     "`curl -f` each of `health_urls`: failed when one is unreachable or not 2xx "
+                     "(a Critical alert).",
+                     collector="service_health", failure_alert=Severity.CRITICAL),
+                Item("check_disk_space", "Disk space (> 20 % free)", AUTOMATED, OPS,
+                     "The filesystems of app_root and logs_dir: failed at or below disk_min_free_percent free.",
+                     collector="disk_space"),
+                Item("check_memory", "Memory usage (< 85 %)", AUTOMATED, OPS,
+                     "Used memory on the application host: failed at or above memory_max_used_percent.",
+                     collector="memory"),
+                Item("check_backup_age", "Backup completion", AUTOMATED, OPS,
+                     "The newest committed backup of each kind, from the vault: failed when older than its "
+                     "freshness_hours; no backup of a kind yet is a warning.",
+                     collector="backup_age"),
+                Item("check_vault_hygiene", "Vault hygiene", AUTOMATED, OPS,
+                     "The vault bucket: failed without versioning, or without the lifecycle rules that abort "
+                     "incomplete multipart uploads and expire noncurrent versions (README \"Vault bucket settings\").",
+                     collector="vault_hygiene"),
+            ),
+            summary_task_id="post_summary",
         ),
         Checklist(
             "evening_checklist", "Evening checklist", "daily", "0 18 * * *",

@@ -44,8 +44,8 @@ def prompt_body(item: Item, owner: str, evidence: dict | None, hours: float) -> 
 
 
 def response_hours(context) -> float:
-    from gravitypm_ops.checklists.settings import settings_of
     from gravitypm_ops.config import load_config
+    from gravitypm_ops.config.checklists import settings_of
 
     override = (context.get("params") or {}).get(RESPONSE_HOURS_PARAM)
     return float(override) if override else float(settings_of(load_config())["human_response_hours"])

@@ -1,10 +1,10 @@
-"""Task bodies of the checklist DAGs (dags/gravitypm_maintenance.py) and the human prompt operator.
+"""Task bodies of the checklist DAGs (dags/gravitypm_maintenance.py builds one per catalogue entry).
 
 Every item task leaves its result as the XCom key ``item`` — {"outcome", "summary", "links",
-"data", "actor", "started_at", "completed_at"} — *before* it fails, so the final
-`record_audit` task (trigger rule all_done) can write one audit record per item, in item order,
-whatever happened. An item without a result is recorded from its task state: "missed" for a
-human item (never "passed"), "failed" for an automated one.
+"data", "actor", "started_at", "completed_at"} — *before* it fails, so the final task
+(`record_audit`, or the checklist's `summary_task_id`; trigger rule all_done) can write one audit
+record per item, in item order, whatever happened. An item without a result is recorded from its
+task state: "missed" for a human item (never "passed"), "failed" for an automated one.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ def build_record(checklist: Checklist, item: Item, result: dict, *, period: str,
 
 def record_audit(checklist_name: str) -> dict:
     """Append one audit record per item, in item order (items already recorded by an earlier try of
-    this task are skipped), then post the run's summary to Slack."""
+    this task are skipped), then post the run's summary to Slack (also when the append fails for
+    good, saying so)."""
     from airflow.sdk import get_current_context
 
     from gravitypm_ops.airflow.alerts import send_slack
@@ -183,12 +184,21 @@ def record_audit(checklist_name: str) -> dict:
         build_record(checklist, item, result, period=period, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
         for item, result in collect_results(checklist, ti, dag_run.dag_id, dag_run.run_id)
     ]
-    audit = AuditLog.from_config(load_config())
-    stored = audit.append(checklist.name, not_yet_recorded(records, audit.tail(checklist.name, len(records)),
-                                                           dag_run.run_id))
     for record in records:
         print(f"[{record['outcome'].upper()}] {record['title']} ({record['actor']}): {record['evidence']['summary']}")
-    send_slack(summary_text(checklist, period, records, dag_run.run_id))
+    text = summary_text(checklist, period, records, dag_run.run_id)
+    try:
+        audit = AuditLog.from_config(load_config())
+        stored = audit.append(checklist.name, not_yet_recorded(records, audit.tail(checklist.name, len(records)),
+                                                               dag_run.run_id))
+    except Exception as err:
+        # The run's summary still goes out once, on the last try: a vault outage must not silence it.
+        if ti.try_number > ti.max_tries:
+            from gravitypm_ops.redact import scrub
+
+            send_slack(f"{text}\n:x: *audit records NOT written*: {scrub(f'{type(err).__name__}: {err}')[:300]}")
+        raise
+    send_slack(text)
     return {"period": period, "appended": [r["seq"] for r in stored],
             "outcomes": {r["item"]: r["outcome"] for r in records}}
 

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.drill.drill import DRILLS_DIR
+from gravitypm_ops.vault.layout import WriteConflict
 from gravitypm_ops.vault.store import Vault
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,11 @@ def write_report(vault: Vault, report: dict) -> dict[str, str]:
     }
     for name, (body, content_type) in bodies.items():
         try:
-            answer = vault.s3.put_object(
-                Bucket=vault.bucket, Key=keys[name], Body=body, ContentType=content_type, IfNoneMatch="*",
-                **vault.protection.encryption_args(),
-            )
-        except vault.s3.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                log.info("%s already written by this run: kept", keys[name])
-                continue
-            raise
-        vault.protect(keys[name], answer.get("VersionId"))
+            written = vault.put_once(keys[name], body, content_type)
+        except WriteConflict:  # another attempt of this run is writing it right now
+            written = False
+        if not written:
+            log.info("%s already written by this run: kept", keys[name])
     return keys
 
 

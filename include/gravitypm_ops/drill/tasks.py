@@ -15,6 +15,7 @@ from gravitypm_ops.drill.drill import (
     restore_component,
 )
 from gravitypm_ops.drill.report import audit_record, slack_summary, write_report
+from gravitypm_ops.vault import leases
 from gravitypm_ops.vault.store import Vault
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def hold_task(plan: dict, context) -> list[str]:
     from gravitypm_ops.vault.open import open_vault
 
     vault = open_vault(load_config(), plan["source"])
-    return [vault.hold(kind, _holder(context)) for kind in plan["components"]]
+    return [leases.hold(vault, kind, _holder(context)) for kind in plan["components"]]
 
 
 def component_task(kind: str, plan: dict, context) -> dict:
@@ -62,7 +63,7 @@ def component_task(kind: str, plan: dict, context) -> dict:
     cfg = load_config()
     vault = open_vault(cfg, plan["source"])
     holder = _holder(context)
-    if not any(lease["holder"] == holder for lease in vault.leases(kind)):
+    if not any(lease["holder"] == holder for lease in leases.active(vault, kind)):
         raise AirflowFailException(f"no retention lease on {kind} for {holder}: retention could remove the "
                                    "backup during the restore")
     client = scratch_mongo_client() if kind == "db" else None
@@ -88,7 +89,7 @@ def release_task(context) -> list[str]:
         return []  # refused before any lease was taken
     vault = open_vault(load_config(), plan["source"])
     for kind in plan["components"]:
-        vault.release(kind, _holder(context))
+        leases.release(vault, kind, _holder(context))
     return plan["components"]
 
 

@@ -1,8 +1,9 @@
-"""The runbook's daily checks as plain functions returning `CheckResult`s.
+"""Host and vault probes as plain functions returning `CheckResult`s.
 
 Each function measures one thing and judges it against a threshold. A breach is a
-`status="breach"` result (the DAG turns it into a red task); informational findings
-are warnings that go into the summary.
+`status="breach"` finding; informational findings are warnings. The checklists wrap them as
+evidence (checklists/evidence/, passed / warning / failed); verification's freshness audit,
+restore validation and log rotation use them directly (`report` publishes one as a task result).
 """
 
 from __future__ import annotations
@@ -42,9 +43,25 @@ class CheckResult:
     def to_dict(self) -> dict:
         return {"check": self.check, "status": self.status, "findings": [asdict(f) for f in self.findings]}
 
-    @classmethod
-    def from_dict(cls, data: Mapping) -> CheckResult:
-        return cls(data["check"], tuple(Finding(**f) for f in data["findings"]))
+
+RESULT_KEY = "check"  # the XCom key `report` publishes a result under
+
+
+def report(result: CheckResult) -> dict:
+    """Publish a result from a task (XCom `check`) *before* failing it on a breach (no retry:
+    re-measuring a breach at once would only delay the alert)."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    payload = result.to_dict()
+    get_current_context()["ti"].xcom_push(key=RESULT_KEY, value=payload)
+    for finding in result.findings:
+        print(f"[{finding.status.upper()}] {finding.subject}: {finding.detail}")
+    if result.breaches():
+        raise AirflowFailException(
+            f"{result.check}: " + "; ".join(f"{f.subject}: {f.detail}" for f in result.breaches())
+        )
+    return payload
 
 
 def check_health(urls: Mapping[str, str], timeout: float = 10.0) -> CheckResult:
@@ -144,18 +161,3 @@ def check_vault_hygiene(settings: Mapping, prefix: str) -> CheckResult:
     lock = settings.get("object_lock")
     findings.append(Finding("object_lock", OK, "enabled" if lock == "Enabled" else "off (optional: immutable vaults)"))
     return CheckResult("vault_hygiene", tuple(findings))
-
-
-STATUS_ICON = {OK: ":white_check_mark:", WARNING: ":warning:", BREACH: ":x:"}
-
-
-def summary_text(title: str, results: Mapping[str, CheckResult | None]) -> str:
-    """One Slack message for a checklist run: a line per finding, worst first per check."""
-    lines = [title]
-    for check, result in results.items():
-        if result is None:
-            lines.append(f":grey_question: *{check}*: did not report (see its task log)")
-            continue
-        lines.append(f"{STATUS_ICON[result.status]} *{check}*: {result.status}")
-        lines += [f"    {STATUS_ICON[f.status]} {f.subject}: {f.detail}" for f in result.findings]
-    return "\n".join(lines)

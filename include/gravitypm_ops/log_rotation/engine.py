@@ -1,4 +1,4 @@
-"""Log rotation with logrotate 3.21's semantics (the shipping of rotated logs: backup/logs.py).
+"""Log rotation with logrotate 3.21's semantics (the shipping of rotated logs: ship.py).
 
 The runbook's block is the default (`DEFAULT_SETTINGS`; the `log_rotation` config key overrides
 single directives):
@@ -51,7 +51,7 @@ growing. When postrotate fails, the files it concerned stay uncompressed and uns
 ("awaiting reopen", by inode, in the state file) — nothing is lost — and the run reports the
 failure; the next run (or retry) runs postrotate again before touching them.
 
-Shipping (runbook "Logs: Continuous with rotation", `gravitypm_ops.backup.logs`): every final rotated file (app.log.N.gz)
+Shipping (runbook "Logs: Continuous with rotation", `gravitypm_ops.log_rotation.ship`): every final rotated file (app.log.N.gz)
 goes to the vault as a `logs` backup before local pruning may delete it. A file is identified by
 the SHA-256 of its bytes, which renaming (.1.gz -> .2.gz) does not change; it is not shipped
 again when the vault's `logs` manifests or the local ledger (kept while the file exists, so

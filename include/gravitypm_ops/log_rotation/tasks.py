@@ -39,11 +39,11 @@ def rotate_and_ship(force: bool, context) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
     from gravitypm_ops.airflow.glue import manifest_summary
-    from gravitypm_ops.backup.logs import ship_to_vault, shipped_hashes
+    from gravitypm_ops.config.log_rotation import parse_rotation_settings
     from gravitypm_ops.host.service_control import run_service_action
     from gravitypm_ops.log_rotation.engine import Rotation
     from gravitypm_ops.log_rotation.files import RotationError
-    from gravitypm_ops.log_rotation.settings import parse_rotation_settings
+    from gravitypm_ops.log_rotation.ship import ship_to_vault, shipped_hashes
     from gravitypm_ops.names import schedule_timezone
     from gravitypm_ops.vault.store import Vault
 

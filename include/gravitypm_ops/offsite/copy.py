@@ -7,7 +7,7 @@ in `offsite_bucket`, reached through the `gravitypm_aws_offsite` connection. It 
 Copying one backup (`Copier.copy_backup`), in this order:
 
 1. leftovers of an interrupted copy of it (open multipart uploads) are aborted;
-2. each artifact is copied and checked against the primary manifest's size and SHA-256:
+2. each artifact is copied (`vault.transfer`) and checked against the primary manifest's size and SHA-256:
    - *server-side* (CopyObject, or UploadPartCopy in parts for big objects) when one client
      reaches both vaults (same endpoint, same credentials); the copy is then re-read and hashed.
      S3's own copy checksum is not used instead: for a multipart copy it is a checksum of part
@@ -33,60 +33,26 @@ the primary are copied by later runs.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gravitypm_ops.names import AWS_CONN_ID, AWS_OFFSITE_CONN_ID
 from gravitypm_ops.redact import scrub
 from gravitypm_ops.vault.layout import (
     MANIFEST_NAME,
     VERIFICATIONS_DIR,
-    IntegrityError,
+    ObjectMissing,
     VaultError,
     backup_prefix,
-    retained_backup,
     verified_ok,
 )
 from gravitypm_ops.vault.store import Vault
-from gravitypm_ops.vault.streams import PART_SIZE, ArtifactUpload, HashingReader
+from gravitypm_ops.vault.streams import PART_SIZE
+from gravitypm_ops.vault.transfer import COPY_PART_SIZE, copy_in_store, copy_streamed
 
 log = logging.getLogger(__name__)
 OFF = "off-site copies are off (config key offsite_bucket is empty): nothing to do"
-COPY_PART_SIZE = 512 * 2**20  # server-side copies above this go in UploadPartCopy parts (S3 allows <= 5 GiB each)
-READ_CHUNK = 1 << 20
-
-
-def one_client_reaches_both() -> bool:
-    """True when the two connections name the same S3 endpoint and the same credentials: then one
-    client can read the primary and write off-site, and copies stay inside S3 (no bytes through
-    the worker). Different regions of one account qualify (CopyObject works across regions)."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    primary, offsite = S3Hook(aws_conn_id=AWS_CONN_ID), S3Hook(aws_conn_id=AWS_OFFSITE_CONN_ID)
-    if primary.conn_config.get_service_endpoint_url("s3") != offsite.conn_config.get_service_endpoint_url("s3"):
-        return False
-    a, b = primary.get_credentials(), offsite.get_credentials()
-    return (a.access_key, a.secret_key, a.token) == (b.access_key, b.secret_key, b.token)
-
-
-def check_offsite_access(vault: Vault) -> None:
-    """Fail fast, naming the off-site config key and connection, when the bucket cannot be used."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        vault.s3.head_bucket(Bucket=vault.bucket)
-        vault.s3.list_objects_v2(Bucket=vault.bucket, Prefix=vault.prefix + "/", MaxKeys=1)
-    except ClientError as err:
-        code = str(err.response.get("Error", {}).get("Code"))
-        what = "does not exist" if code in ("404", "NoSuchBucket") else f"cannot be used ({code})"
-        raise VaultError(f"off-site bucket {vault.bucket!r} {what}: check config key offsite_bucket and "
-                         f"the {AWS_OFFSITE_CONN_ID} connection") from None
-    except BotoCoreError as err:
-        raise VaultError(f"off-site vault unreachable ({type(err).__name__}): check the "
-                         f"{AWS_OFFSITE_CONN_ID} connection") from None
 
 
 @dataclass(frozen=True)
@@ -101,7 +67,8 @@ def plan_copies(primary: list[dict], offsite: list[dict], policy, now: datetime)
     A candidate is copied only if the off-site policy, applied to what is off-site plus every
     candidate, keeps it: what off-site retention would delete right away is never copied.
     """
-    from gravitypm_ops.vault.retention import apply_policy
+    from gravitypm_ops.names import INCREMENTAL_KINDS
+    from gravitypm_ops.vault.retention import apply_policy, retained_backup
 
     present = {m["backup_id"] for m in offsite}
     skip, candidates = [], []
@@ -112,7 +79,10 @@ def plan_copies(primary: list[dict], offsite: list[dict], policy, now: datetime)
             skip.append((m["backup_id"], "its newest verification on the primary failed"))
         else:
             candidates.append(m)
-    kept = {k.backup.backup_id for k in apply_policy([retained_backup(m) for m in offsite + candidates], policy, now).keep}
+    everything = offsite + candidates
+    whole_buckets = any(m.get("kind") in INCREMENTAL_KINDS for m in everything)  # one kind per call
+    kept = {k.backup.backup_id
+            for k in apply_policy([retained_backup(m) for m in everything], policy, now, whole_buckets=whole_buckets).keep}
     skip += [(m["backup_id"], "off-site retention would not keep it") for m in candidates if m["backup_id"] not in kept]
     copy = sorted((m for m in candidates if m["backup_id"] in kept), key=lambda m: m["backup_id"], reverse=True)
     return CopyPlan(tuple(copy), tuple(sorted(skip, reverse=True)))
@@ -126,10 +96,6 @@ def missing_records(primary_keys: list[str], offsite_keys: list[str]) -> list[st
 
 class BackupGone(VaultError):
     """The primary deleted the backup (retention) while it was being copied: nothing to copy."""
-
-
-def _code(err) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code"))
 
 
 class Copier:
@@ -193,99 +159,36 @@ class Copier:
             },
         }
         for source, target in zip(stored["artifacts"], copy["artifacts"], strict=True):
+            try:
+                if self.server_side:
+                    version = copy_in_store(self.primary, self.offsite, source, target["key"],
+                                            part_size=self.copy_part_size)
+                else:
+                    version = copy_streamed(self.primary, self.offsite, source, target["key"],
+                                            part_size=self.upload_part_size)
+            except ObjectMissing:
+                raise BackupGone(f"{source['key']} left the primary vault during the copy") from None
             if self.server_side:
-                version = self._copy_in_s3(source, target)
                 self.offsite.check_artifact(copy, target["name"])  # IntegrityError unless the copy hashes right
-            else:
-                version = self._copy_streamed(source, target)
-            self.offsite.protect(target["key"], version)
+            self.offsite.protect(target["key"], version)  # locked only once checked: a bad copy stays deletable
         for key in record_keys:
             self._copy_record(key, prefix)
         copy["offsite_copy"]["copied"] = datetime.now(UTC).isoformat()
-        committed = self._commit(prefix + MANIFEST_NAME, copy)
+        committed = self.offsite.put_once(prefix + MANIFEST_NAME, copy)
         seconds = round(time.monotonic() - started, 3)
         size = sum(a["size"] for a in stored["artifacts"])
         log.info("%s %s copied off-site (%s, %d bytes, %.1f s)%s", kind, backup_id, self.method, size, seconds,
                  "" if committed else ": already committed there by another run")
         return {"backup_id": backup_id, "bytes": size, "seconds": seconds, "records": len(record_keys)}
 
-    def _copy_in_s3(self, source: dict, target: dict) -> str | None:
-        s3, src = self.offsite.s3, {"Bucket": self.primary.bucket, "Key": source["key"]}
-        dest = {"Bucket": self.offsite.bucket, "Key": target["key"], **self.offsite.protection.encryption_args()}
-        try:
-            if source["size"] <= self.copy_part_size:
-                return s3.copy_object(CopySource=src, **dest).get("VersionId")
-            upload_id = s3.create_multipart_upload(**dest)["UploadId"]
-            try:
-                parts = []
-                for number, start in enumerate(range(0, source["size"], self.copy_part_size), 1):
-                    end = min(start + self.copy_part_size, source["size"]) - 1
-                    answer = s3.upload_part_copy(
-                        CopySource=src, CopySourceRange=f"bytes={start}-{end}", Bucket=self.offsite.bucket,
-                        Key=target["key"], UploadId=upload_id, PartNumber=number,
-                    )
-                    parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
-                return s3.complete_multipart_upload(
-                    Bucket=self.offsite.bucket, Key=target["key"], UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                ).get("VersionId")
-            except BaseException:
-                s3.abort_multipart_upload(Bucket=self.offsite.bucket, Key=target["key"], UploadId=upload_id)
-                raise
-        except s3.exceptions.ClientError as err:
-            if _code(err) in ("NoSuchKey", "404"):
-                raise BackupGone(f"{source['key']} left the primary vault during the copy") from None
-            raise
-
-    def _copy_streamed(self, source: dict, target: dict) -> str | None:
-        from gravitypm_ops.formats.streaming import prefetch
-
-        try:
-            body = self.primary.s3.get_object(Bucket=self.primary.bucket, Key=source["key"])["Body"]
-        except self.primary.s3.exceptions.NoSuchKey:
-            raise BackupGone(f"{source['key']} left the primary vault during the copy") from None
-        upload = ArtifactUpload(self.offsite.s3, self.offsite.bucket, target["key"], self.offsite.protection,
-                                self.upload_part_size)
-        try:
-            with HashingReader(body, source) as reader:  # raises IntegrityError at EOF on a size/sha mismatch
-                for chunk in prefetch(iter(lambda: reader.read(READ_CHUNK), b""), batch=1, depth=2):
-                    upload.write(chunk)
-                reader.verify()
-            size, sha, version = upload.complete()
-        except BaseException:
-            upload.abort()
-            raise
-        landed = self.offsite.s3.head_object(Bucket=self.offsite.bucket, Key=target["key"])["ContentLength"]
-        if (size, sha, landed) != (source["size"], source["sha256"], source["size"]):
-            raise IntegrityError(f"{target['key']}: copy has {landed} bytes, manifest says {source['size']}")
-        return version
-
     def _copy_record(self, key: str, offsite_prefix: str) -> bool:
-        """One verification record, same name, never over an existing one (records are tiny).
-        True when it was written."""
-        try:
-            body = self.primary.s3.get_object(Bucket=self.primary.bucket, Key=key)["Body"].read()
-        except self.primary.s3.exceptions.NoSuchKey:
+        """One verification record, same name and bytes, never over an existing one. True when it was written."""
+        body = self.primary.read_bytes(key)
+        if body is None:
             log.info("%s left the primary vault before it was copied", key)
             return False
         target = offsite_prefix + VERIFICATIONS_DIR + key.rsplit("/", 1)[-1]
-        written = self._put_once(target, body)
+        written = self.offsite.put_once(target, body)
         if not written:
             log.info("%s already off-site", target)
         return written
-
-    def _commit(self, key: str, manifest: dict) -> bool:
-        return self._put_once(key, json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
-
-    def _put_once(self, key: str, body: bytes) -> bool:
-        """PUT unless the key exists (If-None-Match: *); False when it already did."""
-        s3 = self.offsite.s3
-        try:
-            answer = s3.put_object(Bucket=self.offsite.bucket, Key=key, Body=body, ContentType="application/json",
-                                   IfNoneMatch="*", **self.offsite.protection.encryption_args())
-        except s3.exceptions.ClientError as err:
-            if _code(err) == "PreconditionFailed":
-                return False
-            raise
-        self.offsite.protect(key, answer.get("VersionId"))
-        return True

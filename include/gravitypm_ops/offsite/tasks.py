@@ -6,14 +6,10 @@ import logging
 from datetime import UTC, datetime
 
 from gravitypm_ops.names import BACKUP_KINDS
-from gravitypm_ops.offsite.copy import (
-    OFF,
-    Copier,
-    check_offsite_access,
-    one_client_reaches_both,
-)
+from gravitypm_ops.offsite.copy import OFF, Copier
+from gravitypm_ops.vault import retention
 from gravitypm_ops.vault.layout import VaultError
-from gravitypm_ops.vault.open import open_vault
+from gravitypm_ops.vault.open import check_offsite_access, one_client_reaches_both, open_vault
 from gravitypm_ops.vault.store import Vault
 
 log = logging.getLogger(__name__)
@@ -57,7 +53,7 @@ def apply_retention(dry_run: bool) -> dict:
     offsite, now = open_vault(cfg, "offsite"), datetime.now(UTC)
     reports = {}
     for kind in BACKUP_KINDS:
-        reports[kind] = offsite.apply_retention(kind, cfg.offsite_policy(kind), now, dry_run=dry_run)
+        reports[kind] = retention.apply_retention(offsite, kind, cfg.offsite_policy(kind), now, dry_run=dry_run)
         log.info("off-site retention %s (%s): kept %d, removed %s", kind, "dry run" if dry_run else "applied",
                  len(reports[kind]["kept"]), reports[kind]["removed"])
     return {"enabled": True, "kinds": reports}

@@ -34,6 +34,7 @@ def holder(context) -> str:
 def plan(kind_of_restore: str, params, context) -> dict:
     """Validate everything before anything changes; hold a retention lease; log and return the plan."""
     from gravitypm_ops.restore import plan as restore_plan
+    from gravitypm_ops.vault import leases
 
     cfg = load_config()
     vault = _vault(cfg, params.get("source"))
@@ -48,7 +49,7 @@ def plan(kind_of_restore: str, params, context) -> dict:
     result["source"] = params.get("source") or "primary"
     if not result["dry_run"]:
         # Retention must not delete this kind's backups (ours included) while we restore.
-        vault.hold(result["backup"]["kind"], holder(context))
+        leases.hold(vault, result["backup"]["kind"], holder(context))
     log.info("restore plan:\n%s", _plan_text(result))
     return result
 
@@ -150,6 +151,7 @@ def report(context) -> dict:
     """One summary of the run, whatever happened: Slack, and the rollback hint when it failed."""
     from gravitypm_ops.airflow.alerts import send_slack
     from gravitypm_ops.airflow.approval import DECISION_KEY
+    from gravitypm_ops.vault import leases
     from gravitypm_ops.vault.open import open_vault
 
     ti, dag_run = context["ti"], context["dag_run"]
@@ -186,7 +188,7 @@ def report(context) -> dict:
     send_slack(_slack_text(result))
     if the_plan is not None and not the_plan["dry_run"]:
         cfg = load_config()
-        open_vault(cfg, the_plan["source"]).release(the_plan["backup"]["kind"], holder(context))
+        leases.release(open_vault(cfg, the_plan["source"]), the_plan["backup"]["kind"], holder(context))
     log.info("restore outcome: %s", outcome)
     return result
 

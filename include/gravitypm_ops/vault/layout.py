@@ -26,22 +26,26 @@ class IntegrityError(VaultError):
     """An artifact read back does not match the size or SHA-256 its manifest recorded."""
 
 
+class ObjectMissing(VaultError):
+    """The key is not in the store (deleted, or never written)."""
+
+
+class WriteConflict(VaultError):
+    """Another writer is writing the same write-once key right now (S3 ConditionalRequestConflict):
+    its outcome is unknown; callers that race by design treat the key as taken."""
+
+
+class StoreError(VaultError):
+    """The store refused a request; `code` is its error code (e.g. "AccessDenied")."""
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
 def verified_ok(manifest: dict) -> bool:
     """True when the backup's newest verification passed (see Vault.list_backups)."""
     return bool(manifest.get("verification")) and manifest["verification"].get("status") == "passed"
-
-
-def retained_backup(manifest: dict):
-    """What the retention policy needs to know of a backup (a manifest with its `verification`)."""
-    from gravitypm_ops.vault.retention import RetainedBackup
-
-    return RetainedBackup(
-        backup_id=manifest["backup_id"],
-        finished=datetime.fromisoformat(manifest["finished"]),
-        # "newest verified" protects what `latest` resolves to, which a safety backup never is
-        verified=verified_ok(manifest) and manifest.get("purpose") != SAFETY_PURPOSE,
-        safety_until=datetime.fromisoformat(manifest["safety_until"]) if manifest.get("safety_until") else None,
-    )
 
 
 def backup_id_for(dag_id: str, run_id: str, run_after: datetime) -> str:

@@ -12,8 +12,9 @@ counts left); here each rule keeps at most one backup per bucket. Instead, three
 protections always win: the newest backup, the newest verified backup, and a safety
 backup (taken before a restore) until its `safety_until`.
 
-Nothing here talks to S3: the vault deletes `Decision.remove` (manifest first, then
-artifacts; Object Lock refusals are reported as "kept: locked").
+The policy is pure. `apply_retention` (at the end) runs it on a vault: it deletes
+`Decision.remove` (manifest first, then artifacts), keeps what a lease holds, and reports
+Object Lock refusals as "kept: locked".
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from gravitypm_ops.names import INCREMENTAL_KINDS
+from gravitypm_ops.vault.layout import SAFETY_PURPOSE, verified_ok
+
+if TYPE_CHECKING:
+    from gravitypm_ops.vault.store import Vault
 
 
 def _utc(value: datetime, what: str) -> datetime:
@@ -43,6 +50,17 @@ class RetainedBackup:
         object.__setattr__(self, "finished", _utc(self.finished, f"{self.backup_id}: finished"))
         if self.safety_until is not None:
             object.__setattr__(self, "safety_until", _utc(self.safety_until, f"{self.backup_id}: safety_until"))
+
+
+def retained_backup(manifest: dict) -> RetainedBackup:
+    """What the retention policy needs to know of a backup (a manifest with its `verification`)."""
+    return RetainedBackup(
+        backup_id=manifest["backup_id"],
+        finished=datetime.fromisoformat(manifest["finished"]),
+        # "newest verified" protects what `latest` resolves to, which a safety backup never is
+        verified=verified_ok(manifest) and manifest.get("purpose") != SAFETY_PURPOSE,
+        safety_until=datetime.fromisoformat(manifest["safety_until"]) if manifest.get("safety_until") else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -109,8 +127,12 @@ _BUCKETS: tuple[tuple[str, Callable[[datetime], tuple[int, ...]]], ...] = (
 )
 
 
-def apply_policy(backups: Iterable[RetainedBackup], policy: RetentionPolicy, now: datetime) -> Decision:
-    """Split `backups` into keep (with reasons) and remove; input order does not matter."""
+def apply_policy(backups: Iterable[RetainedBackup], policy: RetentionPolicy, now: datetime, *,
+                 whole_buckets: bool = False) -> Decision:
+    """Split `backups` into keep (with reasons) and remove; input order does not matter.
+
+    whole_buckets: a kept bucket keeps every backup in it, for kinds whose backups each hold
+    different data (`logs`: a newer backup of the same day does not replace an older one)."""
     now = _utc(now, "now")
     # Newest first; equal timestamps ordered by backup_id (descending), so "newest" is unique.
     ordered = sorted(backups, key=lambda b: (b.finished, b.backup_id), reverse=True)
@@ -131,13 +153,15 @@ def apply_policy(backups: Iterable[RetainedBackup], policy: RetentionPolicy, now
             left = getattr(policy, name)
             last_bucket = None
             for b in ordered:
-                if left == 0:
-                    break
                 bucket = bucket_of(b.finished)
                 if bucket != last_bucket:
+                    if left == 0:
+                        break
                     reasons[b.backup_id].append(name)
                     last_bucket = bucket
                     left -= 1
+                elif whole_buckets:
+                    reasons[b.backup_id].append(name)
 
     # Protections: always kept, whatever the policy says.
     if ordered:
@@ -166,3 +190,61 @@ DEFAULT_RETENTION: dict[str, RetentionPolicy] = {
     # Logs: the runbook's logrotate keeps 30 days (`rotate 30`); the archive matches it.
     "logs": RetentionPolicy(daily=30),
 }
+
+
+# --- running the policy on a vault ---------------------------------------------------------------
+def delete_backup(vault: Vault, manifest: dict) -> str | None:
+    """Delete one backup: manifest first (it stops existing), then its artifacts.
+
+    Returns None when deleted, or the reason it was kept (Object Lock, legal hold, or the
+    store refusing the delete). On a versioned bucket this places delete markers; the
+    lifecycle rule for noncurrent versions frees the space.
+    """
+    from gravitypm_ops.vault.layout import MANIFEST_NAME, backup_prefix
+
+    key = backup_prefix(vault.prefix, manifest["kind"], manifest["backup_id"]) + MANIFEST_NAME
+    locked = vault.locked_until(key)
+    if locked:
+        return f"locked ({locked})"
+    refused = vault.delete_key(key)
+    if refused:
+        return f"locked (delete refused: {refused})"
+    for artifact in manifest["artifacts"]:
+        vault.delete_key(artifact["key"])
+    return None
+
+
+def apply_retention(vault: Vault, kind: str, policy: RetentionPolicy, now: datetime, *,
+                    dry_run: bool = False) -> dict:
+    """Decide with the policy, then delete what it removes (unless dry_run).
+
+    A backup the store refuses to delete (Object Lock, legal hold, IAM) is kept and
+    reported as "kept: locked (…)"; while a lease is held on the kind nothing is deleted.
+    """
+    from gravitypm_ops.vault import leases
+
+    manifests = {m["backup_id"]: m for m in vault.list_backups(kind)}
+    decision = apply_policy([retained_backup(m) for m in manifests.values()], policy, now,
+                            whole_buckets=kind in INCREMENTAL_KINDS)
+    report = {
+        "kind": kind,
+        "dry_run": dry_run,
+        "policy": policy.to_dict(),
+        "kept": [{"backup_id": k.backup.backup_id, "reasons": list(k.reasons)} for k in decision.keep],
+        "removed": [],
+    }
+    for backup in decision.remove:
+        if dry_run:
+            report["removed"].append(backup.backup_id)
+            continue
+        # Asked again before each delete: a restore may have started since the decision.
+        holders = [lease["holder"] for lease in leases.active(vault, kind)]
+        if holders:
+            report["kept"].append({"backup_id": backup.backup_id, "reasons": [f"kept: in use by {', '.join(holders)}"]})
+            continue
+        refused = delete_backup(vault, manifests[backup.backup_id])
+        if refused:
+            report["kept"].append({"backup_id": backup.backup_id, "reasons": [f"kept: {refused}"]})
+        else:
+            report["removed"].append(backup.backup_id)
+    return report

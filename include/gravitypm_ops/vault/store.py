@@ -26,23 +26,23 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from gravitypm_ops.names import AWS_CONN_ID
 from gravitypm_ops.vault.layout import (
-    LEASES_DIR,
     MANIFEST_NAME,
     MANIFEST_SCHEMA_VERSION,
     SAFETY_PURPOSE,
     VERIFICATIONS_DIR,
     Artifact,
     IntegrityError,
+    ObjectMissing,
     VaultError,
     backup_id_for,
     backup_prefix,
-    retained_backup,
     verified_ok,
 )
+from gravitypm_ops.vault.objects import ObjectStore
 from gravitypm_ops.vault.streams import ArtifactUpload, HashingReader, Protection
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class BackupWriter:
     @contextmanager
     def artifact(self, name: str, *, compression: str, format: str) -> Iterator[ArtifactUpload]:
         """Stream one artifact: write to the yielded object; on error the upload is aborted."""
-        upload = ArtifactUpload(self.vault.s3, self.vault.bucket, self.prefix + name, self.vault.protection)
+        upload = self.vault.upload(self.prefix + name)
         self._open.append(upload)
         try:
             yield upload
@@ -78,7 +78,7 @@ class BackupWriter:
             raise
         finally:
             self._open.remove(upload)
-        self.vault._lock(upload.key, version)
+        self.vault.protect(upload.key, version)
         self.artifacts.append(Artifact(name, upload.key, size, sha, compression, format))
 
     def commit(self, *, source: dict, tools: dict, content: dict, extra: dict | None = None) -> dict:
@@ -98,45 +98,35 @@ class BackupWriter:
             "content": content,
             **(extra or {}),
         }
-        key = self.prefix + MANIFEST_NAME
-        body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-        try:
-            answer = self.vault.s3.put_object(
-                Bucket=self.vault.bucket, Key=key, Body=body, ContentType="application/json",
-                IfNoneMatch="*", **self.vault.protection.encryption_args(),
-            )
-        except self.vault.s3.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "PreconditionFailed":
-                raise VaultError(f"backup {self.backup_id} is already committed; refusing to overwrite") from None
-            raise
-        self.vault._lock(key, answer.get("VersionId"))
+        if not self.vault.put_once(self.prefix + MANIFEST_NAME, manifest):
+            raise VaultError(f"backup {self.backup_id} is already committed; refusing to overwrite")
         return {**manifest, "verification": None}
 
     def abort(self) -> None:
         """Abort open uploads and remove uploaded artifacts: nothing of this attempt stays behind."""
         for upload in list(self._open):
             upload.abort()
-        self.vault._abort_uploads_under(self.prefix)
+        self.vault.discard_incomplete(self.prefix)
         for artifact in self.artifacts:
-            self.vault._delete_key(artifact.key)
+            self.vault.delete_key(artifact.key)
         self.artifacts.clear()
 
 
-class Vault:
-    def __init__(self, bucket: str, prefix: str, s3_client, protection: Protection = Protection()):
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.s3 = s3_client
-        self.protection = protection
+class Vault(ObjectStore):
+    """Backups in the vault: writing, listing, resolving, reading back, verification records, status.
+
+    Leases, retention and bucket hygiene are in `leases`, `retention` and `hygiene`; copies
+    between vaults in `transfer`.
+    """
 
     @classmethod
     def from_config(cls, cfg, aws_conn_id: str = AWS_CONN_ID) -> Vault:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from gravitypm_ops.vault.objects import s3_client
 
         return cls(
             cfg.vault_bucket,
             cfg.vault_prefix,
-            S3Hook(aws_conn_id=aws_conn_id).get_conn(),
+            s3_client(aws_conn_id),
             Protection(kms_key_id=cfg.kms_key_id, object_lock_days=cfg.object_lock_days),
         )
 
@@ -161,52 +151,28 @@ class Vault:
         """A writer for this DAG run's backup, or its manifest if the run already committed one."""
         backup_id = backup_id_for(dag_id, run_id, run_after)
         writer = BackupWriter(self, kind, backup_id, dag_id, run_id)
-        existing = self._read_json(writer.prefix + MANIFEST_NAME)
+        existing = self.read_json(writer.prefix + MANIFEST_NAME)
         if existing is not None:
             log.info("backup %s already committed by this run: returning it", backup_id)
             return self._with_verification(existing)
         # Leftovers of an earlier failed attempt of this run are not a backup: clear them.
         writer.abort()
-        self._delete_prefix(writer.prefix)
+        self.delete_prefix(writer.prefix)
         return writer
 
-    def _lock(self, key: str, version_id: str | None) -> None:
-        days = self.protection.object_lock_days
-        if not days:
-            return
-        until = datetime.now(UTC) + timedelta(days=days)
-        args = {"VersionId": version_id} if version_id else {}
-        self.s3.put_object_retention(
-            Bucket=self.bucket, Key=key, Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until}, **args
-        )
-
     # --- reading ----------------------------------------------------------------------------
-    def _read_json(self, key: str) -> dict | None:
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except self.s3.exceptions.NoSuchKey:
-            return None
-        with body:
-            return json.loads(body.read())
-
     def _listing(self, kind: str) -> dict[str, dict]:
         """One LIST of a kind: {backup prefix: {"manifest": key, "verifications": [keys, oldest first]}}.
 
         Only prefixes with a manifest are returned: without one there is no backup.
         """
         found: dict[str, dict] = {}
-        paginator = self.s3.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/{kind}/"):
-                for obj in page.get("Contents", []):
-                    key = obj["Key"]
-                    if key.endswith("/" + MANIFEST_NAME):
-                        found.setdefault(key.removesuffix(MANIFEST_NAME), {"verifications": []})["manifest"] = key
-                    elif f"/{VERIFICATIONS_DIR}" in key:
-                        prefix = key.split(VERIFICATIONS_DIR, 1)[0]
-                        found.setdefault(prefix, {"verifications": []})["verifications"].append(key)
-        except self.s3.exceptions.NoSuchBucket:
-            raise VaultError(f"vault bucket {self.bucket!r} does not exist (config key vault_bucket)") from None
+        for key in self.list_keys(f"{self.prefix}/{kind}/"):
+            if key.endswith("/" + MANIFEST_NAME):
+                found.setdefault(key.removesuffix(MANIFEST_NAME), {"verifications": []})["manifest"] = key
+            elif f"/{VERIFICATIONS_DIR}" in key:
+                prefix = key.split(VERIFICATIONS_DIR, 1)[0]
+                found.setdefault(prefix, {"verifications": []})["verifications"].append(key)
         # <date>/<backup_id>/ sorts by time: the last prefix is the newest backup.
         return {p: {**v, "verifications": sorted(v["verifications"])} for p, v in sorted(found.items()) if "manifest" in v}
 
@@ -215,9 +181,9 @@ class Vault:
         record attached as `verification` (None when never verified)."""
         backups = []
         for entry in self._listing(kind).values():
-            manifest = self._read_json(entry["manifest"])
+            manifest = self.read_json(entry["manifest"])
             if manifest is not None:
-                manifest["verification"] = self._read_json(entry["verifications"][-1]) if entry["verifications"] else None
+                manifest["verification"] = self.read_json(entry["verifications"][-1]) if entry["verifications"] else None
                 backups.append(manifest)
         return backups
 
@@ -256,40 +222,10 @@ class Vault:
             key = backup_prefix(self.prefix, kind, ref) + MANIFEST_NAME
         except ValueError:
             raise VaultError(f"{ref!r} is not a backup id, 'latest' or 'latest@<time>'") from None
-        manifest = self._read_json(key)
+        manifest = self.read_json(key)
         if manifest is None:
             raise VaultError(f"no committed {kind} backup {ref!r}")
         return self._with_verification(manifest)
-
-    # --- leases: retention keeps every backup of a kind while a restore or drill of it runs ----
-    def _lease_key(self, kind: str, holder: str) -> str:
-        return f"{self.prefix}/{LEASES_DIR}/{kind}/{hashlib.sha256(holder.encode()).hexdigest()[:16]}.json"
-
-    def hold(self, kind: str, holder: str, *, hours: float = 12.0) -> str:
-        """Take (or renew) a lease on `kind` for `holder` (e.g. "<dag_id>/<run_id>"); it lapses by
-        itself after `hours`, so a crashed restore cannot block retention for ever."""
-        key = self._lease_key(kind, holder)
-        until = datetime.now(UTC) + timedelta(hours=hours)
-        body = json.dumps({"kind": kind, "holder": holder, "until": until.isoformat()}).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
-                           **self.protection.encryption_args())
-        return key
-
-    def release(self, kind: str, holder: str) -> None:
-        self._delete_key(self._lease_key(kind, holder))
-
-    def leases(self, kind: str, now: datetime | None = None) -> list[dict]:
-        """The unexpired leases on `kind`."""
-        now = now or datetime.now(UTC)
-        found = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"{self.prefix}/{LEASES_DIR}/{kind}/"
-        ):
-            for obj in page.get("Contents", []):
-                lease = self._read_json(obj["Key"])
-                if lease and datetime.fromisoformat(lease["until"]) > now:
-                    found.append(lease)
-        return found
 
     # --- verification records ---------------------------------------------------------------
     def _with_verification(self, manifest: dict) -> dict:
@@ -300,19 +236,16 @@ class Vault:
     def verifications(self, manifest: dict) -> list[dict]:
         """Every verification record of one backup, oldest first."""
         prefix = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + VERIFICATIONS_DIR
-        keys = [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])]
-        return [r for r in (self._read_json(k) for k in sorted(keys)) if r is not None]
+        return [r for r in (self.read_json(k) for k in sorted(self.list_keys(prefix))) if r is not None]
 
     def record_verification(self, manifest: dict, record: dict) -> str:
-        """Store a verification record beside the manifest; append-only (never overwrites one)."""
+        """Store a verification record beside the manifest; write-once and locked like every backup object."""
         finished = datetime.fromisoformat(record["finished"])
         digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:8]
         name = f"{finished:%Y%m%dT%H%M%S%fZ}-{digest}.json"  # sorts by time
         key = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + VERIFICATIONS_DIR + name
-        self.s3.put_object(
-            Bucket=self.bucket, Key=key, Body=json.dumps(record, indent=2, sort_keys=True, default=str).encode(),
-            ContentType="application/json", IfNoneMatch="*", **self.protection.encryption_args(),
-        )
+        if not self.put_once(key, record):
+            raise VaultError(f"{key}: this verification record is already stored; records are never overwritten")
         return key
 
     @property
@@ -321,34 +254,19 @@ class Vault:
 
     def read_status(self) -> dict | None:
         """The status `write_status` last wrote (None before the first verification run)."""
-        return self._read_json(self.status_key)
+        return self.read_json(self.status_key)
 
     def write_status(self, status: dict) -> str:
         """The machine-readable backup status (one object, rewritten each verification run)."""
-        key = self.status_key
-        self.s3.put_object(
-            Bucket=self.bucket, Key=key, Body=json.dumps(status, indent=2, sort_keys=True, default=str).encode(),
-            ContentType="application/json", **self.protection.encryption_args(),
-        )
-        return key
-
-    def require_encryption(self, keys: list[str]) -> None:
-        """Refuse (VaultError) unless the store reports every object encrypted at rest.
-
-        Some S3-compatible stores accept SSE headers and silently ignore them: for backups full of
-        secrets (config) that must fail the backup, not pass unnoticed.
-        """
-        for key in keys:
-            sse = self.s3.head_object(Bucket=self.bucket, Key=key).get("ServerSideEncryption")
-            if not sse:
-                raise VaultError(f"{key}: the store did not encrypt it at rest; refusing to commit this backup")
+        self.put(self.status_key, status)
+        return self.status_key
 
     def open_artifact(self, manifest: dict, name: str) -> HashingReader:
         """Stream an artifact down; its size and SHA-256 are checked against the manifest at EOF."""
         artifact = next((a for a in manifest["artifacts"] if a["name"] == name), None)
         if artifact is None:
             raise VaultError(f"backup {manifest['backup_id']} has no artifact {name!r}")
-        return HashingReader(self.s3.get_object(Bucket=self.bucket, Key=artifact["key"])["Body"], artifact)
+        return HashingReader(self.open_object(artifact["key"]), artifact)
 
     def check_artifact(self, manifest: dict, name: str, chunk: int = 1 << 20) -> int:
         """Re-read one artifact and check its size and SHA-256 (IntegrityError if they differ).
@@ -362,8 +280,8 @@ class Vault:
         if artifact is None:
             raise VaultError(f"backup {manifest['backup_id']} has no artifact {name!r}")
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=artifact["key"])["Body"]
-        except self.s3.exceptions.NoSuchKey:
+            body = self.open_object(artifact["key"])
+        except ObjectMissing:
             raise IntegrityError(f"{artifact['key']}: missing from the vault") from None
         sha, size = hashlib.sha256(), 0
         with body:
@@ -396,111 +314,7 @@ class Vault:
             "latest_verified_id": next((m["backup_id"] for m in reversed(backups) if verified_ok(m)), None),
         }
 
-    # --- deleting ---------------------------------------------------------------------------
-    def locked_until(self, key: str) -> str | None:
-        """Why the store would refuse to delete `key` (retention date or legal hold), else None."""
-        head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        if head.get("ObjectLockLegalHoldStatus") == "ON":
-            return "legal hold"
-        until = head.get("ObjectLockRetainUntilDate")
-        if until is not None and until > datetime.now(UTC):
-            return f"retained until {until.astimezone(UTC).isoformat()}"
-        return None
-
-    def delete_backup(self, manifest: dict) -> str | None:
-        """Delete one backup: manifest first (it stops existing), then its artifacts.
-
-        Returns None when deleted, or the reason it was kept (Object Lock, legal hold, or the
-        store refusing the delete). On a versioned bucket this places delete markers; the
-        lifecycle rule for noncurrent versions frees the space.
-        """
-        key = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + MANIFEST_NAME
-        locked = self.locked_until(key)
-        if locked:
-            return f"locked ({locked})"
-        try:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-        except self.s3.exceptions.ClientError as err:
-            return f"locked (delete refused: {err.response.get('Error', {}).get('Code')})"
-        for artifact in manifest["artifacts"]:
-            self._delete_key(artifact["key"])
-        return None
-
-    def _delete_key(self, key: str) -> None:
-        try:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-        except self.s3.exceptions.ClientError as err:
-            log.warning("could not delete %s: %s", key, err.response.get("Error", {}).get("Code"))
-
-    def _delete_prefix(self, prefix: str) -> None:
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                self._delete_key(obj["Key"])
-
-    def _abort_uploads_under(self, prefix: str) -> None:
-        uploads = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
-        for upload in uploads:
-            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-
-    def apply_retention(self, kind: str, policy, now: datetime, *, dry_run: bool = False) -> dict:
-        """Decide with the pure retention policy, then delete what it removes (unless dry_run).
-
-        A backup the store refuses to delete (Object Lock, legal hold, IAM) is kept and
-        reported as "kept: locked (…)".
-        """
-        from gravitypm_ops.vault.retention import apply_policy
-
-        manifests = {m["backup_id"]: m for m in self.list_backups(kind)}
-        decision = apply_policy([retained_backup(m) for m in manifests.values()], policy, now)
-        report = {
-            "kind": kind,
-            "dry_run": dry_run,
-            "policy": policy.to_dict(),
-            "kept": [{"backup_id": k.backup.backup_id, "reasons": list(k.reasons)} for k in decision.keep],
-            "removed": [],
-        }
-        for backup in decision.remove:
-            if dry_run:
-                report["removed"].append(backup.backup_id)
-                continue
-            # Asked again before each delete: a restore may have started since the decision.
-            holders = [lease["holder"] for lease in self.leases(kind)]
-            if holders:
-                report["kept"].append({"backup_id": backup.backup_id, "reasons": [f"kept: in use by {', '.join(holders)}"]})
-                continue
-            refused = self.delete_backup(manifests[backup.backup_id])
-            if refused:
-                report["kept"].append({"backup_id": backup.backup_id, "reasons": [f"kept: {refused}"]})
-            else:
-                report["removed"].append(backup.backup_id)
-        return report
-
-    # --- hygiene ----------------------------------------------------------------------------
-    def bucket_settings(self) -> dict:
-        """The bucket facts vault hygiene is judged on (see checks.check_vault_hygiene)."""
-
-        def get(call, pick, missing_codes):
-            try:
-                return pick(call(Bucket=self.bucket))
-            except self.s3.exceptions.ClientError as err:
-                if err.response.get("Error", {}).get("Code") in missing_codes:
-                    return None
-                raise
-
-        return {
-            "versioning": get(self.s3.get_bucket_versioning, lambda r: r.get("Status"), ()),
-            "lifecycle_rules": get(
-                self.s3.get_bucket_lifecycle_configuration, lambda r: r.get("Rules", []),
-                ("NoSuchLifecycleConfiguration",),
-            ) or [],
-            "object_lock": get(
-                self.s3.get_object_lock_configuration,
-                lambda r: r.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled"),
-                ("ObjectLockConfigurationNotFoundError",),
-            ),
-        }
-
-    # --- copies (off-site; see offsite.py) ------------------------------------------------------
+    # --- copies (off-site; see offsite/copy.py) ------------------------------------------------
     def inventory(self, kind: str) -> dict[str, dict]:
         """From one LIST: {backup_id: {"prefix", "manifest": key, "verifications": [keys, oldest first]}}
         of every committed backup of `kind`, oldest first. No object is read."""
@@ -508,11 +322,3 @@ class Vault:
             prefix.rstrip("/").rsplit("/", 1)[-1]: {"prefix": prefix, **entry}
             for prefix, entry in self._listing(kind).items()
         }
-
-    def protect(self, key: str, version_id: str | None) -> None:
-        """Apply the vault's Object Lock to an object written by other means (a copy)."""
-        self._lock(key, version_id)
-
-    def discard_incomplete(self, prefix: str) -> None:
-        """Abort the multipart uploads left under `prefix` by an interrupted write."""
-        self._abort_uploads_under(prefix)

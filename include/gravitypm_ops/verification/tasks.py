@@ -73,8 +73,6 @@ def verify(backup_id: str | None, context) -> dict:
 
 def audit_freshness() -> dict:
     """RPO: the newest committed *and verified* backup of each kind is younger than freshness_hours."""
-    from gravitypm_ops.checklists.morning import report
-
     cfg = load_config()
     vault = Vault.from_config(cfg)
     newest = {}
@@ -85,7 +83,7 @@ def audit_freshness() -> dict:
     result = host_checks.check_backup_age(newest, cfg.freshness_hours, now, missing_is_breach=True)
     # The off-site copy has the same limits ("<kind> off-site" findings; none while off-site is off).
     result = host_checks.CheckResult(result.check, result.findings + status.freshness_findings(cfg, now))
-    return report(result)
+    return host_checks.report(result)
 
 
 def write_status() -> dict:

@@ -18,7 +18,7 @@ from gravitypm_ops.checklists.evidence.base import (
     Evidence,
     combine,
 )
-from gravitypm_ops.checklists.settings import settings_of
+from gravitypm_ops.config.checklists import settings_of
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Evidence from the vault: newest backups verified (weekly), every retained backup verified (monthly)."""
+"""Evidence from the vault: newest backups fresh (daily), verified (weekly), every retained backup verified
+(monthly)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from gravitypm_ops.checklists.evidence.base import (
     WARNING,
     Evidence,
     combine,
+    from_check,
     s3_link,
 )
 from gravitypm_ops.names import BACKUP_KINDS
@@ -59,6 +61,24 @@ def backup_integrity(cfg, options: dict, now: datetime) -> Evidence:
             key = backup_prefix(vault.prefix, kind, s["latest_verified_id"]) + MANIFEST_NAME
             links.append(s3_link(vault, key, f"{kind} latest verified manifest"))
     return combine(parts, data, links)
+
+
+def backup_age(cfg, options: dict, now: datetime) -> Evidence:
+    """Runbook "Verify backup completion": the newest *committed* backup of each kind is younger than
+    its freshness_hours ("did the backups run?"; whether they restore is backup_integrity's question).
+    No backup of a kind yet is a warning (a new installation)."""
+    from gravitypm_ops.host.checks import check_backup_age
+    from gravitypm_ops.vault.layout import MANIFEST_NAME, backup_prefix
+    from gravitypm_ops.vault.store import Vault
+
+    vault = Vault.from_config(cfg)
+    newest = {kind: (vault.list_backups(kind)[-1:] or [None])[0] for kind in BACKUP_KINDS}
+    finished = {kind: datetime.fromisoformat(m["finished"]) if m else None for kind, m in newest.items()}
+    evidence = from_check(check_backup_age(finished, cfg.freshness_hours, now))
+    evidence.data["newest"] = {kind: m["backup_id"] if m else None for kind, m in newest.items()}
+    evidence.links += [s3_link(vault, backup_prefix(vault.prefix, kind, m["backup_id"]) + MANIFEST_NAME,
+                               f"{kind} newest manifest") for kind, m in newest.items() if m]
+    return evidence
 
 
 def judge_full_verification(backups_by_kind: dict[str, list[dict]], now: datetime) -> tuple[list, dict]:

@@ -42,5 +42,16 @@ def combine(parts: list[tuple[str, str]], data: dict, links=None, alert=None) ->
                     data, links or [], alert)
 
 
+# host/checks.py's CheckResult vocabulary (kept for verification and log rotation) → an outcome.
+CHECK_OUTCOMES = {"ok": PASSED, "warning": WARNING, "breach": FAILED}
+
+
+def from_check(result) -> Evidence:
+    """Evidence from a host/checks.py probe: one finding per line, in the outcome vocabulary."""
+    findings = [{"subject": f.subject, "outcome": CHECK_OUTCOMES[f.status], "detail": f.detail}
+                for f in result.findings]
+    return combine([(f["outcome"], f"{f['subject']}: {f['detail']}") for f in findings], {"findings": findings})
+
+
 def s3_link(vault, key: str, label: str) -> dict:
     return {"label": label, "url": f"s3://{vault.bucket}/{key}"}

@@ -1,34 +1,28 @@
-"""Evidence from the host probes: disk space and service health."""
+"""Evidence from the host probes (host/checks.py): service health, disk space, memory."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
-from gravitypm_ops.checklists.evidence.base import (
-    FAILED,
-    PASSED,
-    WARNING,
-    Evidence,
-    combine,
-)
+from gravitypm_ops.checklists.evidence.base import Evidence, from_check
 
 log = logging.getLogger(__name__)
-
-
-def _from_check(result) -> Evidence:
-    outcome = {"ok": PASSED, "warning": WARNING, "breach": FAILED}
-    parts = [(outcome[f.status], f"{f.subject}: {f.detail}") for f in result.findings]
-    return combine(parts, result.to_dict())
 
 
 def disk_space(cfg, options: dict, now: datetime) -> Evidence:
     from gravitypm_ops.host.checks import check_disk
 
-    return _from_check(check_disk(cfg.disk_paths, cfg.disk_min_free_percent))
+    return from_check(check_disk(cfg.disk_paths, cfg.disk_min_free_percent))
 
 
 def service_health(cfg, options: dict, now: datetime) -> Evidence:
     from gravitypm_ops.host.checks import check_health
 
-    return _from_check(check_health(cfg.health_urls))
+    return from_check(check_health(cfg.health_urls))
+
+
+def memory(cfg, options: dict, now: datetime) -> Evidence:
+    from gravitypm_ops.host.checks import check_memory
+
+    return from_check(check_memory(cfg.memory_max_used_percent))

@@ -14,7 +14,7 @@ from gravitypm_ops.checklists.evidence.base import (
     Evidence,
     combine,
 )
-from gravitypm_ops.checklists.settings import settings_of, tls_endpoints
+from gravitypm_ops.config.checklists import settings_of, tls_endpoints
 
 log = logging.getLogger(__name__)
 

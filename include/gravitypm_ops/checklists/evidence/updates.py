@@ -8,7 +8,7 @@ import subprocess
 from datetime import datetime
 
 from gravitypm_ops.checklists.evidence.base import FAILED, PASSED, Evidence
-from gravitypm_ops.checklists.settings import settings_of
+from gravitypm_ops.config.checklists import settings_of
 from gravitypm_ops.redact import scrub
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,8 @@
 """The one config object: runbook defaults, overridden by the JSON Variable ``gravitypm_ops``.
 
+The nested blocks have their own modules here (`log_rotation.py`, `checklists.py`; the
+`service_commands` block is parsed by host/service_control.py, which owns its defaults).
+
 Read it inside tasks only (``load_config()``), never at DAG-parse time. Unknown keys
 and bad values fail loudly with the key's name, so a typo in the Variable cannot
 silently fall back to a default.
@@ -14,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from gravitypm_ops.config.checklists import parse_checklist_settings
+from gravitypm_ops.config.log_rotation import parse_rotation_settings
+from gravitypm_ops.host.service_control import parse_service_commands
 from gravitypm_ops.names import BACKUP_KINDS, CONFIG_VARIABLE
 from gravitypm_ops.overrides import Checker, apply_overrides, list_of, optional, percent, positive_number
 from gravitypm_ops.vault.retention import DEFAULT_RETENTION, RetentionPolicy
@@ -186,25 +192,6 @@ def _scratch_prefix(value: Any) -> str:
     return value
 
 
-# These three are validated by the module that owns their defaults (imported lazily: no cycles).
-def _service_commands(value: Any) -> dict:
-    from gravitypm_ops.host.service_control import parse_service_commands
-
-    return parse_service_commands(value)
-
-
-def _log_rotation(value: Any) -> dict:
-    from gravitypm_ops.log_rotation.settings import parse_rotation_settings
-
-    return parse_rotation_settings(value)
-
-
-def _checklists(value: Any) -> dict:
-    from gravitypm_ops.checklists.settings import parse_checklist_settings
-
-    return parse_checklist_settings(value)
-
-
 _CHECKERS: dict[str, Checker] = {
     "vault_bucket": _bucket,
     "vault_prefix": _prefix,
@@ -222,10 +209,10 @@ _CHECKERS: dict[str, Checker] = {
     "compression": _compression,
     "fs_excludes": list_of(_text, "glob patterns", example='["uploads/tmp/**"]'),
     "scratch_database_prefix": _scratch_prefix,
-    "service_commands": _service_commands,
+    "service_commands": parse_service_commands,
     "restore_allowed_roots": list_of(_absolute_path, "absolute paths"),
-    "log_rotation": _log_rotation,
-    "checklists": _checklists,
+    "log_rotation": parse_rotation_settings,
+    "checklists": parse_checklist_settings,
     "offsite_bucket": optional(_bucket),
     "offsite_prefix": optional(_prefix),
     "offsite_retention": _per_kind(

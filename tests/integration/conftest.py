@@ -1,0 +1,22 @@
+"""Fixtures shared by the integration tests (the stack itself is in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration.test_db_backup import every_type_docs
+
+
+@pytest.fixture
+def small_db(stack):
+    """A small MongoDB database of its own (30 documents of every BSON type, a unique index, an
+    empty collection), dropped afterwards; its name is what the tests put in mongo_databases."""
+    client = stack.mongo_client()
+    name = f"small_src_{uuid.uuid4().hex[:6]}"
+    client[name].items.insert_many(every_type_docs(30))
+    client[name].items.create_index("email", unique=True, name="email_unique")
+    client[name].create_collection("empty")
+    yield name
+    client.drop_database(name)
