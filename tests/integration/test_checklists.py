@@ -2,12 +2,10 @@
 access logs, a real command, vault contents in moto, real audit chains) and the all-automated
 evening checklist run for real with dag.test()."""
 
-import gzip
 import json
 import os
 import socket
 import ssl
-import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,7 @@ from gravitypm_ops.checklists.evidence import registry as evidence_registry
 from gravitypm_ops.checklists.evidence import tls as evidence_tls
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.vault.store import Vault
+from tests.access_logs import seed_logs
 
 NOW = datetime.now(UTC)
 
@@ -144,73 +143,6 @@ def test_expired_untrusted_and_unreachable_endpoints_fail(tls_endpoint):
     assert result.outcome == "failed" and result.alert
 
 
-# --- seeded access logs -----------------------------------------------------------------------------
-def combined(ip, status, path, when):
-    return f'{ip} - - [{when:%d/%b/%Y:%H:%M:%S %z}] "POST {path} HTTP/1.1" {status} 42 "-" "Mozilla/5.0"\n'
-
-
-def iso(ip, status, path, when):  # what dev/prod_host.py writes
-    return f'{ip} - - [{when.isoformat()}] "GET {path} HTTP/1.1" {status} 512\n'
-
-
-def seed_logs(logs, *, attack: int):
-    logs.mkdir(parents=True, exist_ok=True)
-    recent = NOW - timedelta(hours=1)
-    current = [iso("127.0.0.1", 200, "/api/projects", recent)] * 300
-    current += [combined("203.0.113.66", 401, "/api/auth/login", recent)] * attack
-    current += [iso("127.0.0.1", 503, "/api/reports", recent)] * 2
-    (logs / "access.log").write_text("".join(current))
-    yesterday = NOW - timedelta(hours=20)
-    with gzip.open(logs / "access.log.1.gz", "wt") as out:  # rotated, still inside a 24 h window
-        out.write("".join([iso("127.0.0.1", 200, "/api/projects", yesterday)] * 100))
-        out.write("".join([combined("198.51.100.4", 403, "/login", yesterday)] * 3))
-    os.utime(logs / "access.log.1.gz", (yesterday.timestamp(), yesterday.timestamp()))
-    old = NOW - timedelta(days=10)
-    (logs / "access.log.5").write_text(iso("127.0.0.1", 500, "/api/old", old) * 1000)
-    os.utime(logs / "access.log.5", (old.timestamp(), old.timestamp()))
-
-
-def test_access_logs_read_current_and_rotated_files_in_the_window(tmp_path):
-    seed_logs(tmp_path / "logs", attack=25)
-    cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "logs")})
-    result = evidence_registry.collect("access_logs", cfg, {"window_hours": 24})
-    assert result.data["files"] == ["access.log.1.gz", "access.log"]  # the 10-day-old file is not read
-    assert (result.data["requests"], result.data["401"], result.data["403"], result.data["5xx"]) == (430, 25, 3, 2)
-    assert result.outcome == "failed" and "failed-login spike: 203.0.113.66 25×" in result.summary
-    assert result.data["top_failed_login_clients"] == {"203.0.113.66": 25, "198.51.100.4": 3}
-
-    seed_logs(tmp_path / "quiet", attack=0)
-    cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "quiet")})
-    assert evidence_registry.collect("access_logs", cfg, {"window_hours": 24}).outcome == "passed"
-    cfg = parse_config({"app_root": str(tmp_path), "logs_dir": str(tmp_path / "none")})
-    missing = evidence_registry.collect("access_logs", cfg)
-    assert missing.outcome == "failed" and "no access log" in missing.summary
-
-
-# --- the configured security-updates command --------------------------------------------------------
-def command_printing(text: str, code: int = 0, stderr: str = "") -> list[str]:
-    script = f"import sys; sys.stdout.write({text!r}); sys.stderr.write({stderr!r}); sys.exit({code})"
-    return [sys.executable, "-c", script]
-
-
-def test_security_updates_from_the_configured_command():
-    apt = ("Listing...\nopenssl/stable-security 3.0.15 amd64 [upgradable from: 3.0.14]\n"
-           "tzdata/stable-updates 2025b all [upgradable from: 2025a]\n")
-    cfg = parse_config({"checklists": {"security_updates_command": command_printing(apt)}})
-    result = evidence_registry.collect("security_updates", cfg)
-    assert result.outcome == "failed" and result.data["security_packages"] == ["openssl"]
-    cfg = parse_config({"checklists": {"security_updates_command": [*command_printing("Listing...\n"),
-                                                                      "--password=hunter2"]}})
-    quiet = evidence_registry.collect("security_updates", cfg)
-    assert quiet.outcome == "passed" and "hunter2" not in quiet.data["command"]
-    cfg = parse_config({"checklists": {"security_updates_command": command_printing(
-        "", 100, "E: Could not open lock file, password=hunter2")}})
-    broken = evidence_registry.collect("security_updates", cfg)
-    assert broken.outcome == "failed" and "exited 100" in broken.summary and "hunter2" not in broken.summary
-    cfg = parse_config({"checklists": {"security_updates_command": ["/nonexistent/apt", "list"]}})
-    assert "could not run" in evidence_registry.collect("security_updates", cfg).summary
-
-
 # --- vault contents (moto) --------------------------------------------------------------------------
 @pytest.fixture
 def vault_cfg(stack):
@@ -307,7 +239,7 @@ def test_compliance_audit_verifies_chains_and_reports_gaps_and_missed_items(vaul
 # --- the evening checklist, run for real ------------------------------------------------------------
 def test_evening_checklist_run_records_every_item_in_order(run_dag, stack, slack, tls_endpoint, tmp_path):
     expiring, ca = tls_endpoint(12)
-    seed_logs(tmp_path / "logs", attack=40)
+    seed_logs(tmp_path / "logs", attack=40, now=NOW)
     prefix = f"evening-{uuid.uuid4().hex[:8]}"
     vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
     add_backup(vault, "db", NOW - timedelta(hours=2), b"db" * 50, verified="passed")

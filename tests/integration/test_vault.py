@@ -13,7 +13,6 @@ from gravitypm_ops.vault.layout import (
     MANIFEST_NAME,
     IntegrityError,
     VaultError,
-    backup_id_for,
     backup_prefix,
 )
 from gravitypm_ops.vault.retention import RetentionPolicy, apply_retention
@@ -35,12 +34,6 @@ def make_backup(vault, run_id: str, run_after: datetime, payload: bytes = b"data
     return writer.commit(source={"host": "test"}, tools={}, content={"n": len(payload)})
 
 
-def test_backup_ids_sort_by_time_and_are_stable_per_run():
-    a = backup_id_for("d", "manual__1", T0)
-    assert a == backup_id_for("d", "manual__1", T0)  # a retry of the run gets the same id
-    assert a != backup_id_for("d", "manual__2", T0)  # another run at the same time does not
-    assert backup_id_for("d", "x", T0 + timedelta(seconds=1)) > a
-    assert backup_prefix("production", "db", a) == f"production/db/2026/11/27/{a}/"
 
 
 def upload_random(writer, name: str, mebibytes: int) -> tuple[str, int, int]:

@@ -5,11 +5,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from botocore.exceptions import ClientError
 
-from gravitypm_ops.checklists.audit import AuditLog
 from gravitypm_ops.vault import leases
-from gravitypm_ops.vault.layout import ObjectMissing, VaultError, WriteConflict
+from gravitypm_ops.vault.layout import ObjectMissing, VaultError
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.vault.streams import Protection
 
@@ -88,22 +86,8 @@ def test_put_once_stores_bytes_as_they_are_with_their_content_type(locked):
     assert head["ContentType"] == "text/markdown; charset=utf-8" and head["ObjectLockMode"] == "COMPLIANCE"
 
 
-class Racing:
-    """A client whose conditional PUT always meets another writer of the same key."""
-
-    class exceptions:
-        ClientError = ClientError
-
-    def put_object(self, **kwargs):
-        assert kwargs["IfNoneMatch"] == "*"
-        raise ClientError({"Error": {"Code": "ConditionalRequestConflict"}}, "PutObject")
 
 
-def test_a_racing_writer_is_a_write_conflict_and_the_audit_chains_after_it():
-    vault = Vault("b", "p", Racing())
-    with pytest.raises(WriteConflict):
-        vault.put_once("p/x.json", {})
-    assert AuditLog(vault)._put("p/audit/c/0000000001.json", {}) is False  # re-reads the tail, tries the next seq
 
 
 def test_missing_objects_and_buckets_are_vault_errors(vault, stack):

@@ -15,7 +15,7 @@ single directives):
         endscript
     }
 
-Directive by directive, as logrotate(8) defines them (tests/unit/test_log_rotation.py has one
+Directive by directive, as logrotate(8) defines them (tests/unit/log_rotation/test_log_rotation.py has one
 test per directive, named after it):
 
 - `daily` "Log files are rotated every day": a log rotates when the state file says its last

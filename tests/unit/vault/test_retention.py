@@ -1,8 +1,8 @@
-"""Retention policy: golden cases (tests/unit/golden/retention/*.json) plus invariants.
+"""Retention policy: golden cases (tests/unit/vault/golden/retention/*.json) plus invariants.
 
 Golden files are never rewritten by default. To regenerate deliberately:
-    UPDATE_GOLDEN=1 pytest tests/unit/test_retention.py            # every file
-    UPDATE_GOLDEN='series_*' pytest tests/unit/test_retention.py   # files matching a glob
+    UPDATE_GOLDEN=1 pytest tests/unit/vault/test_retention.py            # every file
+    UPDATE_GOLDEN='series_*' pytest tests/unit/vault/test_retention.py   # files matching a glob
 then review `git diff` by hand: hand-written cases must not change silently.
 """
 
