@@ -138,11 +138,7 @@ def _shell(command: str, cwd: Path | None = None) -> None:
 
 
 def measure(tree: Path, work: Path, repeats: int) -> dict:
-    from gravitypm_ops.formats.tar.compression import (
-        Compression,
-        compressing_writer,
-        decompressing_reader,
-    )
+    from gravitypm_ops.formats.tar.compression import Compression, compressing_writer, decompressing_reader
     from gravitypm_ops.formats.tar.extract import extract_archive
     from gravitypm_ops.formats.tar.index import read_index
     from gravitypm_ops.formats.tar.write import Root, archive_tree

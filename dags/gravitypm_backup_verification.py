@@ -25,11 +25,8 @@ Verification and retention share pool `gravitypm_vault` (1 slot): they never run
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, Param, TriggerRule, dag, task
-from gravitypm_ops.airflow.conventions import (
-    cron,
-    dag_kwargs,
-    fail_run_if_any_check_failed,
-)
+
+from gravitypm_ops.airflow.conventions import cron, dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import VAULT_POOL, any_backup_asset
 
 ANY_BACKUP = any_backup_asset()

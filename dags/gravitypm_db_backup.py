@@ -21,14 +21,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import (
-    AsyncCallback,
-    DeadlineAlert,
-    DeadlineReference,
-    Param,
-    dag,
-    task,
-)
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, task
+
 from gravitypm_ops.airflow.alerts import FailureAlert, Severity, deadline_missed
 from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
 from gravitypm_ops.names import DB_POOL, VAULT_POOL, backup_asset

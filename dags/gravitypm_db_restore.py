@@ -29,13 +29,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
+
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.approval import RestoreApproval
-from gravitypm_ops.airflow.conventions import (
-    NO_RETRY,
-    dag_kwargs,
-    fail_run_if_any_check_failed,
-)
+from gravitypm_ops.airflow.conventions import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import BACKUP_REF_PATTERN, DB_POOL, backup_asset
 
 WHAT = "What to restore"

@@ -30,11 +30,8 @@ The run's state is the drill's verdict: a failed run means a failed drill.
 from __future__ import annotations
 
 from airflow.sdk import Param, TriggerRule, dag, task
-from gravitypm_ops.airflow.conventions import (
-    NO_RETRY,
-    dag_kwargs,
-    fail_run_if_any_check_failed,
-)
+
+from gravitypm_ops.airflow.conventions import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
 
 COMPONENTS = ("db", "fs", "config")
 WHAT = "What to restore"

@@ -1,7 +1,7 @@
 """
 ### GravityPM file backups (runbook: Backup Schedule, "File System: Daily at 2 AM", "Configuration: Daily at 3 AM")
 
-Two DAGs, one engine (`include/gravitypm_ops/file_backup.py`):
+Two DAGs, one engine (`include/gravitypm_ops/backup/files.py`):
 
 | DAG | schedule | what |
 |---|---|---|
@@ -23,6 +23,7 @@ Restoring by hand with `aws`/`zstd`/`tar`: see the README.
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
+
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset

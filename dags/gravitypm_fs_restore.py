@@ -25,12 +25,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Param, TriggerRule, dag, task
+
 from gravitypm_ops.airflow.alerts import Severity
-from gravitypm_ops.airflow.conventions import (
-    NO_RETRY,
-    dag_kwargs,
-    fail_run_if_any_check_failed,
-)
+from gravitypm_ops.airflow.conventions import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import BACKUP_REF_PATTERN, HOST_POOL, HOST_QUEUE
 
 WHAT = "What to restore"

@@ -34,6 +34,7 @@ Params: `force` rotates now even if the logs were rotated today (`logrotate -f`)
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
+
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset

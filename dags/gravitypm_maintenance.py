@@ -39,19 +39,10 @@ from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TriggerRule, dag, task
+
 from gravitypm_ops.airflow.alerts import FailureAlert
-from gravitypm_ops.airflow.conventions import (
-    NO_RETRY,
-    cron,
-    dag_kwargs,
-    fail_run_if_any_check_failed,
-)
-from gravitypm_ops.checklists.catalog import (
-    CHECKLISTS,
-    HOST_COLLECTORS,
-    HUMAN,
-    Checklist,
-)
+from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.checklists.catalog import CHECKLISTS, HOST_COLLECTORS, HUMAN, Checklist
 from gravitypm_ops.checklists.prompt import RESPONSE_HOURS_PARAM, ChecklistPrompt
 from gravitypm_ops.checklists.tasks import DRILL_DAG_ID, DRILL_RUN_PREFIX
 from gravitypm_ops.names import HOST_POOL, HOST_QUEUE

@@ -28,11 +28,8 @@ kind is older than the kind's `freshness_hours`.
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, Param, TriggerRule, dag, task
-from gravitypm_ops.airflow.conventions import (
-    cron,
-    dag_kwargs,
-    fail_run_if_any_check_failed,
-)
+
+from gravitypm_ops.airflow.conventions import cron, dag_kwargs, fail_run_if_any_check_failed
 from gravitypm_ops.names import any_backup_asset
 
 ANY_BACKUP = any_backup_asset()

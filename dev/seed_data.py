@@ -15,17 +15,7 @@ import random
 import uuid
 from typing import Any
 
-from bson import (
-    Binary,
-    Code,
-    Decimal128,
-    Int64,
-    MaxKey,
-    MinKey,
-    ObjectId,
-    Regex,
-    Timestamp,
-)
+from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 
 DB_NAME = "gravitypm_production"
 SEED = 20250101

@@ -11,7 +11,7 @@ Plugin apps are not protected by Airflow by default. The pages require Airflow's
 session cookie or `Authorization: Bearer <JWT>`) and the PLUGINS view permission. /metrics accepts
 the same, or the static scrape token kept as the password of connection `gravitypm_metrics` (Airflow's
 JWTs expire, a Prometheus scrape config should not have to). The page logic is
-include/gravitypm_ops/console.py; this file only wires routes and auth.
+include/gravitypm_ops/console/; this file only wires routes and auth.
 
 Every task process imports every plugin (for macros), so nothing heavy happens at import: the
 FastAPI app (FastAPI and Airflow's auth stack, ~1 s of imports) is built when the API server asks.
@@ -37,13 +37,9 @@ def console_app():
     from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
     from airflow.api_fastapi.core_api.security import get_user, requires_access_view
     from fastapi import APIRouter, Depends, FastAPI, Request
-    from fastapi.responses import (
-        HTMLResponse,
-        PlainTextResponse,
-        RedirectResponse,
-        StreamingResponse,
-    )
+    from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
     from gravitypm_ops.console import html as console_html
     from gravitypm_ops.console import metrics as console_metrics
     from gravitypm_ops.console import views as console_views

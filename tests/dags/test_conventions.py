@@ -1,4 +1,4 @@
-"""Every gravitypm_* DAG follows the house conventions (see include/gravitypm_ops/dag_defaults.py)."""
+"""Every gravitypm_* DAG follows the house conventions (see include/gravitypm_ops/airflow/conventions.py)."""
 
 import pytest
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable

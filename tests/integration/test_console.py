@@ -16,7 +16,7 @@ from gravitypm_ops.console import metrics as console_metrics
 from gravitypm_ops.console import views as console_views
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.verification import tasks as verification_tasks
-from tests.unit.test_console import Page, parse_exposition
+from tests.console_pages import Page, parse_exposition
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
 

@@ -8,26 +8,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from bson import (
-    Binary,
-    Code,
-    Decimal128,
-    Int64,
-    MaxKey,
-    MinKey,
-    ObjectId,
-    Regex,
-    Timestamp,
-)
+from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.raw_bson import RawBSONDocument
 
 from dev import seed_data
 from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
-from gravitypm_ops.formats.mongo_archive.format import (
-    metadata_json,
-    parse_metadata_json,
-)
+from gravitypm_ops.formats.mongo_archive.format import metadata_json, parse_metadata_json
 from gravitypm_ops.formats.mongo_archive.reader import ArchiveReader
 from gravitypm_ops.vault.store import Vault
 from tests.fault_proxy import FaultProxy

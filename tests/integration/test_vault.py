@@ -9,12 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gravitypm_ops.vault.hygiene import require_encryption
-from gravitypm_ops.vault.layout import (
-    MANIFEST_NAME,
-    IntegrityError,
-    VaultError,
-    backup_prefix,
-)
+from gravitypm_ops.vault.layout import MANIFEST_NAME, IntegrityError, VaultError, backup_prefix
 from gravitypm_ops.vault.retention import RetentionPolicy, apply_retention
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.vault.streams import PART_SIZE, Protection

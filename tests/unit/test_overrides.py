@@ -2,15 +2,7 @@
 
 import pytest
 
-from gravitypm_ops.overrides import (
-    apply_overrides,
-    boolean,
-    list_of,
-    optional,
-    percent,
-    positive_number,
-    whole_number,
-)
+from gravitypm_ops.overrides import apply_overrides, boolean, list_of, optional, percent, positive_number, whole_number
 
 DEFAULTS = {"rotate": 30, "compress": True, "create": {"mode": "0644"}, "paths": ["/login"]}
 CHECKERS = {

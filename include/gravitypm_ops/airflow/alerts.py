@@ -1,7 +1,7 @@
 """Slack alerts with the runbook's severities, sent through the slack provider's webhook hook.
 
 - `FailureAlert(severity)`: a task-level ``on_failure_callback`` (set for every task by
-  `dag_defaults`): DAG, task, run, try number, the reason and a link to the task log.
+  `conventions`): DAG, task, run, try number, the reason and a link to the task log.
 - `RecoveryAlert()`: a DAG-level ``on_success_callback``: says "recovered" when the run
   before this one failed, and nothing otherwise (no noise on every green run).
 

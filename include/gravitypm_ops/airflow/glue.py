@@ -1,4 +1,4 @@
-"""Task bodies every backup DAG shares: vault preflight, Asset announcement, retention."""
+"""Helpers the task bodies share: fail fast, vault preflight, the Asset announcement, MongoDB clients from the hooks."""
 
 from __future__ import annotations
 

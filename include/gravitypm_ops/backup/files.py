@@ -1,4 +1,4 @@
-"""Task bodies of gravitypm_fs_backup and gravitypm_config_backup: one engine, two kinds.
+"""File-tree backups for gravitypm_fs_backup and gravitypm_config_backup: one engine, two kinds.
 
 - fs:     `app_root`, minus `logs_dir` (log rotation ships logs) and `fs_excludes`;
 - config: `config_paths` (compose files, nginx config, `.env`, app config).

@@ -13,14 +13,7 @@ import json
 import logging
 from urllib.parse import quote
 
-from gravitypm_ops.checklists.catalog import (
-    AUTOMATED,
-    CHECKLISTS,
-    HUMAN,
-    Checklist,
-    Item,
-    find_item,
-)
+from gravitypm_ops.checklists.catalog import AUTOMATED, CHECKLISTS, HUMAN, Checklist, Item, find_item
 from gravitypm_ops.checklists.periods import period_of
 from gravitypm_ops.checklists.prompt import RESULT_KEY, missed_result, now_iso
 

@@ -70,14 +70,14 @@ class OpsConfig:
     fs_excludes: tuple[str, ...] = ("**/*.tmp", "**/*.swp", "**/.cache/**")
     # Trial restores and drills write only into databases named with this prefix.
     scratch_database_prefix: str = "gravitypm_scratch_"
-    # Service control (stop/start the app, restart logging): {action: command}; see service_control.py.
+    # Service control (stop/start the app, restart logging): {action: command}; see host/service_control.py.
     # Empty means the runbook's docker compose lines; an action given replaces that action only.
     service_commands: Mapping[str, Any] = field(default_factory=dict)
     # Filesystem restores may only write below these; empty means (app_root,).
     restore_allowed_roots: tuple[str, ...] = ()
     # The runbook's logrotate block, as overrides of log_rotation.py's defaults.
     log_rotation: Mapping[str, Any] = field(default_factory=dict)
-    # Checklist settings (TLS endpoints, thresholds, commands), overrides of checklists.py's defaults.
+    # Checklist settings (TLS endpoints, thresholds, commands), overrides of config/checklists.py's defaults.
     checklists: Mapping[str, Any] = field(default_factory=dict)
     # Off-site copies: off while offsite_bucket is empty; offsite_prefix empty means vault_prefix.
     offsite_bucket: str = ""

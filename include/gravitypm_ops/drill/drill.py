@@ -175,11 +175,7 @@ def restore_component(kind: str, plan: dict, cfg, vault: Vault, *, mongo_client=
     A failed restore or validation is a result with status "failed" (never an exception), so the
     report can say what went wrong.
     """
-    from gravitypm_ops.verification.verify import (
-        CheckFailed,
-        check_db_restore,
-        check_files,
-    )
+    from gravitypm_ops.verification.verify import CheckFailed, check_db_restore, check_files
 
     backup, cleanup = plan["backups"][kind], plan["cleanup"]
     started, t0 = datetime.now(UTC), time.monotonic()

@@ -7,13 +7,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from gravitypm_ops.drill.drill import (
-    CHECKLIST,
-    DrillRefused,
-    judge,
-    plan_drill,
-    restore_component,
-)
+from gravitypm_ops.drill.drill import CHECKLIST, DrillRefused, judge, plan_drill, restore_component
 from gravitypm_ops.drill.report import audit_record, slack_summary, write_report
 from gravitypm_ops.vault import leases
 from gravitypm_ops.vault.store import Vault

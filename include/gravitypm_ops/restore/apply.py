@@ -67,7 +67,7 @@ def count_drift(client, plan: dict) -> dict[str, dict]:
 
 def restore_files(vault: Vault, plan: dict) -> dict:
     """Extract into staging inside the target, verify every file against the index and the
-    archive against the manifest, then move into place (one step, fs_archive.extract_archive)."""
+    archive against the manifest, then move into place (one step, formats.tar.extract.extract_archive)."""
     from gravitypm_ops.formats.tar.compression import Compression, decompressing_reader
     from gravitypm_ops.formats.tar.extract import extract_archive
 

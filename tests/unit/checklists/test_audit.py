@@ -8,13 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gravitypm_ops.checklists import audit as audit_module
-from gravitypm_ops.checklists.audit import (
-    AuditError,
-    AuditLog,
-    canonical,
-    record_hash,
-    validate_record,
-)
+from gravitypm_ops.checklists.audit import AuditError, AuditLog, canonical, record_hash, validate_record
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.vault.streams import Protection
 

@@ -4,13 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from gravitypm_ops.checklists.catalog import (
-    AUTOMATED,
-    CHECKLISTS,
-    HUMAN,
-    HUMAN_OPTIONS,
-    Item,
-)
+from gravitypm_ops.checklists.catalog import AUTOMATED, CHECKLISTS, HUMAN, HUMAN_OPTIONS, Item
 from gravitypm_ops.checklists.evidence import access_logs as evidence_access_logs
 from gravitypm_ops.checklists.evidence import backups as evidence_backups
 from gravitypm_ops.checklists.evidence import base as evidence_base
@@ -21,17 +15,9 @@ from gravitypm_ops.checklists.evidence import tls as evidence_tls
 from gravitypm_ops.checklists.evidence import updates as evidence_updates
 from gravitypm_ops.checklists.periods import period_of, period_start, periods_between
 from gravitypm_ops.checklists.prompt import human_result, prompt_body
-from gravitypm_ops.checklists.tasks import (
-    not_yet_recorded,
-    outcome_without_result,
-    with_gathered_evidence,
-)
+from gravitypm_ops.checklists.tasks import not_yet_recorded, outcome_without_result, with_gathered_evidence
 from gravitypm_ops.config import ConfigError, parse_config
-from gravitypm_ops.config.checklists import (
-    DEFAULT_SETTINGS,
-    parse_checklist_settings,
-    tls_endpoints,
-)
+from gravitypm_ops.config.checklists import DEFAULT_SETTINGS, parse_checklist_settings, tls_endpoints
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""fs_archive: file-tree backups (tar + JSON-lines index) and their safe restore, on real trees.
+"""formats/tar: file-tree backups (tar + JSON-lines index) and their safe restore, on real trees.
 
 Everything runs on real files in tmp_path. Faults are real too: a file is appended to or
 truncated while it is being read, or deleted after its directory was listed, from the
@@ -25,11 +25,7 @@ from pathlib import Path
 import pytest
 
 from gravitypm_ops.formats.tar.common import BackupSourceError, RestoreError
-from gravitypm_ops.formats.tar.compression import (
-    Compression,
-    compressing_writer,
-    decompressing_reader,
-)
+from gravitypm_ops.formats.tar.compression import Compression, compressing_writer, decompressing_reader
 from gravitypm_ops.formats.tar.excludes import compile_excludes
 from gravitypm_ops.formats.tar.extract import extract_archive
 from gravitypm_ops.formats.tar.index import read_index

@@ -3,11 +3,7 @@ import sys
 import pytest
 
 from gravitypm_ops.config import ConfigError, parse_config
-from gravitypm_ops.host.service_control import (
-    ServiceCommandError,
-    resolve_command,
-    run_service_action,
-)
+from gravitypm_ops.host.service_control import ServiceCommandError, resolve_command, run_service_action
 
 
 def test_defaults_are_the_runbooks_compose_lines():

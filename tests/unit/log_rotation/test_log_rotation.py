@@ -19,10 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gravitypm_ops.config import ConfigError, parse_config
-from gravitypm_ops.config.log_rotation import (
-    DEFAULT_SETTINGS,
-    parse_rotation_settings,
-)
+from gravitypm_ops.config.log_rotation import DEFAULT_SETTINGS, parse_rotation_settings
 from gravitypm_ops.log_rotation.engine import Rotation
 from gravitypm_ops.log_rotation.files import RotationError
 from gravitypm_ops.log_rotation.state import LOCK_NAME, STATE_NAME, is_due, load_state, locked

@@ -2,10 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from gravitypm_ops.vault.layout import (
-    backup_id_for,
-    backup_prefix,
-)
+from gravitypm_ops.vault.layout import backup_id_for, backup_prefix
 
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 

@@ -19,13 +19,7 @@ from pathlib import Path
 import pytest
 
 from gravitypm_ops.names import BACKUP_KINDS
-from gravitypm_ops.vault.retention import (
-    DEFAULT_RETENTION,
-    Decision,
-    RetainedBackup,
-    RetentionPolicy,
-    apply_policy,
-)
+from gravitypm_ops.vault.retention import DEFAULT_RETENTION, Decision, RetainedBackup, RetentionPolicy, apply_policy
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "retention"
 GOLDEN_FILES = sorted(GOLDEN_DIR.glob("*.json"))

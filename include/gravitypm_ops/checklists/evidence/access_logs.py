@@ -11,13 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gravitypm_ops.checklists.evidence.base import (
-    FAILED,
-    PASSED,
-    WARNING,
-    Evidence,
-    combine,
-)
+from gravitypm_ops.checklists.evidence.base import FAILED, PASSED, WARNING, Evidence, combine
 from gravitypm_ops.config.checklists import settings_of
 
 log = logging.getLogger(__name__)

@@ -6,15 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from gravitypm_ops.checklists.evidence.base import (
-    FAILED,
-    PASSED,
-    WARNING,
-    Evidence,
-    combine,
-    from_check,
-    s3_link,
-)
+from gravitypm_ops.checklists.evidence.base import FAILED, PASSED, WARNING, Evidence, combine, from_check, s3_link
 from gravitypm_ops.names import BACKUP_KINDS
 
 log = logging.getLogger(__name__)

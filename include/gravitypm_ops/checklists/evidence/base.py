@@ -1,6 +1,6 @@
 """Evidence collectors for checklist items: each measures one thing and decides an outcome.
 
-A collector is `collector(cfg, options, now) -> Evidence` (registered in COLLECTORS under the name a
+A collector is `collector(cfg, options, now) -> Evidence` (registered in registry.py under the name a
 checklist item refers to). The parsing and judging parts are plain functions of their inputs, so
 they are tested alone; the collectors only add the I/O (vault, files, sockets, a command).
 Evidence is small: counts, names, dates and links — never log lines or command output in bulk,

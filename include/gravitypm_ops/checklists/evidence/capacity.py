@@ -5,13 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from gravitypm_ops.checklists.evidence.base import (
-    FAILED,
-    PASSED,
-    WARNING,
-    Evidence,
-    combine,
-)
+from gravitypm_ops.checklists.evidence.base import FAILED, PASSED, WARNING, Evidence, combine
 from gravitypm_ops.config.checklists import settings_of
 from gravitypm_ops.names import BACKUP_KINDS
 

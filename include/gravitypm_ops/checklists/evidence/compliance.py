@@ -5,13 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from gravitypm_ops.checklists.evidence.base import (
-    FAILED,
-    PASSED,
-    WARNING,
-    Evidence,
-    combine,
-)
+from gravitypm_ops.checklists.evidence.base import FAILED, PASSED, WARNING, Evidence, combine
 from gravitypm_ops.config.checklists import settings_of
 
 log = logging.getLogger(__name__)
@@ -49,11 +43,7 @@ def compliance(cfg, options: dict, now: datetime) -> Evidence:
 
     from gravitypm_ops.checklists.audit import AuditLog
     from gravitypm_ops.checklists.catalog import CHECKLISTS
-    from gravitypm_ops.checklists.periods import (
-        period_of,
-        period_start,
-        periods_between,
-    )
+    from gravitypm_ops.checklists.periods import period_of, period_start, periods_between
     from gravitypm_ops.names import schedule_timezone
 
     settings = settings_of(cfg)

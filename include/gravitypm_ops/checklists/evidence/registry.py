@@ -6,11 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from gravitypm_ops.checklists.evidence.access_logs import access_logs
-from gravitypm_ops.checklists.evidence.backups import (
-    backup_age,
-    backup_integrity,
-    full_backup_verification,
-)
+from gravitypm_ops.checklists.evidence.backups import backup_age, backup_integrity, full_backup_verification
 from gravitypm_ops.checklists.evidence.base import Evidence
 from gravitypm_ops.checklists.evidence.capacity import capacity
 from gravitypm_ops.checklists.evidence.compliance import compliance

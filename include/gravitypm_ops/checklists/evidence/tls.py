@@ -7,13 +7,7 @@ import socket
 import ssl
 from datetime import UTC, datetime
 
-from gravitypm_ops.checklists.evidence.base import (
-    FAILED,
-    PASSED,
-    WARNING,
-    Evidence,
-    combine,
-)
+from gravitypm_ops.checklists.evidence.base import FAILED, PASSED, WARNING, Evidence, combine
 from gravitypm_ops.config.checklists import settings_of, tls_endpoints
 
 log = logging.getLogger(__name__)

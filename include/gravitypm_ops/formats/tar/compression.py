@@ -11,11 +11,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from gravitypm_ops.formats.streaming import (
-    BackgroundCompressor,
-    BackgroundGzip,
-    prefetch,
-)
+from gravitypm_ops.formats.streaming import BackgroundCompressor, BackgroundGzip, prefetch
 from gravitypm_ops.formats.tar.common import CHUNK, RestoreError
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,7 @@ from contextlib import contextmanager
 
 import zstandard
 
-from gravitypm_ops.formats.tar.common import (
-    CHUNK,
-    CappedList,
-    RestoreError,
-    join_arcname,
-)
+from gravitypm_ops.formats.tar.common import CHUNK, CappedList, RestoreError, join_arcname
 from gravitypm_ops.formats.tar.read import (
     FILE_TYPES,
     NO_DATA_TYPES,
