@@ -1,6 +1,6 @@
 """The runbook's checklists (daily, weekly, monthly, quarterly), as data.
 
-One `Checklist` per DAG (dags/gravitypm_maintenance.py builds a DAG from each); one `Item` per
+One `Checklist` per DAG (dags/gravitypm_checklists.py builds a DAG from each); one `Item` per
 line of the runbook. Adding an item (or a checklist) is one entry here, not a new DAG file:
 
 - `automated` items run an evidence collector (evidence/registry.py) that decides passed / warning / failed;

@@ -1,4 +1,4 @@
-"""Task bodies of the checklist DAGs (dags/gravitypm_maintenance.py builds one per catalogue entry).
+"""Task bodies of the checklist DAGs (dags/gravitypm_checklists.py builds one per catalogue entry).
 
 Every item task leaves its result as the XCom key ``item`` — {"outcome", "summary", "links",
 "data", "actor", "started_at", "completed_at"} — *before* it fails, so the final task
