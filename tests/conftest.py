@@ -88,16 +88,11 @@ def run_dag(stack, dagbag, monkeypatch):
         config = {**stack.ops_config(), **(ops_overrides or {})}
         monkeypatch.setenv("AIRFLOW_VAR_GRAVITYPM_OPS", json.dumps(config))
         dag = dagbag.get_dag(dag_id)
-        # Airflow 3.3.2's dag.test() cannot finish a run of a DAG with a DeadlineAlert (it looks the
-        # alert up by a serialized dict instead of its id); the scheduler path is unaffected.
-        # Deadlines are tested on their own (declaration + callback against the Slack receiver).
-        deadline, dag.deadline = dag.deadline, None
         # dag.test(run_conf=...) writes the conf into the tasks' params: keep runs independent.
         params = {task.task_id: copy.deepcopy(task.params) for task in dag.tasks}
         try:
             return DagRunResult(dag.test(**test_kwargs))
         finally:
-            dag.deadline = deadline
             for task in dag.tasks:
                 task.params = params[task.task_id]
 

@@ -6,11 +6,16 @@
   before this one failed, and nothing otherwise (no noise on every green run).
 
 Messages never carry secrets: exception text is scrubbed of URI credentials and
-``key=value`` secrets before it leaves the worker.
+``key=value`` secrets before it leaves the worker. Delivery never leaks the webhook token
+either: slack_sdk logs the webhook URL (``/services/T…/B…/<token>``) when it retries or
+fails, so the client logs through `SLACK_LOG`, whose filter scrubs every record, and a
+failed delivery raises `SlackDeliveryError` with scrubbed text and no chained cause.
 """
 
 from __future__ import annotations
 
+import logging
+import traceback
 from enum import Enum
 
 from airflow.sdk import BaseNotifier
@@ -33,11 +38,62 @@ class Severity(str, Enum):
         ]
 
 
+class SlackDeliveryError(RuntimeError):
+    """An alert could not be posted; the text is scrubbed (no webhook token, no credentials)."""
+
+
+class ScrubFilter(logging.Filter):
+    """Rewrites each record through `scrub`: message, arguments, traceback and stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        elif record.exc_text:
+            text += "\n" + record.exc_text
+        if record.stack_info:
+            text += "\n" + record.stack_info
+        record.msg, record.args = scrub(text), None
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+# The logger handed to slack_sdk's WebhookClient (by default it logs through the hook's logger,
+# unfiltered): its "Sending a request - url: …", "A retry handler found: … POST <url>" and
+# "Going to retry the same request: POST <url>" lines carry the webhook token.
+SLACK_LOG = logging.getLogger("gravitypm_ops.airflow.alerts.slack_sdk")
+SLACK_LOG.setLevel(logging.INFO)  # slack_sdk builds its DEBUG lines (URL, headers) only below INFO
+SLACK_LOG.addFilter(ScrubFilter())
+
+
+def _retry_handlers() -> list:
+    """One more try on a dropped connection, a 5xx, or a 429 (after its Retry-After)."""
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
+
+    return [ConnectionErrorRetryHandler(max_retry_count=1), RateLimitErrorRetryHandler(max_retry_count=1),
+            ServerErrorRetryHandler(max_retry_count=1)]
+
+
 def send_slack(text: str, conn_id: str = SLACK_CONN_ID) -> None:
-    """Post one message to the ops channel through the Slack webhook connection."""
+    """Post one message to the ops channel through the Slack webhook connection.
+
+    Raises `SlackDeliveryError` (scrubbed, cause suppressed: urllib errors and the provider's
+    messages may quote the webhook URL) when the message cannot be delivered.
+    """
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-    SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=text, unfurl_links=False)
+    try:
+        SlackWebhookHook(slack_webhook_conn_id=conn_id, logger=SLACK_LOG, retry_handlers=_retry_handlers()).send(
+            text=text, unfurl_links=False
+        )
+    except Exception as err:  # noqa: BLE001 - any failure: re-raised scrubbed, cause suppressed
+        raise SlackDeliveryError(
+            scrub(f"Slack alert not delivered through connection {conn_id!r}: {type(err).__name__}: {err}")
+        ) from None
 
 
 def failure_message(context, severity: Severity) -> str:
@@ -108,24 +164,3 @@ def _previous_dag_run(context):
             if previous is not None:
                 session.expunge(previous)
             return previous
-
-
-def deadline_message(context: dict | None, what: str, severity: Severity = Severity.WARNING) -> str:
-    run = (context or {}).get("dag_run") or {}
-    return (
-        f"{severity.icon} *[{severity.value}] {run.get('dag_id', 'a gravitypm DAG')}* run "
-        f"`{run.get('dag_run_id') or run.get('run_id', '?')}` {what}"
-    )
-
-
-async def deadline_missed(*, what: str, context: dict | None = None, slack_conn_id: str = SLACK_CONN_ID) -> None:
-    """A DeadlineAlert callback (runs in the triggerer): tell Slack a run is late.
-
-    Referenced by its import path from DAG files, so parsing a DAG never imports the Slack provider.
-    The triggerer hands over a small context: {"dag_run": {...}, "deadline": {...}}.
-    """
-    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
-
-    await SlackWebhookHook(slack_webhook_conn_id=slack_conn_id).async_send(
-        text=deadline_message(context, what), unfurl_links=False
-    )

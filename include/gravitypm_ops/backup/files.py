@@ -74,8 +74,8 @@ def run_backup(kind: str, cfg, vault: Vault, *, dag_id: str, run_id: str, run_af
             tools={"gravitypm_ops": __version__, "compression": compression.to_dict(), "index": index_name},
             content=report,
         )
-    except BaseException:
-        writer.abort()
+    except BaseException as err:
+        writer.abort(err)  # a failing clean-up is logged and noted on err, never raised in its place
         raise
 
 

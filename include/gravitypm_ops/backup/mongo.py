@@ -330,6 +330,6 @@ def run_backup(
             content=content,
             extra=extra,
         )
-    except BaseException:
-        writer.abort()
+    except BaseException as err:
+        writer.abort(err)  # a failing clean-up is logged and noted on err, never raised in its place
         raise

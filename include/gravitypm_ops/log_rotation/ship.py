@@ -58,6 +58,6 @@ def ship_to_vault(vault, files: Iterable[RotatedFile], *, settings: Mapping, log
             content={"files": len(entries), "bytes": sum(e["size"] for e in entries),
                      "uncompressed_bytes": sum(e["uncompressed_size"] or 0 for e in entries), "logs": entries},
         )
-    except BaseException:
-        writer.abort()
+    except BaseException as err:
+        writer.abort(err)
         raise

@@ -43,7 +43,7 @@ from gravitypm_ops.vault.layout import (
     verified_ok,
 )
 from gravitypm_ops.vault.objects import ObjectStore
-from gravitypm_ops.vault.streams import ArtifactUpload, HashingReader, Protection
+from gravitypm_ops.vault.streams import ArtifactUpload, HashingReader, Protection, clean_up_after
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ class BackupWriter:
         try:
             yield upload
             size, sha, version = upload.complete()
-        except BaseException:
-            upload.abort()
+        except BaseException as err:
+            upload.abort(err)
             raise
         finally:
             self._open.remove(upload)
@@ -102,8 +102,22 @@ class BackupWriter:
             raise VaultError(f"backup {self.backup_id} is already committed; refusing to overwrite")
         return {**manifest, "verification": None}
 
-    def abort(self) -> None:
-        """Abort open uploads and remove uploaded artifacts: nothing of this attempt stays behind."""
+    def abort(self, cause: BaseException | None = None) -> None:
+        """Abort open uploads and remove uploaded artifacts: nothing of this attempt stays behind.
+
+        `cause` is the error that ends this attempt (``except BaseException as err:
+        writer.abort(err); raise``): a clean-up that fails too (S3 gone mid-upload) is then logged
+        and noted on `cause` instead of raised, so the caller reports the error that broke the
+        backup, not the clean-up's. What stays behind has no manifest, so it is no backup; the
+        next attempt of the run clears it (`Vault.begin_backup`), the bucket's
+        AbortIncompleteMultipartUpload lifecycle rule ends stray uploads.
+        """
+        if cause is None:
+            self._abort()
+        else:
+            clean_up_after(cause, f"cleaning up backup {self.backup_id}", self._abort)
+
+    def _abort(self) -> None:
         for upload in list(self._open):
             upload.abort()
         self.vault.discard_incomplete(self.prefix)

@@ -6,10 +6,24 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from gravitypm_ops.redact import scrub
 from gravitypm_ops.vault.layout import IntegrityError
 
 log = logging.getLogger(__name__)
 PART_SIZE = 8 * 2**20  # S3 needs >= 5 MiB for every part but the last; this bounds memory per upload.
+
+
+def clean_up_after(cause: BaseException, what: str, clean_up) -> None:
+    """Run `clean_up` after `cause` ended a write. A clean-up that fails too (S3 gone mid-upload)
+    is logged beside `cause` and added to its notes, never raised in its place: the caller
+    re-raises `cause`, the error that broke the write."""
+    try:
+        clean_up()
+    except Exception as err:  # noqa: BLE001 - logged and noted on `cause`, which the caller raises
+        failure = scrub(f"{type(err).__name__}: {err}")
+        log.error("%s failed too (%s); raising the error that stopped the write: %s",
+                  what, failure, scrub(f"{type(cause).__name__}: {cause}"))
+        cause.add_note(f"while handling it, {what} failed: {failure}")
 
 
 @dataclass(frozen=True)
@@ -84,10 +98,20 @@ class ArtifactUpload:
         self.closed = True
         return self._size, self._sha.hexdigest(), answer.get("VersionId")
 
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+    def abort(self, cause: BaseException | None = None) -> None:
+        """Abort the multipart upload (once). With `cause`, the error that ended the write
+        (``except BaseException as err: upload.abort(err); raise``), a failing abort is logged
+        and noted on `cause` instead of raised (`clean_up_after`)."""
+        if self.closed:
+            return
+        self.closed = True
+        if cause is None:
+            self._abort()
+        else:
+            clean_up_after(cause, f"aborting the multipart upload of {self.key}", self._abort)
+
+    def _abort(self) -> None:
+        self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
 
 
 class HashingReader:
