@@ -24,7 +24,8 @@ Tasks (the two host tasks run on queue/pool `gravitypm_host`, i.e. a worker on t
 3. `announce_backup` — the `gravitypm://vault/logs` Asset event (verification runs on it);
    skipped when nothing new was shipped.
 4. `apply_retention` — after the shipping, the `retention.logs` policy on the vault's `logs`
-   backups (default: daily 30, matching `rotate 30`); pool `gravitypm_vault`, so never beside a
+   backups (default: `within_days` 30 — every logs backup of the 30 days before the newest, matching
+   `rotate 30`); pool `gravitypm_vault`, so never beside a
    verification. Trigger with `retention_dry_run: true` to only report.
 
 Params: `force` rotates now even if the logs were rotated today (`logrotate -f`);

@@ -275,3 +275,54 @@ def test_an_unreachable_vault_is_an_error_box_not_a_500(api, token, stack, monke
         assert stack.secrets.aws_secret_access_key not in answer.text and "Traceback" not in answer.text
     metrics = parse_exposition(api.get("/gravitypm/metrics", headers=auth).text)
     assert metrics == {("gravitypm_vault_up", ()): 0}
+
+
+# --- broken objects in the vault: an error box naming the object, /metrics still answers --------------
+@pytest.mark.parametrize("body, says", [
+    (b"\x89PNG garbage", "not JSON"),
+    (b'[{"written": "2026-11-27T00:00:00+00:00"}]', "a JSON array, not an object"),
+    (json.dumps({"written": "2026-11-27T00:00:00+00:00", "kinds": {"db": {"latest_id": "x"}}}).encode(),
+     ("kinds.db: 'bytes', 'age_hours', 'count', 'total_bytes', 'verified', 'last_verification', "
+      "'latest_verified_id' missing")),
+])
+def test_a_broken_status_json_is_an_error_box_naming_it_not_a_500(api, token, seeded, vault, stack, body, says):
+    stack.s3_client().put_object(Bucket=vault.bucket, Key=vault.status_key, Body=body)
+    auth = {"Authorization": f"Bearer {token}"}
+    answer = api.get("/gravitypm/backups", headers=auth)
+    assert answer.status_code == 200, answer.text[:300]
+    text = Page(answer.text).all_text
+    assert f"{vault.status_key}: {says}" in text
+    assert seeded.failed_db_id in text  # the backups themselves are still listed
+    m = parse_exposition(api.get("/gravitypm/metrics", headers=auth).text)
+    assert m[("gravitypm_vault_up", ())] == 1
+    assert m[("gravitypm_vault_object_error", (("key", vault.status_key),))] == 1
+    assert m[("gravitypm_backup_status_present", ())] == (1 if b"kinds" in body else 0)
+
+
+def test_broken_manifests_and_audit_records_are_named_and_the_rest_still_served(api, token, seeded, vault, stack):
+    s3 = stack.s3_client()
+    manifest_key = next(k for k in vault.list_keys(f"{vault.prefix}/db/") if k.endswith(seeded.db_ids[0] + "/manifest.json"))
+    s3.put_object(Bucket=vault.bucket, Key=manifest_key, Body=b"[]")
+    record_key = f"{vault.prefix}/audit/weekly_maintenance/{2:010d}.json"
+    record = json.loads(s3.get_object(Bucket=vault.bucket, Key=record_key)["Body"].read())
+    del record["outcome"], record["completed_at"]
+    s3.put_object(Bucket=vault.bucket, Key=record_key, Body=json.dumps(record))
+    auth = {"Authorization": f"Bearer {token}"}
+
+    backups = api.get("/gravitypm/backups", headers=auth)
+    assert backups.status_code == 200
+    text = Page(backups.text).all_text
+    assert f"{manifest_key}: a JSON array, not an object" in text and seeded.failed_db_id in text
+
+    page = api.get("/gravitypm/checklists?checklist=weekly_maintenance&since=", headers=auth)
+    assert page.status_code == 200
+    text = Page(page.text).all_text
+    assert f"{record_key}: audit record: 'outcome', 'completed_at' missing" in text
+    assert Page(page.text).rows == ["passed", "warning", "passed", "missed"]  # seq 2 left out, named above
+    assert "chain BROKEN" in text  # and its hash no longer matches
+
+    console_metrics._checklist_snapshots = console_metrics.Snapshots(console_metrics.CHECKLIST_METRICS_TTL)
+    m = parse_exposition(api.get("/gravitypm/metrics", headers=auth).text)
+    assert m[("gravitypm_vault_up", ())] == 1
+    assert m[("gravitypm_vault_object_error", (("key", record_key),))] == 1
+    assert m[("gravitypm_checklist_chain_ok", (("checklist", "weekly_maintenance"),))] == 0

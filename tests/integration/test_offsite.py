@@ -162,6 +162,64 @@ def test_server_side_copy_of_a_corrupted_primary_artifact_is_caught_and_never_co
     assert [f["backup_id"] for f in report["failed"]] == [manifest["backup_id"]]
     assert "IntegrityError" in report["failed"][0]["error"] and "part0.bin" in report["failed"][0]["error"]
     assert same_server.list_backups("db") == []  # never committed off-site
+    assert offsite_keys(same_server) == []  # and the bad bytes were removed: no orphan without a manifest
+    assert report["failed"][0]["cleanup"] == "removed 1 partial object(s)"
+
+
+def corrupt(stack, vault, artifact: dict, at: int) -> None:
+    s3 = stack.s3_client()
+    data = bytearray(s3.get_object(Bucket=vault.bucket, Key=artifact["key"])["Body"].read())
+    data[at] ^= 0xFF
+    s3.put_object(Bucket=vault.bucket, Key=artifact["key"], Body=bytes(data))
+
+
+def offsite_keys(vault) -> list[str]:
+    """The current (not deleted) objects under the vault's prefix."""
+    listed = vault.s3.list_objects_v2(Bucket=vault.bucket, Prefix=vault.prefix + "/")
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def test_a_copy_failing_its_hash_check_removes_what_it_copied_before_server_side_and_locked(stack, primary):
+    """The first artifact copies and checks fine (and is locked), the second fails its check: neither
+    stays off-site (on a versioned bucket: delete markers; lifecycle frees the bytes once unlocked)."""
+    locked = Vault(new_bucket(stack.s3_client(), lock=True), "dr", stack.s3_client(), Protection(object_lock_days=2))
+    manifest = make_backup(primary, 2, 1000, 3000)
+    corrupt(stack, primary, manifest["artifacts"][1], 7)
+
+    report = Copier(primary, locked, server_side=True).sync("db", KEEP_ALL, NOW)
+
+    assert [f["backup_id"] for f in report["failed"]] == [manifest["backup_id"]]
+    assert "part1.bin" in report["failed"][0]["error"]
+    assert offsite_keys(locked) == [] and locked.inventory("db") == {}
+    assert report["failed"][0]["cleanup"] == "removed 2 partial object(s)"  # the checked (locked) one too
+
+
+def test_a_streamed_copy_failing_its_hash_check_removes_the_artifacts_already_sent(stack, primary, other_region):
+    manifest = make_backup(primary, 2, 1000, 6 * MiB)
+    corrupt(stack, primary, manifest["artifacts"][1], -1)
+
+    report = Copier(primary, other_region, server_side=False).sync("db", KEEP_ALL, NOW)
+
+    assert "IntegrityError" in report["failed"][0]["error"] and "part1.bin" in report["failed"][0]["error"]
+    assert offsite_keys(other_region) == [] and uploads(other_region) == []
+
+
+def test_a_failed_manifest_write_removes_the_copied_artifacts(region, primary, other_region):
+    manifest = make_backup(primary, 2, 1000, 2000)
+
+    def fail(method, path):
+        return method == "PUT" and path.split("?")[0].endswith("/" + MANIFEST_NAME)
+
+    with FaultProxy(region.port, fail) as proxy:
+        through_proxy = Vault(other_region.bucket, other_region.prefix,
+                              region.client(proxy.url, retries={"max_attempts": 1, "mode": "standard"}))
+        report = Copier(primary, through_proxy, server_side=False).sync("db", KEEP_ALL, NOW)
+    assert [f["backup_id"] for f in report["failed"]] == [manifest["backup_id"]]
+    assert offsite_keys(other_region) == []
+
+    report = Copier(primary, other_region, server_side=False).sync("db", KEEP_ALL, NOW)
+    assert [c["backup_id"] for c in report["copied"]] == [manifest["backup_id"]]
+    assert_same_backup(manifest, other_region)
 
 
 def test_copies_get_the_offsite_object_lock(stack, primary):
@@ -219,13 +277,14 @@ def test_a_copy_interrupted_midway_is_invisible_offsite_and_the_next_run_complet
     manifest = make_backup(primary, 2, 1000, 12 * MiB)
     second = manifest["artifacts"][1]["name"]
 
+    # Every DELETE fails too (the abort, the removal of what was copied): as if the worker died
+    # mid-copy, so nothing is cleaned up and the next run must cope with the leftovers.
     if where == "second artifact":
-        # Part 2 of the big artifact fails and so does the clean-up: as if the worker died mid-upload.
         def fail(method, path):
-            return second in path and (("partNumber=2" in path and method == "PUT") or method == "DELETE")
+            return (second in path and "partNumber=2" in path and method == "PUT") or method == "DELETE"
     else:
         def fail(method, path):
-            return method == "PUT" and path.split("?")[0].endswith("/" + MANIFEST_NAME)
+            return (method == "PUT" and path.split("?")[0].endswith("/" + MANIFEST_NAME)) or method == "DELETE"
 
     with FaultProxy(region.port, fail) as proxy:
         through_proxy = Vault(other_region.bucket, other_region.prefix,

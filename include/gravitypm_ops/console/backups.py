@@ -6,26 +6,178 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from gravitypm_ops.console.html import esc, fmt_age, fmt_bytes, fmt_time, to_datetime
+from gravitypm_ops.console.html import (
+    Problem,
+    esc,
+    fmt_age,
+    fmt_bytes,
+    fmt_time,
+    json_type,
+    missing_fields,
+    problems_box,
+    to_datetime,
+)
 from gravitypm_ops.names import BACKUP_KINDS
 
 log = logging.getLogger(__name__)
 BACKUPS_SHOWN = 10  # newest backups listed per kind (the chart shows them all)
 
+# What the page and /metrics read of a status.json entry (Vault.summary) and of a manifest.
+STATUS_ENTRY_FIELDS = ("latest_id", "bytes", "age_hours", "count", "total_bytes", "verified", "last_verification",
+                       "latest_verified_id")
+_NUMBER_FIELDS = ("bytes", "age_hours", "count", "total_bytes")
+MANIFEST_FIELDS = ("backup_id", "finished", "artifacts")
+UNREADABLE_VERIFICATION = {"status": "unreadable", "finished": None, "checks": []}
+UNUSABLE = "_unusable_kinds"  # check_status: the kinds whose status.json entry was left out
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _time_problem(value) -> str:
+    """"" when `value` is an ISO 8601 time, else why not."""
+    if not isinstance(value, str):
+        return f"is {json_type(value)}, not an ISO 8601 time"
+    try:
+        to_datetime(value)
+    except ValueError:
+        return f"{value[:40]!r} is not an ISO 8601 time"
+    return ""
+
+
+def _read_object(vault, key: str, problems: list[Problem], read=None):
+    """The JSON at `key` (None when absent); not JSON or not an object: a Problem and None."""
+    try:
+        doc = read() if read else vault.read_json(key)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError: garbage in the object
+        problems.append(Problem(key, f"not JSON ({type(err).__name__}: {str(err)[:120]})"))
+        return None
+    if doc is not None and not isinstance(doc, dict):
+        problems.append(Problem(key, f"{json_type(doc)}, not an object"))
+        return None
+    return doc
+
+
+def check_status(doc: dict | None, key: str) -> tuple[dict | None, list[Problem]]:
+    """status.json as far as it is usable: None when the file as a whole is not (no `written`, `kinds` not an
+    object), else a copy without the kind entries that lack a field or have one of the wrong type."""
+    if doc is None:
+        return None, []
+    if "written" not in doc:
+        return None, [Problem(key, "'written' missing: not a status file gravitypm_backup_verification wrote")]
+    if why := _time_problem(doc["written"]):
+        return None, [Problem(key, f"'written' {why}")]
+    kinds = doc.get("kinds") or {}
+    if not isinstance(kinds, dict):
+        return None, [Problem(key, f"'kinds' is {json_type(kinds)}, not an object of kind -> entry")]
+    problems, usable, unusable = [], {}, []
+    for kind, entry in kinds.items():
+        if entry is None:
+            usable[kind] = None
+            continue
+        why = ""
+        if not isinstance(entry, dict):
+            why = f"{json_type(entry)}, not an object"
+        elif missing := missing_fields(entry, STATUS_ENTRY_FIELDS):
+            why = missing
+        elif bad := [f for f in _NUMBER_FIELDS if not _is_number(entry[f])]:
+            why = f"{', '.join(map(repr, bad))} not a number"
+        elif (last := entry["last_verification"]) is not None:
+            if not isinstance(last, dict):
+                why = f"'last_verification' is {json_type(last)}, not an object"
+            elif missing := missing_fields(last, ("status", "finished")):
+                why = f"last_verification: {missing}"
+            elif t := _time_problem(last["finished"]):
+                why = f"last_verification: 'finished' {t}"
+        if why:
+            problems.append(Problem(key, f"kinds.{kind}{'.' if why.startswith('last_') else ': '}{why}"))
+            unusable.append(kind)
+            continue
+        usable[kind] = entry
+    return {**doc, "kinds": usable, UNUSABLE: unusable}, problems
+
+
+def load_status(vault) -> tuple[dict | None, list[Problem]]:
+    """status.json checked (see check_status): (usable part or None, problems naming the key)."""
+    problems: list[Problem] = []
+    doc = _read_object(vault, vault.status_key, problems, read=vault.read_status)
+    status, found = check_status(doc, vault.status_key)
+    return status, problems + found
+
 
 def read_status(vault) -> dict | None:
-    """<vault_prefix>/status.json as Vault.write_status wrote it (None before the first verification run)."""
-    return vault.read_status()
+    """<vault_prefix>/status.json as Vault.write_status wrote it (None before the first verification run, or
+    when it is unusable: load_status says why)."""
+    return load_status(vault)[0]
 
 
-def load_backups(vault) -> tuple[dict[str, list[dict]], dict | None]:
-    """Every committed backup per kind (oldest first, newest verification attached) and status.json.
-    The kinds are listed in parallel: each is a LIST plus a GET per manifest and verification."""
+def _check_manifest(manifest: dict) -> str:
+    """"" when the page can show the manifest, else what is wrong with it."""
+    from gravitypm_ops.vault.layout import backup_time
+
+    if missing := missing_fields(manifest, MANIFEST_FIELDS):
+        return missing
+    try:
+        backup_time(str(manifest["backup_id"]))
+    except ValueError:
+        return f"'backup_id' {str(manifest['backup_id'])[:40]!r} is not a backup id"
+    if why := _time_problem(manifest["finished"]):
+        return f"'finished' {why}"
+    artifacts = manifest["artifacts"]
+    if not isinstance(artifacts, list) or not all(isinstance(a, dict) and _is_number(a.get("size")) for a in artifacts):
+        return "'artifacts' is not a list of objects with a 'size'"
+    return ""
+
+
+def _check_verification(record: dict) -> str:
+    if missing := missing_fields(record, ("status", "finished")):
+        return missing
+    if why := _time_problem(record["finished"]):
+        return f"'finished' {why}"
+    checks = record.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        return "'checks' is not a list of objects"
+    return ""
+
+
+def list_backups_checked(vault, kind: str) -> tuple[list[dict], list[Problem]]:
+    """Like Vault.list_backups, but one object at a time: an unusable manifest is left out, an unusable
+    verification record reads as UNREADABLE_VERIFICATION, and each is reported as a Problem by key."""
+    backups, problems = [], []
+    for entry in vault.inventory(kind).values():
+        manifest = _read_object(vault, entry["manifest"], problems)
+        if manifest is None:
+            continue
+        if why := _check_manifest(manifest):
+            problems.append(Problem(entry["manifest"], why))
+            continue
+        record = None
+        if entry["verifications"]:
+            newest = entry["verifications"][-1]
+            found: list[Problem] = []
+            record = _read_object(vault, newest, found)
+            if record is not None and (why := _check_verification(record)):
+                found.append(Problem(newest, why))
+            if found:
+                problems.extend(found)
+                record = dict(UNREADABLE_VERIFICATION)
+        manifest["verification"] = record
+        backups.append(manifest)
+    return backups, problems
+
+
+def load_backups(vault) -> tuple[dict[str, list[dict]], dict | None, list[Problem]]:
+    """Every committed backup per kind (oldest first, newest verification attached), status.json and the
+    objects that could not be used. The kinds are listed in parallel: each is a LIST plus a GET per
+    manifest and verification."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(BACKUP_KINDS)) as pool:
-        listings = dict(zip(BACKUP_KINDS, pool.map(vault.list_backups, BACKUP_KINDS), strict=True))
-    return listings, read_status(vault)
+        results = list(pool.map(lambda kind: list_backups_checked(vault, kind), BACKUP_KINDS))
+    listings = {kind: found for kind, (found, _) in zip(BACKUP_KINDS, results, strict=True)}
+    status, problems = load_status(vault)
+    return listings, status, [p for _, found in results for p in found] + problems
 
 
 def _size(manifest: dict) -> int:
@@ -86,12 +238,17 @@ def size_chart(backups: list[dict], width: int = 640, height: int = 150) -> str:
     )
 
 
-def render_status_entry(kind: str, status: dict | None, now: datetime) -> str:
-    """What the verification run last recorded for a kind in status.json."""
+def render_status_entry(kind: str, status: dict | None, now: datetime, broken: bool = False) -> str:
+    """What the verification run last recorded for a kind in status.json (`broken`: it exists, unusable)."""
+    if status is None and broken:
+        return '<p class="status-unusable">status.json cannot be used (see the error above).</p>'
     if status is None:
         return '<p class="muted">No status.json yet: gravitypm_backup_verification writes it on its first run.</p>'
     written = to_datetime(status.get("written"))
     since = f"{fmt_time(written)} ({fmt_age((now - written).total_seconds())} ago)" if written else "?"
+    if kind in status.get(UNUSABLE, ()):
+        return (f'<p class="status-unusable">status.json (written {esc(since)}): the {esc(kind)} entry cannot be '
+                "used (see the error above).</p>")
     entry = (status.get("kinds") or {}).get(kind)
     if not entry:
         return f'<p class="muted">status.json (written {esc(since)}): no {esc(kind)} backup.</p>'
@@ -105,13 +262,15 @@ def render_status_entry(kind: str, status: dict | None, now: datetime) -> str:
     )
 
 
-def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: datetime) -> str:
+def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: datetime,
+                   problems: list[Problem] = ()) -> str:
     """Per kind: the newest backup's age / size / verification (and the newest verified one's age when that
     is another: what a restore of `latest` would use), status.json's entry, the size chart and the newest
-    BACKUPS_SHOWN backups."""
+    BACKUPS_SHOWN backups. `problems` (objects that could not be used) come first, in one error box."""
     from gravitypm_ops.vault.layout import verified_ok
 
-    parts = []
+    parts = [problems_box("Some vault objects cannot be used (left out below)", problems)]
+    status_broken = any(p.key.rsplit("/", 1)[-1] == "status.json" for p in problems)
     for kind in BACKUP_KINDS:
         backups = list(by_kind.get(kind, []))
         parts.append(f'<section class="kind" data-kind="{kind}"><h2>{kind}</h2>')
@@ -135,7 +294,7 @@ def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: 
                 )
         else:
             parts.append('<p class="latest muted">No committed backup.</p>')
-        parts.append(render_status_entry(kind, status, now))
+        parts.append(render_status_entry(kind, status, now, status_broken))
         parts.append(size_chart(backups))
         if backups:
             rows = []

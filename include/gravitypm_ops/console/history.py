@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
 
 from gravitypm_ops.checklists.audit import OUTCOMES
-from gravitypm_ops.console.html import esc, fmt_time, html_link
+from gravitypm_ops.console.html import Problem, esc, fmt_time, html_link, json_type, problems_box, to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,68 @@ def render_chain(report) -> str:
             f'<ul class="problems">{problems}</ul>')
 
 
+# What the page and /metrics need of a record to place it (group, order, count); the rest is shown as found.
+RECORD_FIELDS = {"checklist": str, "period": str, "seq": int, "outcome": str, "run_id": str, "completed_at": str}
+
+
+def record_problem(record: dict) -> str:
+    """"" when a stored record can be placed on the page, else what is wrong with it."""
+    missing = [name for name in RECORD_FIELDS if name not in record]
+    if missing:
+        return f"{', '.join(map(repr, missing))} missing"
+    wrong = [name for name, kind in RECORD_FIELDS.items()
+             if not isinstance(record[name], kind) or isinstance(record[name], bool)]
+    if wrong:
+        return ", ".join(f"{name!r} is {json_type(record[name])}" for name in wrong)
+    try:
+        to_datetime(record["completed_at"])
+    except ValueError:
+        return f"'completed_at' {record['completed_at'][:40]!r} is not an ISO 8601 time"
+    return ""
+
+
+def checked_records(audit, checklist: str, records: list[dict]) -> tuple[list[dict], list[Problem]]:
+    """Split one chain's records into the usable ones and Problems naming each unusable record's key."""
+    good, problems = [], []
+    for r in records:
+        why = record_problem(r)
+        if not why:
+            good.append(r)
+            continue
+        seq = r.get("seq")
+        key = (f"{audit.root}{checklist}/{seq:010d}.json" if isinstance(seq, int) and not isinstance(seq, bool)
+               else f"{audit.root}{checklist}/ (a record without a usable 'seq')")
+        problems.append(Problem(key, f"audit record: {why}"))
+    return good, problems
+
+
+def read_chains(audit, names: Iterable[str], **records_args) -> tuple[list[dict], list[Problem]]:
+    """AuditLog.records chain by chain (so an unusable record is named by its chain and seq); a chain
+    that cannot be read at all is one Problem naming its prefix."""
+    found, problems = [], []
+    for name in names:
+        try:
+            records = audit.records(checklist=name, **records_args)
+        except ValueError as err:  # a record's field trips the reader (e.g. completed_at not a time)
+            problems.append(Problem(f"{audit.root}{name}/", f"audit chain unreadable: {type(err).__name__}: {err}"))
+            continue
+        good, bad = checked_records(audit, name, records)
+        found.extend(good)
+        problems.extend(bad)
+    return found, problems
+
+
+def _evidence(r: dict) -> tuple[dict, list[dict]]:
+    """A record's evidence and its well-formed links ({} and [] for whatever is not)."""
+    evidence = r.get("evidence")
+    evidence = evidence if isinstance(evidence, dict) else {}
+    links = evidence.get("links")
+    return evidence, [x for x in links if isinstance(x, dict)] if isinstance(links, list) else []
+
+
 def _record_row(r: dict) -> str:
-    evidence = r.get("evidence") or {}
-    links = " · ".join(html_link(str(x.get("label", "")), str(x.get("url", ""))) for x in evidence.get("links", []))
+    evidence, found = _evidence(r)
+    links = " · ".join(html_link(str(x.get("label", "")), str(x.get("url", ""))) for x in found)
     outcome = str(r.get("outcome", ""))
     return (
         f'<tr data-outcome="{esc(outcome)}"><td class="num">{esc(r.get("seq"))}</td>'
@@ -127,15 +186,17 @@ def _record_row(r: dict) -> str:
 
 
 def render_checklists(records: list[dict], chains: Mapping[str, object], f: HistoryFilter,
-                      checklists: Iterable[str]) -> str:
+                      checklists: Iterable[str], problems: Iterable[Problem] = ()) -> str:
     """Completion history grouped by checklist, then period (newest first), item by item in
-    chain order; each checklist with its chain verification."""
+    chain order; each checklist with its chain verification. `problems`: records left out (error box)."""
     by_checklist: dict[str, dict[str, list[dict]]] = {}
     for r in records:
         by_checklist.setdefault(r["checklist"], {}).setdefault(r["period"], []).append(r)
     counts = Counter(r["outcome"] for r in records)
     summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o]) or "no records"
-    parts = [render_filter_form(f, checklists), f'<p class="muted" id="summary">{len(records)} records: {summary}</p>']
+    parts = [render_filter_form(f, checklists),
+             problems_box("Some audit records cannot be shown (left out below)", problems),
+             f'<p class="muted" id="summary">{len(records)} records: {summary}</p>']
     for name in sorted(set(by_checklist) | set(chains)):
         parts.append(f'<section class="checklist" data-checklist="{esc(name)}"><h2>{esc(name)}</h2>')
         if name in chains:
@@ -180,8 +241,8 @@ def records_csv(records: Iterable[dict]) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     yield flush()
     for r in records:
-        evidence = r.get("evidence") or {}
-        links = "; ".join(f"{x.get('label', '')} <{x.get('url', '')}>" for x in evidence.get("links", []))
+        evidence, found = _evidence(r)
+        links = "; ".join(f"{x.get('label', '')} <{x.get('url', '')}>" for x in found)
         row = {**r, "evidence_summary": evidence.get("summary", ""), "evidence_links": links}
         writer.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
         yield flush()
@@ -193,12 +254,15 @@ def csv_filename(f: HistoryFilter, today: date) -> str:
     return "_".join(p for p in parts if p) + ".csv"
 
 
-def load_history(vault, f: HistoryFilter) -> tuple[list[dict], dict, list[str]]:
-    """(filtered records, {checklist: ChainReport} for the checklists shown, every checklist name)."""
+def load_history(vault, f: HistoryFilter) -> tuple[list[dict], dict, list[str], list[Problem]]:
+    """(filtered records, {checklist: ChainReport} for the checklists shown, every checklist name,
+    the records that could not be used)."""
     from gravitypm_ops.checklists.audit import AuditLog
 
     audit = AuditLog(vault)
     names = audit.checklists()
-    records = audit.records(**f.records_args())
-    shown = [f.checklist] if f.checklist else names
-    return records, {name: audit.verify(name) for name in shown if name in names}, names
+    args = f.records_args()
+    chosen = args.pop("checklist")
+    shown = [chosen] if chosen else names
+    records, problems = read_chains(audit, shown, **args)
+    return records, {name: audit.verify(name) for name in shown if name in names}, names, problems

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from urllib.parse import urlsplit
@@ -105,3 +106,36 @@ def error_box(what: str, err: BaseException | str) -> str:
 
     detail = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     return f'<div class="error" role="alert"><strong>{esc(what)}</strong><br>{esc(scrub(detail))}</div>'
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A vault object the console could not use (unparsable, wrong shape, missing fields): shown in an
+    error box naming it and exported as gravitypm_vault_object_error{key=...}; the rest of the page
+    is still rendered."""
+
+    key: str  # the object's key in the vault (or its chain's prefix when the key cannot be known)
+    detail: str
+
+
+def json_type(value) -> str:
+    """How a JSON value that should have been an object is described ("a JSON array")."""
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return f"a JSON {names.get(type(value), type(value).__name__)}"
+
+
+def missing_fields(doc: dict, required) -> str:
+    """"'a', 'b' missing" for the names of `required` that `doc` lacks ("" when none)."""
+    missing = [name for name in required if name not in doc]
+    return f"{', '.join(map(repr, missing))} missing" if missing else ""
+
+
+def problems_box(what: str, problems) -> str:
+    """One error box listing every unusable object by key (scrubbed, escaped); "" when there is none."""
+    from gravitypm_ops.redact import scrub
+
+    problems = list(problems)
+    if not problems:
+        return ""
+    items = "".join(f"<li><code>{esc(p.key)}</code>: {esc(scrub(p.detail))}</li>" for p in problems)
+    return f'<div class="error" role="alert"><strong>{esc(what)}</strong><ul class="problems">{items}</ul></div>'

@@ -11,8 +11,8 @@ from datetime import datetime
 from functools import partial
 
 from gravitypm_ops.checklists.audit import OUTCOMES
-from gravitypm_ops.console.backups import read_status
-from gravitypm_ops.console.html import to_datetime
+from gravitypm_ops.console.backups import UNUSABLE, load_status
+from gravitypm_ops.console.html import Problem, to_datetime
 from gravitypm_ops.names import BACKUP_KINDS
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,14 @@ def backup_metrics(metrics: Metrics, status: dict | None, now: datetime) -> None
                 0 if status is None else 1)
     if status is None:
         return
+    unusable = set(status.get(UNUSABLE, ()))  # entries load_status left out: no figure rather than a wrong one
     written = to_datetime(status["written"])
     elapsed = (now - written).total_seconds()
     metrics.add("gravitypm_backup_status_written_timestamp_seconds", "gauge",
                 "When gravitypm_backup_verification last wrote status.json (Unix time).", written.timestamp())
     for kind in BACKUP_KINDS:
+        if kind in unusable:
+            continue
         entry = (status.get("kinds") or {}).get(kind)
         gauge = partial(_kind_gauge, metrics, kind)
         gauge("present", "1 when the kind has a committed backup.", 1 if entry else 0)
@@ -150,15 +153,27 @@ class Snapshots:
 _checklist_snapshots = Snapshots(CHECKLIST_METRICS_TTL)
 
 
-def _audit_snapshot(vault) -> tuple[list[dict], dict]:
-    """Every audit record and every chain's verification (what the checklist metrics need). Every defined
-    checklist is verified too: a wiped chain is no longer listed, but its delete markers are found."""
+def _audit_snapshot(vault) -> tuple[list[dict], dict, list[Problem]]:
+    """Every usable audit record, every chain's verification (what the checklist metrics need) and the
+    records left out. Every defined checklist is verified too: a wiped chain is no longer listed, but its
+    delete markers are found."""
     from gravitypm_ops.checklists.audit import AuditLog
     from gravitypm_ops.checklists.catalog import CHECKLISTS
+    from gravitypm_ops.console.history import read_chains
 
     audit = AuditLog(vault)
-    names = sorted(set(audit.checklists()) | set(CHECKLISTS))
-    return audit.records(), {name: audit.verify(name) for name in names}
+    listed = audit.checklists()
+    names = sorted(set(listed) | set(CHECKLISTS))
+    records, problems = read_chains(audit, listed)
+    return records, {name: audit.verify(name) for name in names}, problems
+
+
+def object_error_metrics(metrics: Metrics, problems: list[Problem]) -> None:
+    """One sample per vault object the console could not use (the page's error box names the same keys)."""
+    for key in sorted({p.key for p in problems}):
+        metrics.add("gravitypm_vault_object_error", "gauge",
+                    "1 for a vault object that cannot be used (not JSON, not an object, fields missing); "
+                    "the console page names it and says why.", 1, {"key": key})
 
 
 def metrics_text(open_vault, now: datetime) -> str:
@@ -167,8 +182,9 @@ def metrics_text(open_vault, now: datetime) -> str:
     metrics = Metrics()
     try:
         vault = open_vault()
-        status = read_status(vault)
-        (records, chains), age = _checklist_snapshots.get((vault.bucket, vault.prefix), lambda: _audit_snapshot(vault))
+        status, problems = load_status(vault)
+        (records, chains, audit_problems), age = _checklist_snapshots.get(
+            (vault.bucket, vault.prefix), lambda: _audit_snapshot(vault))
     except Exception as err:  # noqa: BLE001 - any failure to read is "vault down" for the scraper
         from gravitypm_ops.redact import scrub
 
@@ -180,4 +196,5 @@ def metrics_text(open_vault, now: datetime) -> str:
     metrics.add("gravitypm_checklist_metrics_age_seconds", "gauge",
                 "How old the checklist figures below are (recomputed in the background every 5 minutes).", round(age))
     checklist_metrics(metrics, records, chains)
+    object_error_metrics(metrics, problems + audit_problems)
     return metrics.text()

@@ -32,6 +32,13 @@ def _vault_failure(err: Exception) -> str:
     return error_box(VAULT_DOWN, err)
 
 
+def _log_problems(problems) -> None:
+    from gravitypm_ops.redact import scrub
+
+    for p in problems:
+        log.warning("ops console: vault object %s cannot be used: %s", p.key, scrub(p.detail))
+
+
 def checklists_view(query: Mapping[str, str], open_vault, now: datetime) -> tuple[int, str]:
     """The Checklists page. `open_vault()` gives the Vault (reading the config may fail too)."""
     try:
@@ -40,10 +47,11 @@ def checklists_view(query: Mapping[str, str], open_vault, now: datetime) -> tupl
         body = error_box("Bad filter", str(err)) + render_filter_form(HistoryFilter(), [])
         return 400, page("Checklists", "checklists", body)
     try:
-        records, chains, names = load_history(open_vault(), f)
+        records, chains, names, problems = load_history(open_vault(), f)
     except Exception as err:  # noqa: BLE001 - shown as an error box, logged scrubbed
         return 503, page("Checklists", "checklists", _vault_failure(err) + render_filter_form(f, []))
-    return 200, page("Checklists", "checklists", render_checklists(records, chains, f, names))
+    _log_problems(problems)
+    return 200, page("Checklists", "checklists", render_checklists(records, chains, f, names, problems))
 
 
 def checklists_csv_view(query: Mapping[str, str], open_vault, now: datetime) -> tuple[int, dict, Iterator[str]]:
@@ -69,10 +77,11 @@ def checklists_csv_view(query: Mapping[str, str], open_vault, now: datetime) -> 
 
 def backups_view(open_vault, now: datetime) -> tuple[int, str]:
     try:
-        by_kind, status = load_backups(open_vault())
+        by_kind, status, problems = load_backups(open_vault())
     except Exception as err:  # noqa: BLE001
         return 503, page("Backups", "backups", _vault_failure(err))
-    return 200, page("Backups", "backups", render_backups(by_kind, status, now))
+    _log_problems(problems)
+    return 200, page("Backups", "backups", render_backups(by_kind, status, now, problems))
 
 
 def scrape_token() -> str | None:

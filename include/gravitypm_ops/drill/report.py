@@ -81,6 +81,32 @@ def write_report(vault: Vault, report: dict) -> dict[str, str]:
     return keys
 
 
+PRIMARY_UNREACHABLE = "primary vault unreachable"
+
+
+def write_reports(source_vault: Vault, source: str, report: dict, primary=None) -> dict[str, dict]:
+    """The report in the vault the drill restored from — the one left standing in a real disaster —
+    and, for a drill from the off-site copy, in the primary vault too when it can be reached.
+
+    `primary` opens the primary vault (called only when `source` is not "primary"). Returns
+    {vault name: {"bucket", "keys"}}; a primary that cannot be written gets `"keys": None` and
+    `"error"`, and the drill still reports. A failure to write the source vault raises.
+    """
+    from gravitypm_ops.redact import scrub
+
+    copies = {source: {"bucket": source_vault.bucket, "keys": write_report(source_vault, report)}}
+    if source != "primary" and primary is not None:
+        try:
+            vault = primary()
+            copies["primary"] = {"bucket": vault.bucket, "keys": write_report(vault, report)}
+        except Exception as err:  # noqa: BLE001 - the primary's region may be the one that is gone
+            error = scrub(f"{PRIMARY_UNREACHABLE}: {type(err).__name__}: {err}")
+            log.warning("drill %s: report not written to the primary vault (%s); it is in the %s vault",
+                        report["drill_id"], error, source)
+            copies["primary"] = {"bucket": None, "keys": None, "error": error}
+    return copies
+
+
 def slack_summary(report: dict, links: Mapping[str, str]) -> str:
     passed = report["verdict"] == "passed"
     severity = Severity.INFO if passed else Severity.WARNING
@@ -95,7 +121,11 @@ def slack_summary(report: dict, links: Mapping[str, str]) -> str:
             f"RPO {c['rpo_hours']:.3g} h (target {c['rpo_target_hours']:g} h) → {c['status']}"
         )
     lines += [f"• ✗ {f}" for f in report["failures"][:10]]
-    lines.append("Report: " + ", ".join(f"`{key}`" for key in links.values()))
+    lines.append("Report: " + ", ".join(f"`{key}`" for key in links.values())
+                 + (f" (bucket `{report['bucket']}`)" if report.get("bucket") else ""))
+    primary = (report.get("copies") or {}).get("primary") or {}
+    if primary.get("error"):
+        lines.append(f"• not in the primary vault: {primary['error']}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from gravitypm_ops.drill.drill import CHECKLIST, DrillRefused, judge, plan_drill, restore_component
-from gravitypm_ops.drill.report import audit_record, slack_summary, write_report
+from gravitypm_ops.drill.report import audit_record, slack_summary, write_reports
 from gravitypm_ops.vault import leases
 from gravitypm_ops.vault.store import Vault
 
@@ -91,6 +91,7 @@ def report_task(context) -> dict:
     from airflow.sdk.exceptions import AirflowSkipException
 
     from gravitypm_ops.config import load_config
+    from gravitypm_ops.vault.open import open_vault
 
     ti = context["ti"]
     plan = ti.xcom_pull(task_ids="plan_drill")
@@ -98,10 +99,17 @@ def report_task(context) -> dict:
         raise AirflowSkipException("the drill was refused: nothing to report (see plan_drill)")
     results = {kind: ti.xcom_pull(task_ids=f"drill_{kind}", key="result") for kind in plan["components"]}
     report = judge(plan, results, datetime.now(UTC))
-    vault = Vault.from_config(load_config())
-    report["report"] = write_report(vault, report)
-    report["bucket"] = vault.bucket
-    log.info("drill %s %s; report %s", report["drill_id"], report["verdict"], report["report"]["json"])
+    cfg = load_config()
+    # Written where the drill restored from first: a drill from the off-site copy rehearses losing the
+    # primary, so its evidence must not depend on it; the primary gets a copy when it answers.
+    source = plan.get("source", "primary")
+    source_vault = Vault.from_config(cfg) if source == "primary" else open_vault(cfg, source)
+    copies = write_reports(source_vault, source, report, primary=lambda: Vault.from_config(cfg))
+    report["report"], report["bucket"] = copies[source]["keys"], copies[source]["bucket"]
+    report["copies"] = copies
+    log.info("drill %s %s; report s3://%s/%s%s", report["drill_id"], report["verdict"], report["bucket"],
+             report["report"]["json"], "".join(f"; {name}: s3://{c['bucket']}/{c['keys']['json']}"
+                                               for name, c in copies.items() if name != source and c["keys"]))
     return report
 
 
@@ -113,11 +121,24 @@ def post_summary_task(report: dict) -> None:
 
 def record_audit_task(report: dict) -> dict:
     """One record per drill run in the `dr_drill` audit chain (a retry finds it and adds none)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from gravitypm_ops.checklists.audit import AuditLog
     from gravitypm_ops.config import load_config
+    from gravitypm_ops.redact import scrub
 
     audit = AuditLog.from_config(load_config())
-    existing = [r for r in audit.records(CHECKLIST) if r.get("run_id") == report["run_id"]]
+    try:
+        existing = [r for r in audit.records(CHECKLIST) if r.get("run_id") == report["run_id"]]
+    except Exception as err:
+        if report.get("source", "primary") == "primary":
+            raise
+        # A drill from the off-site copy with the primary gone: the audit chain lives in the primary.
+        raise AirflowFailException(
+            f"audit record not written: the primary vault (which holds the audit history) cannot be read "
+            f"({scrub(f'{type(err).__name__}: {err}')}); the drill report is in s3://{report['bucket']}/"
+            f"{report['report']['json']}. Clear this task once the primary answers: it records the drill then."
+        ) from None
     if existing:
         return {"seq": existing[-1]["seq"], "hash": existing[-1]["hash"]}
     stored = audit.append(CHECKLIST, [audit_record(report, report["report"], report["bucket"])])[0]

@@ -24,6 +24,16 @@ Copying one backup (`Copier.copy_backup`), in this order:
    the off-site vault and an `offsite_copy` block (when, how, how checked). Until then the copy
    does not exist off-site: an interrupted copy is invisible there and redone by the next run.
 
+A copy that fails before its manifest is written (an artifact failing its hash check, an
+unreachable store, the backup leaving the primary) removes what it wrote off-site — the artifacts
+and records of that backup, and its open multipart uploads — so no orphan bytes without a manifest
+stay behind (`Copier.remove_partial`; reported as `cleanup`). Not when a manifest is there after all
+(another run committed it) or cannot be checked: then nothing is deleted. On a versioned bucket
+the removal places delete markers and the noncurrent-version lifecycle rule frees the bytes (an
+Object-Locked, already-checked artifact only once its lock expires). A worker that dies mid-copy
+cannot clean up: the next run overwrites the same keys. One copier at a time (the DAG's
+max_active_runs is 1), so the clean-up never deletes another run's half-written copy.
+
 Which backups: every committed primary backup that is not off-site yet — newest first, so the
 off-site recovery point catches up first — except one whose newest verification failed (never
 ship a known-bad backup) and one the off-site retention policy would delete at once (else
@@ -94,6 +104,9 @@ def missing_records(primary_keys: list[str], offsite_keys: list[str]) -> list[st
     return [k for k in primary_keys if k.rsplit("/", 1)[-1] not in have]
 
 
+CLEANUP = "offsite_cleanup"  # set on the exception copy_backup raises: what remove_partial did
+
+
 class BackupGone(VaultError):
     """The primary deleted the backup (retention) while it was being copied: nothing to copy."""
 
@@ -125,10 +138,12 @@ class Copier:
             try:
                 report["copied"].append(self.copy_backup(manifest, records))
             except BackupGone as err:
-                report["skipped"].append({"backup_id": manifest["backup_id"], "reason": str(err)})
+                report["skipped"].append({"backup_id": manifest["backup_id"], "reason": str(err),
+                                          "cleanup": getattr(err, CLEANUP, None)})
             except Exception as err:
                 log.exception("copying %s %s off-site failed", kind, manifest["backup_id"])
-                report["failed"].append({"backup_id": manifest["backup_id"], "error": scrub(f"{type(err).__name__}: {err}")})
+                report["failed"].append({"backup_id": manifest["backup_id"], "error": scrub(f"{type(err).__name__}: {err}"),
+                                         "cleanup": getattr(err, CLEANUP, None)})
         # Records the primary added after an earlier copy (the verification DAG runs after backups).
         offsite_inventory = self.offsite.inventory(kind)
         for backup_id, entry in offsite_inventory.items():
@@ -158,28 +173,70 @@ class Copier:
                 "checked": "sha256 of the copy re-read" if self.server_side else "sha256 of the bytes sent",
             },
         }
-        for source, target in zip(stored["artifacts"], copy["artifacts"], strict=True):
-            try:
+        written: list[str] = []  # off-site keys this attempt (may have) written, for the clean-up
+        try:
+            for source, target in zip(stored["artifacts"], copy["artifacts"], strict=True):
+                written.append(target["key"])
+                try:
+                    if self.server_side:
+                        version = copy_in_store(self.primary, self.offsite, source, target["key"],
+                                                part_size=self.copy_part_size)
+                    else:
+                        version = copy_streamed(self.primary, self.offsite, source, target["key"],
+                                                part_size=self.upload_part_size)
+                except ObjectMissing:
+                    raise BackupGone(f"{source['key']} left the primary vault during the copy") from None
                 if self.server_side:
-                    version = copy_in_store(self.primary, self.offsite, source, target["key"],
-                                            part_size=self.copy_part_size)
-                else:
-                    version = copy_streamed(self.primary, self.offsite, source, target["key"],
-                                            part_size=self.upload_part_size)
-            except ObjectMissing:
-                raise BackupGone(f"{source['key']} left the primary vault during the copy") from None
-            if self.server_side:
-                self.offsite.check_artifact(copy, target["name"])  # IntegrityError unless the copy hashes right
-            self.offsite.protect(target["key"], version)  # locked only once checked: a bad copy stays deletable
-        for key in record_keys:
-            self._copy_record(key, prefix)
-        copy["offsite_copy"]["copied"] = datetime.now(UTC).isoformat()
-        committed = self.offsite.put_once(prefix + MANIFEST_NAME, copy)
+                    self.offsite.check_artifact(copy, target["name"])  # IntegrityError unless the copy hashes right
+                self.offsite.protect(target["key"], version)  # locked only once checked: a bad copy stays deletable
+            for key in record_keys:
+                written.append(self._record_target(key, prefix))
+                self._copy_record(key, prefix)
+            copy["offsite_copy"]["copied"] = datetime.now(UTC).isoformat()
+            committed = self.offsite.put_once(prefix + MANIFEST_NAME, copy)
+        except Exception as err:
+            setattr(err, CLEANUP, self.remove_partial(prefix, written))
+            raise
         seconds = round(time.monotonic() - started, 3)
         size = sum(a["size"] for a in stored["artifacts"])
         log.info("%s %s copied off-site (%s, %d bytes, %.1f s)%s", kind, backup_id, self.method, size, seconds,
                  "" if committed else ": already committed there by another run")
         return {"backup_id": backup_id, "bytes": size, "seconds": seconds, "records": len(record_keys)}
+
+    def remove_partial(self, prefix: str, keys: list[str]) -> str:
+        """After a failed copy of the backup at off-site `prefix`: delete `keys` (what the copy wrote) and
+        abort its multipart uploads, unless its manifest exists (committed after all, e.g. by another
+        run) or cannot be checked. Never raises; returns what was done, for the report and the log."""
+        try:
+            if self.offsite.read_bytes(prefix + MANIFEST_NAME) is not None:
+                outcome = "nothing removed: the backup's manifest is off-site (committed by another run)"
+                log.warning("%s: %s", prefix, outcome)
+                return outcome
+        except Exception as err:  # noqa: BLE001 - unsure whether it is committed: delete nothing
+            outcome = f"nothing removed: cannot tell whether {prefix}{MANIFEST_NAME} exists ({type(err).__name__})"
+            log.warning("%s", scrub(outcome))
+            return outcome
+        removed, kept = 0, []
+        try:
+            self.offsite.discard_incomplete(prefix)
+        except Exception as err:  # noqa: BLE001
+            kept.append(f"open uploads ({type(err).__name__})")
+        for key in dict.fromkeys(keys):
+            try:
+                refused = self.offsite.delete_key(key)
+            except Exception as err:  # noqa: BLE001
+                refused = type(err).__name__
+            if refused:
+                kept.append(f"{key.removeprefix(prefix)} ({refused})")
+            else:
+                removed += 1
+        outcome = f"removed {removed} partial object(s)" + (f"; could not remove {', '.join(kept)}" if kept else "")
+        log.warning("failed off-site copy %s: %s", prefix, outcome)
+        return scrub(outcome)
+
+    @staticmethod
+    def _record_target(key: str, offsite_prefix: str) -> str:
+        return offsite_prefix + VERIFICATIONS_DIR + key.rsplit("/", 1)[-1]
 
     def _copy_record(self, key: str, offsite_prefix: str) -> bool:
         """One verification record, same name and bytes, never over an existing one. True when it was written."""
@@ -187,7 +244,7 @@ class Copier:
         if body is None:
             log.info("%s left the primary vault before it was copied", key)
             return False
-        target = offsite_prefix + VERIFICATIONS_DIR + key.rsplit("/", 1)[-1]
+        target = self._record_target(key, offsite_prefix)
         written = self.offsite.put_once(target, body)
         if not written:
             log.info("%s already off-site", target)

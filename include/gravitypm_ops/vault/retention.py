@@ -4,9 +4,13 @@ Modelled on restic's `ApplyPolicy` (internal/data/snapshot_policy.go, formerly
 internal/restic/snapshot_policy.go). Backups are walked newest -> oldest; each rule
 keeps a backup whose bucket (hour/day/ISO week/month/year, in UTC) differs from the
 bucket of the last backup that rule kept, until the rule's count is used up. "last N"
-keeps the N newest. One backup may be kept for several reasons.
+keeps the N newest. `within_days` is restic's `--keep-within Nd`: every backup finished
+strictly after (newest backup's time - N days) is kept — counted from the newest backup, not
+from `now`, so backups that stop for a while do not empty the vault; a backup exactly N days
+older than the newest is outside. One backup may be kept for several reasons.
 
-Deliberate differences from restic: no -1 ("keep all") counts, no keep-within/tags, and
+Deliberate differences from restic: no -1 ("keep all") counts, keep-within in whole days only
+(no hours/months, no keep-within-daily/...), no tags, and
 no "oldest snapshot" rule (restic >= 0.17 also keeps the oldest snapshot while a rule has
 counts left); here each rule keeps at most one backup per bucket. Instead, three
 protections always win: the newest backup, the newest verified backup, and a safety
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from gravitypm_ops.names import INCREMENTAL_KINDS
@@ -71,6 +75,7 @@ class RetentionPolicy:
     weekly: int = 0
     monthly: int = 0
     yearly: int = 0
+    within_days: int = 0  # restic --keep-within: everything newer than (newest - N days)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -147,6 +152,13 @@ def apply_policy(backups: Iterable[RetainedBackup], policy: RetentionPolicy, now
         for b in ordered:
             reasons[b.backup_id].append("policy is empty")
     else:
+        if policy.within_days and ordered:
+            # restic: latest.AddDate(0, 0, -N) and cur.Time.After(cutoff) -> strictly after
+            cutoff = ordered[0].finished - timedelta(days=policy.within_days)
+            for b in ordered:
+                if b.finished <= cutoff:
+                    break  # newest first: every later one is older still
+                reasons[b.backup_id].append(f"within {policy.within_days} days")
         for b in ordered[: policy.last]:
             reasons[b.backup_id].append(f"last {policy.last}")
         for name, bucket_of in _BUCKETS:
@@ -187,8 +199,10 @@ DEFAULT_RETENTION: dict[str, RetentionPolicy] = {
     # Files and config are backed up daily, so "last" would only duplicate "daily".
     "fs": RetentionPolicy(daily=7, weekly=4, monthly=6),
     "config": RetentionPolicy(daily=7, weekly=4, monthly=6),
-    # Logs: the runbook's logrotate keeps 30 days (`rotate 30`); the archive matches it.
-    "logs": RetentionPolicy(daily=30),
+    # Logs: the runbook's logrotate keeps 30 days (`rotate 30`); the archive matches it by age
+    # (every logs backup of the 30 days before the newest one), not by a count of days that
+    # happen to have a backup.
+    "logs": RetentionPolicy(within_days=30),
 }
 
 

@@ -98,7 +98,7 @@ def test_optional_keys_accept_empty_and_lists_become_tuples():
 def test_retention_overrides_one_kind_and_validates_it():
     cfg = parse_config({"retention": {"db": {"last": 2, "daily": 3}}})
     assert cfg.retention["db"].to_dict()["last"] == 2 and cfg.retention["db"].to_dict()["daily"] == 3
-    assert cfg.retention["logs"].to_dict()["daily"] == 30  # the runbook's rotate 30, untouched
+    assert cfg.retention["logs"].to_dict()["within_days"] == 30  # the runbook's rotate 30, untouched
     for bad in ({"database": {"daily": 1}}, {"db": {"daly": 7}}, {"db": {"daily": -1}}, {"db": 7}):
         with pytest.raises(ConfigError, match="'retention'"):
             parse_config({"retention": bad})

@@ -348,3 +348,162 @@ def test_snapshots_serve_the_old_value_while_one_background_refresh_runs():
         assert time.monotonic() < deadline, "background refresh never stored its value"
         time.sleep(0.01)
     assert calls == [1, 2]
+
+
+# --- broken objects in the vault: an error box naming the object, never a bare 500 -----------------
+class FakeVault:
+    """Just enough of Vault for the console: objects as raw bytes by key (unversioned)."""
+
+    def __init__(self, objects: dict[str, object] | None = None, prefix: str = "production"):
+        import json as _json
+        import uuid
+
+        # a bucket of its own: /metrics caches the checklist figures per (bucket, prefix)
+        self.bucket, self.prefix, self.status_key = f"vault-{uuid.uuid4().hex[:8]}", prefix, f"{prefix}/status.json"
+        self.objects = {k: v if isinstance(v, bytes) else _json.dumps(v).encode() for k, v in (objects or {}).items()}
+
+    def read_json(self, key):
+        import json as _json
+
+        data = self.objects.get(key)
+        return None if data is None else _json.loads(data)
+
+    def read_status(self):
+        return self.read_json(self.status_key)
+
+    def list_keys(self, prefix):
+        return iter(sorted(k for k in self.objects if k.startswith(prefix)))
+
+    def list_prefixes(self, prefix):
+        return sorted({prefix + k[len(prefix):].split("/", 1)[0] + "/" for k in self.objects
+                       if k.startswith(prefix) and "/" in k[len(prefix):]})
+
+    def object_versions(self, prefix):
+        return None
+
+    def inventory(self, kind):
+        found = {}
+        for key in sorted(self.objects):
+            if key.startswith(f"{self.prefix}/{kind}/") and key.endswith("/manifest.json"):
+                prefix = key.removesuffix("manifest.json")
+                found[prefix.rstrip("/").rsplit("/", 1)[-1]] = {
+                    "prefix": prefix, "manifest": key,
+                    "verifications": sorted(k for k in self.objects if k.startswith(prefix + "verifications/"))}
+        return found
+
+    def list_backups(self, kind):
+        out = []
+        for entry in self.inventory(kind).values():
+            m = self.read_json(entry["manifest"])
+            m["verification"] = self.read_json(entry["verifications"][-1]) if entry["verifications"] else None
+            out.append(m)
+        return out
+
+
+GOOD_STATUS = {"written": (NOW - timedelta(minutes=30)).isoformat(), "kinds": {
+    "db": {"latest_id": DB[-1]["backup_id"], "bytes": 29000, "latest_verified_id": DB[1]["backup_id"],
+           "last_verification": None, "age_hours": 0.4, "count": 4, "total_bytes": 1, "verified": False},
+    "fs": None, "config": None, "logs": None}}
+
+
+def _error_text(html: str) -> str:
+    """The text of every error box (tags dropped, entities decoded)."""
+    from html import unescape
+
+    boxes = " ".join(re.findall(r'<div class="error" role="alert">(.*?)</div>', html, re.DOTALL))
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", boxes)).split())
+
+
+@pytest.mark.parametrize("raw, says", [
+    (b"{not json", "not JSON"),
+    (b"\xff\xfe garbage", "not JSON"),
+    ([1, 2, 3], "a JSON array, not an object"),
+    ("just a string", "a JSON string, not an object"),
+    ({"kinds": {}}, "'written' missing"),
+    ({"written": "yesterday", "kinds": {}}, "'written'"),
+    ({"written": NOW.isoformat(), "kinds": [1]}, "'kinds'"),
+])
+def test_a_broken_status_json_is_an_error_box_naming_it_and_the_page_still_renders(raw, says):
+    vault = FakeVault({"production/status.json": raw})
+    status, html = console_views.backups_view(lambda: vault, NOW)
+    assert status == 200
+    Page(html)  # well-formed
+    box = _error_text(html)
+    assert "production/status.json" in box and says in box, box
+    assert "Traceback" not in html and html.count('<section class="kind"') == 4
+    m = parse_exposition(console_metrics.metrics_text(lambda: vault, NOW))
+    assert m[("gravitypm_vault_up", ())] == 1
+    assert m[("gravitypm_vault_object_error", (("key", "production/status.json"),))] == 1
+    assert ("gravitypm_backup_status_written_timestamp_seconds", ()) not in m
+
+
+def test_a_status_entry_with_missing_fields_names_the_field_and_keeps_the_other_kinds():
+    broken = {**GOOD_STATUS, "kinds": {**GOOD_STATUS["kinds"],
+                                       "fs": {"latest_id": "x", "bytes": 5},  # the rest is missing
+                                       "logs": {**GOOD_STATUS["kinds"]["db"], "last_verification": {"status": "passed"}}}}
+    vault = FakeVault({"production/status.json": broken})
+    status, html = console_views.backups_view(lambda: vault, NOW)
+    assert status == 200
+    box = _error_text(html)
+    assert "production/status.json" in box and "kinds.fs" in box and "'age_hours'" in box
+    assert "kinds.logs.last_verification" in box and "'finished'" in box
+    db = html.split('data-kind="db"')[1].split("</section>")[0]
+    assert "status.json (written" in db  # the good kind is still shown
+    m = parse_exposition(console_metrics.metrics_text(lambda: vault, NOW))
+    assert m[("gravitypm_vault_up", ())] == 1
+    assert m[("gravitypm_backup_size_bytes", (("kind", "db"),))] == 29000
+    assert ("gravitypm_backup_size_bytes", (("kind", "fs"),)) not in m
+    assert m[("gravitypm_vault_object_error", (("key", "production/status.json"),))] == 1
+
+
+def _db_key(m: dict, name: str = "manifest.json") -> str:
+    when = datetime.strptime(m["backup_id"][:16], "%Y%m%dT%H%M%SZ")
+    return f"production/db/{when:%Y/%m/%d}/{m['backup_id']}/{name}"
+
+
+def test_a_broken_manifest_or_verification_record_is_named_and_the_other_backups_still_shown():
+    good, garbage, array, partial = DB[0], DB[1], DB[2], DB[3]
+    objects = {
+        _db_key(good): {k: v for k, v in good.items() if k != "verification"},
+        _db_key(good, "verifications/20261127T000000Z.json"): b"\x00 not json",
+        _db_key(garbage): b"{{{",
+        _db_key(array): [garbage["backup_id"]],
+        _db_key(partial): {"kind": "db", "backup_id": partial["backup_id"]},  # no finished, no artifacts
+        "production/status.json": GOOD_STATUS,
+    }
+    vault = FakeVault(objects)
+    status, html = console_views.backups_view(lambda: vault, NOW)
+    assert status == 200
+    Page(html)
+    box = _error_text(html)
+    for key in (_db_key(garbage), _db_key(array), _db_key(partial),
+                _db_key(good, "verifications/20261127T000000Z.json")):
+        assert key in box, key
+    assert "'finished'" in box
+    db = html.split('data-kind="db"')[1].split("</section>")[0]
+    assert f"Newest: <code>{good['backup_id']}</code>" in db and "unreadable" in db
+
+
+def _audit_key(checklist: str, seq: int) -> str:
+    return f"production/audit/{checklist}/{seq:010d}.json"
+
+
+def test_an_audit_record_with_missing_fields_is_named_and_the_rest_of_the_history_shown():
+    objects = {_audit_key(r["checklist"], r["seq"]): r for r in RECORDS}
+    lacking = {k: v for k, v in WEEKLY[1].items() if k not in ("outcome", "period")}
+    objects[_audit_key("weekly_maintenance", 2)] = lacking
+    objects[_audit_key("evening_checklist", 2)] = [1, 2]  # not a record at all: the chain check says so
+    objects[_audit_key("weekly_maintenance", 6)] = {**WEEKLY[4], "seq": 6, "evidence": "not an object",
+                                                    "completed_at": WEEK48.isoformat()}
+    vault = FakeVault(objects)
+    status, html = console_views.checklists_view({"since": ""}, lambda: vault, NOW)
+    assert status == 200
+    page = Page(html)
+    box = _error_text(html)
+    assert _audit_key("weekly_maintenance", 2) in box and "'outcome'" in box and "'period'" in box
+    assert page.rows.count("failed") == 0 and len(page.rows) == 6  # the 5 good ones + seq 6 (evidence shown empty)
+    assert "chain BROKEN" in page.all_text
+    m = parse_exposition(console_metrics.metrics_text(lambda: vault, NOW))
+    assert m[("gravitypm_vault_up", ())] == 1
+    assert m[("gravitypm_vault_object_error", (("key", _audit_key("weekly_maintenance", 2)),))] == 1
+    assert m[("gravitypm_checklist_chain_ok", (("checklist", "weekly_maintenance"),))] == 0

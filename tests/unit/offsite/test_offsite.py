@@ -106,3 +106,48 @@ def test_missing_records_compare_by_file_name_across_prefixes():
     offsite = ["dr/db/x/verifications/20261127T010000000000Z-aa.json"]
     assert missing_records(primary, offsite) == [primary[1]]
     assert missing_records(primary, []) == primary
+
+
+# --- clean-up after a failed copy -------------------------------------------------------------------
+class _Offsite:
+    """The off-site vault calls Copier.remove_partial makes, recorded."""
+
+    def __init__(self, manifest: bytes | None | Exception = None, refuse: dict | None = None):
+        self.manifest, self.refuse, self.deleted, self.aborted = manifest, refuse or {}, [], []
+
+    def read_bytes(self, key):
+        if isinstance(self.manifest, Exception):
+            raise self.manifest
+        return self.manifest if key.endswith("/manifest.json") else None
+
+    def discard_incomplete(self, prefix):
+        self.aborted.append(prefix)
+
+    def delete_key(self, key):
+        if key in self.refuse:
+            return self.refuse[key]
+        self.deleted.append(key)
+        return None
+
+
+def _copier(offsite):
+    from gravitypm_ops.offsite.copy import Copier
+
+    return Copier(object(), offsite, server_side=True)
+
+
+def test_a_failed_copy_removes_what_it_wrote_and_its_open_uploads():
+    offsite = _Offsite(refuse={"p/b.bin": "AccessDenied"})
+    outcome = _copier(offsite).remove_partial("p/", ["p/a.bin", "p/b.bin", "p/a.bin"])
+    assert offsite.deleted == ["p/a.bin"] and offsite.aborted == ["p/"]
+    assert outcome == "removed 1 partial object(s); could not remove b.bin (AccessDenied)"
+
+
+@pytest.mark.parametrize("manifest, says", [
+    (b"{}", "committed by another run"),
+    (ConnectionError("no route"), "cannot tell whether p/manifest.json exists"),
+])
+def test_nothing_is_removed_when_the_manifest_is_there_or_cannot_be_checked(manifest, says):
+    offsite = _Offsite(manifest=manifest)
+    outcome = _copier(offsite).remove_partial("p/", ["p/a.bin"])
+    assert offsite.deleted == [] and offsite.aborted == [] and says in outcome

@@ -43,7 +43,8 @@ def _backups(case: dict) -> list[RetainedBackup]:
 
 
 def _run(case: dict) -> Decision:
-    return apply_policy(_backups(case), RetentionPolicy.from_dict(case["policy"]), _dt(case["now"]))
+    return apply_policy(_backups(case), RetentionPolicy.from_dict(case["policy"]), _dt(case["now"]),
+                        whole_buckets=case.get("whole_buckets", False))
 
 
 def _golden_view(decision: Decision) -> dict:
@@ -117,6 +118,8 @@ POLICIES = [
     RetentionPolicy(last=3),
     RetentionPolicy(hourly=24, daily=7),
     RetentionPolicy(last=2, daily=10, weekly=4, monthly=12, yearly=5),
+    RetentionPolicy(within_days=30),
+    RetentionPolicy(within_days=7, monthly=6),
     *DEFAULT_RETENTION.values(),
 ]
 NOW = datetime(2025, 12, 1, tzinfo=UTC)
@@ -166,6 +169,31 @@ def test_protections_always_win(policy, seed):
         assert sum(rule in r for r in reasons.values()) <= getattr(policy, rule)
     if policy.last:
         assert sum(f"last {policy.last}" in r for r in reasons.values()) == min(policy.last, len(backups))
+    # within_days keeps every backup strictly inside the window ending at the newest backup, no other
+    within = f"within {policy.within_days} days"
+    for b in backups:
+        inside = bool(policy.within_days) and b.finished > newest.finished - timedelta(days=policy.within_days)
+        assert (within in reasons.get(b.backup_id, ())) == inside, b
+
+
+def test_within_days_is_counted_from_the_newest_backup_not_now():
+    newest = datetime(2025, 3, 1, tzinfo=UTC)
+    backups = [RetainedBackup(f"d{i}", newest - timedelta(days=i)) for i in range(40)]
+    policy = RetentionPolicy(within_days=30)
+    for now in (newest, newest + timedelta(days=90)):  # backups stopped for 3 months: same answer
+        d = apply_policy(backups, policy, now)
+        assert [k.backup.backup_id for k in d.keep] == [f"d{i}" for i in range(30)]
+        assert [b.backup_id for b in d.remove] == [f"d{i}" for i in range(30, 40)]
+
+
+def test_within_days_with_whole_buckets_keeps_every_backup_of_the_window():
+    # logs (INCREMENTAL_KINDS): several backups a day, each holding other files
+    newest = datetime(2025, 3, 1, 23, tzinfo=UTC)
+    backups = [RetainedBackup(f"b{h:03d}", newest - timedelta(hours=h)) for h in range(0, 24 * 40, 6)]
+    d = apply_policy(backups, DEFAULT_RETENTION["logs"], newest, whole_buckets=True)
+    cutoff = newest - timedelta(days=30)
+    assert {k.backup.backup_id for k in d.keep} == {b.backup_id for b in backups if b.finished > cutoff}
+    assert all(b.finished <= cutoff for b in d.remove) and d.remove
 
 
 def test_expired_safety_backup_is_not_protected():
@@ -201,7 +229,11 @@ def test_policy_from_dict_round_trip_and_is_empty():
     p = RetentionPolicy.from_dict({"last": 4, "daily": 7})
     assert p == RetentionPolicy(last=4, daily=7)
     assert RetentionPolicy.from_dict(p.to_dict()) == p
-    assert p.to_dict() == {"last": 4, "hourly": 0, "daily": 7, "weekly": 0, "monthly": 0, "yearly": 0}
+    assert p.to_dict() == {"last": 4, "hourly": 0, "daily": 7, "weekly": 0, "monthly": 0, "yearly": 0,
+                           "within_days": 0}
+    w = RetentionPolicy.from_dict({"within_days": 30})
+    assert w == RetentionPolicy(within_days=30) and not w.is_empty
+    assert RetentionPolicy.from_dict(w.to_dict()) == w
     assert not p.is_empty
     assert RetentionPolicy.from_dict({}).is_empty
     assert RetentionPolicy(daily=0).is_empty
@@ -217,6 +249,11 @@ def test_policy_from_dict_round_trip_and_is_empty():
         ({"monthly": "6"}, "'monthly'"),
         ({"yearly": True}, "'yearly'"),
         ({"last": None}, "'last'"),
+        ({"within_days": -1}, "'within_days': must be a non-negative integer"),
+        ({"within_days": "30"}, "'within_days'"),
+        ({"within_days": 1.5}, "'within_days'"),
+        ({"within_days": False}, "'within_days'"),
+        ({"within": 30}, "unknown retention key 'within'.*within_days"),
         ([("daily", 7)], "must be an object"),
     ],
 )
@@ -253,4 +290,20 @@ def test_default_retention_covers_every_kind():
     assert set(DEFAULT_RETENTION) == set(BACKUP_KINDS)
     assert DEFAULT_RETENTION["db"] == RetentionPolicy(last=4, daily=7, weekly=4, monthly=6)
     assert DEFAULT_RETENTION["fs"] == DEFAULT_RETENTION["config"] == RetentionPolicy(daily=7, weekly=4, monthly=6)
-    assert DEFAULT_RETENTION["logs"] == RetentionPolicy(daily=30)
+    # logs: the runbook's logrotate `rotate 30` -> keep 30 days (restic --keep-within 30d)
+    assert DEFAULT_RETENTION["logs"] == RetentionPolicy(within_days=30)
+
+
+def test_config_accepts_within_days_per_kind_and_names_the_key_in_errors():
+    from gravitypm_ops.config import ConfigError, parse_config
+
+    cfg = parse_config({"retention": {"logs": {"within_days": 14}},
+                        "offsite_retention": {"logs": {"within_days": 60, "monthly": 12}}})
+    assert cfg.retention["logs"] == RetentionPolicy(within_days=14)
+    assert cfg.retention["db"] == DEFAULT_RETENTION["db"]
+    assert cfg.offsite_policy("logs") == RetentionPolicy(within_days=60, monthly=12)
+    assert parse_config(None).retention["logs"] == RetentionPolicy(within_days=30)
+    with pytest.raises(ConfigError, match=r"retention\.logs .*'within_days': must be a non-negative integer"):
+        parse_config({"retention": {"logs": {"within_days": -3}}})
+    with pytest.raises(ConfigError, match=r"offsite_retention\.fs .*'within_days'"):
+        parse_config({"offsite_retention": {"fs": {"within_days": "30d"}}})
