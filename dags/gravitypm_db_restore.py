@@ -6,8 +6,12 @@ Triggered by hand from the trigger form. The steps are the runbook's, with guard
 1. **plan**: validates every param against the vault and the config *before anything changes*
    and logs the plan (backup id, age, size, verified?, target, collections). Refused: an unknown
    backup id, a backup that failed or never had a verification (unless `allow_unverified`), a
-   database or collection the backup does not have, and a production target (one of
-   `mongo_databases`) without `confirm` = its name (type-to-confirm).
+   database or collection the backup does not have, MongoDB's own databases (`admin`, `local`,
+   `config`, in any case) as source or target, any `system.*` collection, a `backup_id` longer
+   than 64 characters, an artifact whose size or SHA-256 no longer matches the manifest (the plan
+   re-reads it, so an altered backup never gets as far as the safety backup or stopping the app),
+   and a production target (one of `mongo_databases`, compared case-insensitively as MongoDB
+   does) without `confirm` = its name (type-to-confirm).
 2. **approve** (production targets, unless `require_approval` is false): a human approves in
    *Required Actions*; who approved goes into the report. Reject or time-out: nothing changes.
 3. **safety_backup**: a normal `db` backup of the target as it is now, tagged `purpose: safety`,
@@ -33,7 +37,15 @@ from airflow.sdk import Param, TriggerRule, dag, task
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.approval import RestoreApproval
 from gravitypm_ops.airflow.conventions import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
-from gravitypm_ops.names import BACKUP_REF_PATTERN, DB_POOL, backup_asset
+from gravitypm_ops.names import (
+    BACKUP_REF_MAX_LENGTH,
+    BACKUP_REF_PATTERN,
+    COLLECTION_NAME_MAX_LENGTH,
+    COLLECTION_NAME_PATTERN,
+    DB_NAME_PATTERN,
+    DB_POOL,
+    backup_asset,
+)
 
 WHAT = "What to restore"
 WHERE = "Where to restore it"
@@ -44,7 +56,8 @@ SAFETY = "Safety"
     dag_id="gravitypm_db_restore",
     params={
         "backup_id": Param(
-            "latest", type="string", pattern=BACKUP_REF_PATTERN, section=WHAT, title="Backup",
+            "latest", type="string", pattern=BACKUP_REF_PATTERN, maxLength=BACKUP_REF_MAX_LENGTH, section=WHAT,
+            title="Backup",
             description="A backup id (see the Backups page), `latest` (newest verified) or `latest@<ISO time>`.",
         ),
         "source": Param(
@@ -52,16 +65,20 @@ SAFETY = "Safety"
             description="Read the backup from the primary vault or the off-site copy.",
         ),
         "source_database": Param(
-            "gravitypm_production", type="string", pattern=r"^[A-Za-z0-9_-]{1,63}$", section=WHAT,
+            "gravitypm_production", type="string", pattern=DB_NAME_PATTERN, section=WHAT,
             title="Database in the backup", description="Which database of the backup to restore.",
         ),
         "collections": Param(
-            [], type="array", items={"type": "string", "minLength": 1}, section=WHAT, title="Collections",
-            description="Only these collections (one per line); empty restores every collection of the database.",
+            [], type="array", section=WHAT, title="Collections",
+            items={"type": "string", "minLength": 1, "maxLength": COLLECTION_NAME_MAX_LENGTH,
+                   "pattern": COLLECTION_NAME_PATTERN},
+            description="Only these collections (one per line); empty restores every collection of the "
+                        "database. Never system.* collections.",
         ),
         "target_database": Param(
-            "gravitypm_production", type="string", pattern=r"^[A-Za-z0-9_-]{1,63}$", section=WHERE,
-            title="Target database", description="Restore into this database (its collections are replaced).",
+            "gravitypm_production", type="string", pattern=DB_NAME_PATTERN, section=WHERE,
+            title="Target database", description="Restore into this database (its collections are replaced). Never MongoDB's own "
+                        "admin, local or config.",
         ),
         "dry_run": Param(False, type="boolean", section=SAFETY, title="Dry run",
                          description="Only validate and show the plan; change nothing."),
@@ -74,7 +91,7 @@ SAFETY = "Safety"
             description="Wait for a human approval in Required Actions. Empty: yes for a production target.",
         ),
         "confirm": Param(
-            "", type="string", section=SAFETY, title="Confirm",
+            "", type="string", maxLength=64, section=SAFETY, title="Confirm",
             description="For a production target: type the target database name to confirm.",
         ),
     },

@@ -32,6 +32,7 @@ from __future__ import annotations
 from airflow.sdk import Param, TriggerRule, dag, task
 
 from gravitypm_ops.airflow.conventions import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
+from gravitypm_ops.names import PATH_MAX, SCRATCH_DB_NAME_PATTERN
 
 COMPONENTS = ("db", "fs", "config")
 WHAT = "What to restore"
@@ -65,13 +66,14 @@ ISOLATION = "Isolated DR targets (never production)"
             description="Oldest acceptable restored backup. Empty: each kind's freshness_hours (db 7, fs/config 26).",
         ),
         "scratch_database": Param(
-            None, type=["null", "string"], pattern="^[A-Za-z0-9_]{1,63}$", section=ISOLATION,
+            None, type=["null", "string"], pattern=SCRATCH_DB_NAME_PATTERN, section=ISOLATION,
             title="Scratch database",
             description="Empty: <scratch_database_prefix>drill. Must start with scratch_database_prefix and "
-                        "never be a production database.",
+                        "never be a production database nor MongoDB's admin, local or config.",
         ),
         "scratch_dir": Param(
-            None, type=["null", "string"], pattern="^/", section=ISOLATION, title="Scratch directory",
+            None, type=["null", "string"], pattern="^/[^\\u0000]*$", maxLength=PATH_MAX - 1, section=ISOLATION,
+            title="Scratch directory",
             description="Empty: a fresh temporary directory. Files go to <dir>/<drill id>/<kind>/; never / or "
                         "inside app_root or restore_allowed_roots.",
         ),

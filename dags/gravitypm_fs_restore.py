@@ -7,8 +7,13 @@ Triggered by hand from the trigger form, for `fs` or `config` backups:
    original location, `app_root`) must lie inside `restore_allowed_roots`; the production root
    (`app_root` or below) needs `confirm` = the target path (type-to-confirm). Refused as well: an
    unknown backup id, a backup of the other kind, an unverified or failed backup (unless
-   `allow_unverified`), a `paths` glob that matches nothing. With `dry_run: true` the plan lists
-   what would be created, replaced, left unchanged and left alone (or, with `mirror`, removed).
+   `allow_unverified`), a `paths` glob that matches nothing, a backup whose index holds an unsafe
+   path (absolute, `..`, NUL, a hard link out of the archive), a `target_path` that is not a
+   directory, holds a NUL or is too long for the filesystem (PATH_MAX / NAME_MAX, also for the
+   longest index path below it), and a restore whose files would not fit in the target
+   filesystem's free space. With `dry_run: true` the plan lists what would be created, replaced,
+   left unchanged and left alone (or, with `mirror`, removed), by the same path rules and without
+   following any link on disk (a symlink is compared as a symlink).
 2. **stop_app** (production root, unless `stop_services` is false) → **restore** → **start_app**
    (runs even when the restore failed). The restore is one step: the archive is extracted into
    staging inside the target (never outside it: absolute paths, `..`, links out and devices are
@@ -28,7 +33,7 @@ from airflow.sdk import Param, TriggerRule, dag, task
 
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.conventions import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
-from gravitypm_ops.names import BACKUP_REF_PATTERN, HOST_POOL, HOST_QUEUE
+from gravitypm_ops.names import BACKUP_REF_MAX_LENGTH, BACKUP_REF_PATTERN, HOST_POOL, HOST_QUEUE, PATH_MAX
 
 WHAT = "What to restore"
 WHERE = "Where to restore it"
@@ -41,17 +46,20 @@ SAFETY = "Safety"
         "kind": Param("fs", type="string", enum=["fs", "config"], section=WHAT, title="Kind",
                       description="`fs`: the application file system; `config`: the configuration files."),
         "backup_id": Param(
-            "latest", type="string", pattern=BACKUP_REF_PATTERN, section=WHAT, title="Backup",
+            "latest", type="string", pattern=BACKUP_REF_PATTERN, maxLength=BACKUP_REF_MAX_LENGTH, section=WHAT,
+            title="Backup",
             description="A backup id, `latest` (newest verified) or `latest@<ISO time>`.",
         ),
         "source": Param("primary", type="string", enum=["primary", "offsite"], section=WHAT, title="Vault",
                         description="Read the backup from the primary vault or the off-site copy."),
         "paths": Param(
-            [], type="array", items={"type": "string", "minLength": 1}, section=WHAT, title="Paths",
+            [], type="array", section=WHAT, title="Paths",
+            items={"type": "string", "minLength": 1, "maxLength": PATH_MAX - 1, "pattern": "^[^\\u0000]*$"},
             description="Only archive paths matching these globs (e.g. `uploads/projects/*`); empty: everything.",
         ),
         "target_path": Param(
-            None, type=["null", "string"], section=WHERE, title="Target path",
+            None, type=["null", "string"], pattern="^/[^\\u0000]*$", maxLength=PATH_MAX - 1, section=WHERE,
+            title="Target path",
             description="An absolute directory inside restore_allowed_roots. Empty: the original location (app_root).",
         ),
         "mirror": Param(False, type="boolean", section=WHERE, title="Mirror",
@@ -62,7 +70,7 @@ SAFETY = "Safety"
                                description="Stop the app during the restore. Empty: yes for the production root."),
         "allow_unverified": Param(False, type="boolean", section=SAFETY, title="Allow an unverified backup",
                                   description="Restore a backup whose verification failed or never ran."),
-        "confirm": Param("", type="string", section=SAFETY, title="Confirm",
+        "confirm": Param("", type="string", maxLength=PATH_MAX - 1, section=SAFETY, title="Confirm",
                          description="For the production root: type the target path to confirm."),
     },
     **dag_kwargs(schedule=None, doc_md=__doc__, severity=Severity.CRITICAL, extra_tags=("restore", "fs", "config")),

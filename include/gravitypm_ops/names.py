@@ -32,7 +32,35 @@ INCREMENTAL_KINDS = ("logs",)
 ASSET_URI_PREFIX = "gravitypm://vault/"
 # What a restore's `backup_id` param accepts: an id (20261127T060000Z-0a1b2c3d4e), "latest" or
 # "latest@<ISO time>" (vault.Vault.resolve), checked in the trigger form already.
-BACKUP_REF_PATTERN = r"^(latest(@\S+)?|[0-9]{8}T[0-9]{6}Z-[0-9a-f]+)$"
+# Bounded: a 100k-character ref must never reach the vault (S3 answers "414 URI Too Long").
+BACKUP_REF_MAX_LENGTH = 64
+BACKUP_REF_PATTERN = r"^(latest(@[^\s\u0000]{1,48})?|[0-9]{8}T[0-9]{6}Z-[0-9a-f]{1,40})$"
+
+# MongoDB's own databases (users, roles, the oplog, sharding metadata): never restored from or
+# into, never a drill's scratch database. MongoDB refuses names that differ only in case from an
+# existing database, so every comparison of database names here is case-insensitive.
+RESERVED_DATABASES = ("admin", "local", "config")
+# A database name the restore and drill forms accept: 1-63 letters, digits, '_' or '-', and not
+# a reserved one in any case (spelled out per letter: JSON-schema patterns have no (?i) flag).
+DB_NAME_PATTERN = (
+    r"^(?!(?:[Aa][Dd][Mm][Ii][Nn]|[Ll][Oo][Cc][Aa][Ll]|[Cc][Oo][Nn][Ff][Ii][Gg])$)[A-Za-z0-9_-]{1,63}$"
+)
+SCRATCH_DB_NAME_PATTERN = DB_NAME_PATTERN.replace("[A-Za-z0-9_-]", "[A-Za-z0-9_]")
+# A collection name the restore form accepts: no system.* collection, no '$' or NUL.
+COLLECTION_NAME_MAX_LENGTH = 120
+COLLECTION_NAME_PATTERN = r"^(?!system\.)[^$\u0000]{1,120}$"
+# Linux limits the restore plan checks target paths against (os.pathconf when it answers).
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def is_reserved_database(name: str) -> bool:
+    return name.casefold() in RESERVED_DATABASES
+
+
+def same_database(name: str, names) -> bool:
+    """`name` is one of `names` as MongoDB sees it (case-insensitively)."""
+    return name.casefold() in {n.casefold() for n in names}
 
 DAG_ID_PREFIX = "gravitypm_"
 OWNER = "gravitypm-ops"

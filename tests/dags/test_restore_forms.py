@@ -31,3 +31,54 @@ def test_db_form_checks_names_and_types(dagbag, key, value):
     with pytest.raises(ParamValidationError):
         params[key] = value
         params.validate()
+
+
+@pytest.mark.parametrize("dag_id", RESTORE_DAGS)
+@pytest.mark.parametrize("ref", ["x" * 100_000, "latest@" + "9" * 100_000, "20261127T060000Z-" + "a" * 100_000])
+def test_an_overlong_backup_id_is_refused_by_the_form(dagbag, dag_id, ref):
+    params = copy.deepcopy(dagbag.get_dag(dag_id).params)
+    with pytest.raises(ParamValidationError):
+        params["backup_id"] = ref
+        params.validate()
+
+
+@pytest.mark.parametrize("key", ["target_database", "source_database"])
+@pytest.mark.parametrize("name", ["admin", "local", "config", "Admin", "CONFIG"])
+def test_db_form_refuses_mongodbs_reserved_databases(dagbag, key, name):
+    params = copy.deepcopy(dagbag.get_dag("gravitypm_db_restore").params)
+    with pytest.raises(ParamValidationError):
+        params[key] = name
+        params.validate()
+
+
+@pytest.mark.parametrize("collections", [["system.users"], ["a$b"], ["x" * 300]])
+def test_db_form_refuses_system_and_invalid_collections(dagbag, collections):
+    params = copy.deepcopy(dagbag.get_dag("gravitypm_db_restore").params)
+    with pytest.raises(ParamValidationError):
+        params["collections"] = collections
+        params.validate()
+
+
+@pytest.mark.parametrize("target", ["relative/dir", "/srv/a\x00b", "/" + "d" * 5000])
+def test_fs_form_refuses_a_bad_target_path(dagbag, target):
+    params = copy.deepcopy(dagbag.get_dag("gravitypm_fs_restore").params)
+    with pytest.raises(ParamValidationError):
+        params["target_path"] = target
+        params.validate()
+
+
+@pytest.mark.parametrize("name", ["admin", "Local", "config"])
+def test_drill_form_refuses_reserved_scratch_databases(dagbag, name):
+    params = copy.deepcopy(dagbag.get_dag("gravitypm_dr_drill").params)
+    with pytest.raises(ParamValidationError):
+        params["scratch_database"] = name
+        params.validate()
+
+
+def test_restore_forms_still_accept_ordinary_names(dagbag):
+    params = copy.deepcopy(dagbag.get_dag("gravitypm_db_restore").params)
+    params["target_database"], params["collections"] = "administration", ["projects", "systems"]
+    params.validate()
+    params = copy.deepcopy(dagbag.get_dag("gravitypm_fs_restore").params)
+    params["target_path"] = "/srv/restore/copy"
+    params.validate()

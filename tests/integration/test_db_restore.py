@@ -149,11 +149,15 @@ def test_a_subset_of_collections_into_another_database_needs_no_confirm_and_keep
         ({"confirm": "gravitypm_production"}, "is production: type it exactly"),
         ({"source_database": "not_in_backup"}, "has no database 'not_in_backup'"),
         ({"collections": ["tasks", "nope"]}, "collections not in"),
+        # MongoDB refuses names differing only in case: the production database in other letters is
+        # production too (type-to-confirm, approval, app stop), not a free target.
+        ({"target_database": "UPPER", "confirm": ""}, "is production: type it exactly into `confirm`"),
     ],
 )
 def test_bad_requests_are_refused_before_anything_changes(stack, run_dag, setup, params, message, capfd):
     setup.damage()
     before = setup.counts()
+    params = {k: setup.db.upper() if v == "UPPER" else v for k, v in params.items()}
 
     result = run_restore(run_dag, setup, **params)
 
@@ -185,16 +189,40 @@ def test_an_unverified_backup_needs_the_override(run_dag, setup, capfd):
     assert failed.state == "failed" and "FAILED its newest verification" in capfd.readouterr().out
 
 
-def test_a_restore_failing_midway_leaves_the_target_as_it_was_restarts_the_app_and_names_the_safety_backup(
-    stack, run_dag, setup, slack
-):
-    setup.damage()
-    before = setup.counts()
+def alter_artifact(stack, setup) -> None:
     key = setup.backup["artifacts"][0]["key"]
     s3 = stack.s3_client()
     data = bytearray(s3.get_object(Bucket=stack.vault_bucket, Key=key)["Body"].read())
     data[-20] ^= 0x01  # the gzip trailer: every document still decodes; only the SHA-256 catches it
     s3.put_object(Bucket=stack.vault_bucket, Key=key, Body=bytes(data))
+
+
+def test_an_altered_artifact_is_refused_by_the_plan_before_the_safety_backup_and_the_app_stop(
+    stack, run_dag, setup, capfd
+):
+    setup.damage()
+    before = setup.counts()
+    alter_artifact(stack, setup)
+
+    result = run_restore(run_dag, setup)
+
+    assert result.state == "failed" and result.task_states["plan"] == "failed"
+    assert "does not match its manifest" in capfd.readouterr().out
+    assert result.task_states["safety_backup"] == "upstream_failed" and setup.safety_backups() == []
+    assert result.task_states["stop_app"] == "upstream_failed" and result.xcom("start_app")["not_needed"]
+    assert setup.counts() == before and app_health(stack) == 200
+    assert result.xcom("report")["outcome"] == "refused: nothing changed"
+
+
+def test_a_restore_failing_midway_leaves_the_target_as_it_was_restarts_the_app_and_names_the_safety_backup(
+    stack, run_dag, setup, slack, monkeypatch
+):
+    setup.damage()
+    before = setup.counts()
+    # Altered after the plan checked it (the plan's re-read passes): the restore's own hash check,
+    # before the swap, is the last line.
+    monkeypatch.setattr(Vault, "check_artifact", lambda self, manifest, name, chunk=1 << 20: 0)
+    alter_artifact(stack, setup)
 
     result = run_restore(run_dag, setup)
 

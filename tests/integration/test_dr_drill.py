@@ -209,7 +209,8 @@ def test_a_component_failing_before_extraction_still_cleans_up_its_directory(sta
     assert not (scratch / "d1").exists()
 
 
-def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, stack, prefix, small_db, monkeypatch):
+def _offsite_drill_setup(stack, prefix, small_db, monkeypatch):
+    """db and config backups copied off-site, then deleted from the primary: only the copy can serve."""
     from gravitypm_ops.offsite.copy import Copier
     from gravitypm_ops.vault.retention import RetentionPolicy
 
@@ -222,16 +223,64 @@ def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, sta
         assert Copier(primary, offsite, server_side=True).sync(kind, RetentionPolicy(), datetime.now(UTC))["failed"] == []
         delete_backup(primary, made[kind])  # the primary lost them: only the copy can serve the drill
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", json.dumps(stack.connections()["gravitypm_aws"]))
+    config = {**overrides(prefix, small_db), "offsite_bucket": bucket, "offsite_prefix": prefix + "-dr"}
+    return offsite, made, config
 
-    result = run_dag(DAG_ID, {**overrides(prefix, small_db), "offsite_bucket": bucket, "offsite_prefix": prefix + "-dr"},
-                     run_conf={"components": ["db", "config"], "source": "offsite"})
+
+def _offsite_report_keys(stack, offsite) -> list[str]:
+    listing = stack.s3_client().list_objects_v2(Bucket=offsite.bucket, Prefix=f"{offsite.prefix}/drills/")
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def test_a_drill_from_the_offsite_copy_reads_only_the_offsite_vault(run_dag, stack, prefix, small_db, monkeypatch):
+    offsite, made, config = _offsite_drill_setup(stack, prefix, small_db, monkeypatch)
+
+    result = run_dag(DAG_ID, config, run_conf={"components": ["db", "config"], "source": "offsite"})
 
     assert result.state == "success", result.task_states
     report = result.xcom("write_report")
     assert report["source"] == "offsite"
     assert {k: c["backup_id"] for k, c in report["components"].items()} == {k: m["backup_id"] for k, m in made.items()}
     assert leases.active(offsite, "db") == leases.active(offsite, "config") == []
-    assert report["report"]["json"].startswith(f"{prefix}/drills/")  # evidence goes to the primary vault
+    # The evidence lands in the vault the drill restored from (the one left in a disaster) ...
+    base = f"{offsite.prefix}/drills/{report['drill_id']}/"
+    assert report["report"] == {"json": base + "report.json", "md": base + "report.md"}
+    assert report["bucket"] == offsite.bucket
+    assert _offsite_report_keys(stack, offsite) == [base + "report.json", base + "report.md"]
+    stored = json.loads(offsite.read_bytes(base + "report.json"))
+    assert stored["drill_id"] == report["drill_id"] and stored["source"] == "offsite"
+    # ... and in the primary too, since it is reachable here.
+    assert vault_keys(stack, prefix, "drills/") == [f"{prefix}/drills/{report['drill_id']}/report.json",
+                                                      f"{prefix}/drills/{report['drill_id']}/report.md"]
+    assert report["copies"]["primary"]["keys"]["json"] == f"{prefix}/drills/{report['drill_id']}/report.json"
+    assert report["copies"]["offsite"] == {"bucket": offsite.bucket, "keys": report["report"]}
+
+
+def test_a_drill_from_the_offsite_copy_still_reports_when_the_primary_is_unreachable(
+        run_dag, stack, slack, prefix, small_db, monkeypatch):
+    from dev.stack import free_port
+
+    offsite, _, config = _offsite_drill_setup(stack, prefix, small_db, monkeypatch)
+    dead = stack.connections()["gravitypm_aws"]  # the primary's connection: its region is gone
+    dead["extra"] = {**dead["extra"], "endpoint_url": f"http://127.0.0.1:{free_port()}",
+                     "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
+    monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS", json.dumps(dead))
+
+    result = run_dag(DAG_ID, config, run_conf={"components": ["db", "config"], "source": "offsite"})
+
+    states = result.task_states
+    assert states["write_report"] == states["drill_db"] == states["drill_config"] == "success", states
+    assert states["post_summary"] == states["judge_drill"] == "success", states
+    report = result.xcom("write_report")
+    assert report["verdict"] == "passed" and report["bucket"] == offsite.bucket
+    assert _offsite_report_keys(stack, offsite) == sorted(report["report"].values())
+    assert report["copies"]["primary"]["keys"] is None
+    assert "primary vault unreachable" in report["copies"]["primary"]["error"]
+    assert vault_keys(stack, prefix, "drills/") == []
+    summary = next(t for t in slack.texts() if "DR drill" in t and report["drill_id"] in t)
+    assert report["report"]["json"] in summary
+    # The audit chain lives in the primary: that step fails, saying why (a rerun records it later).
+    assert states["record_audit"] == "failed" and result.state == "failed"
 
 
 # --- refusals: a clear reason, nothing written ------------------------------------------------

@@ -137,11 +137,23 @@ def test_mirror_into_another_allowed_root_with_a_glob_subset(run_dag, setup):
         ({"paths": ["../../etc/*"]}, "without '..'"),
         ({"kind": "config"}, "no committed config backup"),
         ({"backup_id": "20260101T000000Z-deadbeef"}, "no committed fs backup"),
+        ({"target_path": "ELSEWHERE/a-file", "confirm": ""}, "exists and is not a directory"),
+        ({"target_path": "ELSEWHERE/" + "n" * 300, "confirm": ""}, "NAME_MAX"),
+        # the form takes it (< 4096), but the backup's paths below it (and its staging dir) would not fit
+        ({"target_path": "LONG", "confirm": ""}, "PATH_MAX"),
     ],
 )
 def test_bad_requests_are_refused_before_anything_changes(run_dag, setup, params, message, capfd):
     setup.damage()
+    (setup.elsewhere / "a-file").write_text("a file, not a directory\n")
     before = snapshot(setup.root)
+    if "target_path" in params:
+        params = {**params, "target_path": params["target_path"].replace("ELSEWHERE", str(setup.elsewhere))}
+    if params.get("target_path") == "LONG":
+        long = str(setup.elsewhere)
+        while len(long) < 4040:
+            long += "/" + "d" * min(200, 4040 - len(long) - 1)
+        params["target_path"] = long
 
     result = run_restore(run_dag, setup, **params)
 
@@ -160,7 +172,7 @@ def test_a_backup_of_the_other_kind_is_refused(run_dag, setup, capfd):
     assert f"no committed fs backup {config_backup['backup_id']!r}" in capfd.readouterr().out
 
 
-def crafted_backup(setup) -> dict:
+def crafted_backup(setup, index_paths=("innocent.txt",)) -> dict:
     """A committed backup whose archive tries to write outside its target."""
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -168,8 +180,9 @@ def crafted_backup(setup) -> dict:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    index = json.dumps({"path": "innocent.txt", "type": "file", "size": 6,
-                        "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}) + "\n"
+    index = "".join(json.dumps({"path": path, "type": "file", "size": 6,
+                                "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}) + "\n"
+                    for path in index_paths)
     writer = setup.vault.begin_backup("fs", dag_id="attacker", run_id=uuid.uuid4().hex, run_after=T0 + timedelta(hours=1))
     for name, payload in (("files.tar.zst", tar_bytes.getvalue()), ("index.jsonl.zst", index.encode())):
         with writer.artifact(name, compression="zstd", format="x") as out:
@@ -191,3 +204,53 @@ def test_a_crafted_archive_escaping_the_target_is_rejected_and_nothing_changes(r
     assert "unsafe entr" in capfd.readouterr().out
     assert snapshot(target) == {"existing.txt": "untouched\n"}  # not even innocent.txt
     assert not (setup.elsewhere / "escaped.txt").exists() and not (setup.elsewhere.parent / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_index_with_an_escaping_path_is_refused_by_the_plan_before_the_app_stops(run_dag, setup, capfd, dry_run):
+    evil = crafted_backup(setup, index_paths=("innocent.txt", "../../escaped.txt"))
+    target = setup.elsewhere / "t"
+    target.mkdir()
+    (target / "existing.txt").write_text("untouched\n")
+
+    result = run_restore(run_dag, setup, backup_id=evil["backup_id"], allow_unverified=True, paths=["*"],
+                         target_path=str(target), confirm="", stop_services=True, dry_run=dry_run)
+
+    assert result.state == "failed" and result.task_states["plan"] == "failed"
+    assert "unsafe path" in capfd.readouterr().out
+    assert result.task_states["stop_app"] == "upstream_failed"
+    assert snapshot(target) == {"existing.txt": "untouched\n"}
+    assert not (setup.elsewhere / "escaped.txt").exists() and not (setup.elsewhere.parent / "escaped.txt").exists()
+
+
+def test_the_dry_run_never_reads_through_a_symlink_in_the_target(run_dag, setup, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "app.json").write_text(FILES["config/app.json"])  # what the backup holds: reading through says 'unchanged'
+    (setup.root / "config/app.json").unlink()
+    (setup.root / "config").rmdir()
+    (setup.root / "config").symlink_to(outside)
+
+    result = run_restore(run_dag, setup, dry_run=True, confirm="")
+
+    assert result.state == "success", result.task_states
+    changes = result.xcom("plan")["changes"]
+    assert {"config", "config/app.json"} <= set(changes["replaced"]["paths"])
+    assert "config/app.json" not in changes["unchanged"]["paths"]
+
+
+def test_a_restore_that_does_not_fit_the_target_filesystem_is_refused_by_the_plan(run_dag, setup, capfd, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10_000, 9_990, 10))
+    setup.damage()
+    before = snapshot(setup.root)
+
+    result = run_restore(run_dag, setup)
+
+    assert result.state == "failed" and result.task_states["plan"] == "failed"
+    assert "has only 10 bytes free" in capfd.readouterr().out
+    assert result.task_states["stop_app"] == "upstream_failed"
+    assert snapshot(setup.root) == before

@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from gravitypm_ops.names import RESERVED_DATABASES, is_reserved_database, same_database
 from gravitypm_ops.redact import scrub
 from gravitypm_ops.vault.layout import VaultError, backup_id_for, verified_ok
 from gravitypm_ops.vault.open import SOURCES
@@ -56,7 +57,12 @@ def _inside(path: str, root: str) -> bool:
 def check_scratch_database(name: str | None, cfg) -> str:
     """The drill's scratch database (default `<scratch_database_prefix>drill`), never production."""
     name = name or cfg.scratch_database_prefix + DEFAULT_SCRATCH_SUFFIX
-    if name in cfg.mongo_databases:
+    if not isinstance(name, str):
+        raise DrillRefused(f"scratch_database {name!r} must be a string")
+    if is_reserved_database(name):
+        raise DrillRefused(f"scratch_database {name!r} is reserved by MongoDB ({', '.join(RESERVED_DATABASES)}, "
+                           "in any case); a drill never restores into it")
+    if same_database(name, cfg.mongo_databases):  # MongoDB refuses case-only differences: same database
         raise DrillRefused(f"scratch_database {name!r} is a production database (mongo_databases); "
                            "a drill never restores into production")
     if not name.startswith(cfg.scratch_database_prefix):
@@ -65,6 +71,17 @@ def check_scratch_database(name: str | None, cfg) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_]{1,63}", name):
         raise DrillRefused(f"scratch_database {name!r}: use 1-63 letters, digits or '_'")
     return name
+
+
+def scratch_names(scratch_database: str, databases: list[str]) -> list[str]:
+    """The databases a drill restores into: the scratch database, or one per backed-up database."""
+    return [scratch_database] if len(databases) == 1 else [f"{scratch_database}_{db}"[:63] for db in databases]
+
+
+def check_scratch_names(scratch_database: str, databases: list[str], cfg) -> None:
+    """Every scratch name the drill derives is as safe as the scratch database itself."""
+    for name in scratch_names(scratch_database, databases):
+        check_scratch_database(name, cfg)
 
 
 def check_scratch_dir(path: str | None, cfg) -> str | None:
@@ -138,6 +155,8 @@ def plan_drill(params: Mapping, cfg, vault: Vault, *, dag_id: str, run_id: str, 
             raise DrillRefused(f"{kind}: {err}") from None
         finished = datetime.fromisoformat(manifest["finished"])
         content = manifest["content"]
+        if kind == "db":
+            check_scratch_names(scratch_database, list(content.get("databases") or {}), cfg)
         backups[kind] = {
             "backup_id": manifest["backup_id"],
             "finished": manifest["finished"],
@@ -185,7 +204,7 @@ def restore_component(kind: str, plan: dict, cfg, vault: Vault, *, mongo_client=
         if kind == "db":
             databases = list(manifest["content"]["databases"])
             name = plan["scratch_database"]
-            target = [name] if len(databases) == 1 else [f"{name}_{db}"[:63] for db in databases]
+            target = scratch_names(name, databases)
             detail = check_db_restore(
                 vault, manifest, mongo_client, cfg.scratch_database_prefix, set(cfg.mongo_databases),
                 scratch_database=name, cleanup=cleanup,

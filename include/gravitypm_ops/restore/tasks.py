@@ -57,8 +57,8 @@ def plan(kind_of_restore: str, params, context) -> dict:
 def _plan_text(plan: dict) -> str:
     b = plan["backup"]
     lines = [
-        f"backup      {b['backup_id']} ({b['kind']}, {b['age_hours']} h old, {b['bytes']} bytes, "
-        f"verified: {b['verified']}, from {plan['source']})",
+        (f"backup      {b['backup_id']} ({b['kind']}, {b['age_hours']} h old, {b['bytes']} bytes, "
+         f"verified: {b['verified']}, from {plan['source']})"),
         f"target      {plan.get('target_database') or plan.get('target_path')}"
         + (" (PRODUCTION)" if plan["production"] else ""),
     ]
@@ -66,6 +66,10 @@ def _plan_text(plan: dict) -> str:
         lines.append(f"collections {', '.join(plan['collections'])}")
     if "paths" in plan:
         lines.append(f"paths       {plan['paths'] or 'everything'}; mirror: {plan['mirror']}")
+    if plan.get("artifact_checked"):
+        lines.append(f"artifact    {plan['artifact_bytes']} bytes re-read: size and SHA-256 match the manifest")
+    if "bytes_needed" in plan:
+        lines.append(f"space       {plan['bytes_needed']} bytes of files to restore, {plan['bytes_free']} bytes free")
     lines.append(f"stop app    {plan['stop_app']}; dry run: {plan['dry_run']}")
     return "\n".join(lines)
 

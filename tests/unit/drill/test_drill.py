@@ -53,3 +53,23 @@ def test_judge_fails_a_slow_component_the_total_and_a_component_that_never_ran()
     assert report["components"]["fs"]["status"] == "failed" and report["total"]["rto_ok"] is False
     markdown = drill_report.render_markdown(report)
     assert "# DR drill d: FAILED" in markdown and "**MISSED**" in markdown and "fs: restore did not run" in markdown
+
+
+@pytest.mark.parametrize("name", ["admin", "local", "config", "Admin"])
+def test_scratch_database_is_never_a_reserved_mongodb_database(name):
+    cfg = type("Cfg", (), {"scratch_database_prefix": "", "mongo_databases": ("gravitypm_production",)})()
+    with pytest.raises(drill_drill.DrillRefused, match="reserved"):
+        drill_drill.check_scratch_database(name, cfg)
+
+
+def test_scratch_database_is_never_production_whatever_the_case():
+    cfg = type("Cfg", (), {"scratch_database_prefix": "gravitypm_", "mongo_databases": ("gravitypm_production",)})()
+    with pytest.raises(drill_drill.DrillRefused, match="production"):
+        drill_drill.check_scratch_database("Gravitypm_Production", cfg)
+
+
+def test_scratch_names_derived_per_database_are_checked_too():
+    cfg = type("Cfg", (), {"scratch_database_prefix": "gravitypm_", "mongo_databases": ("gravitypm_drill_prod",)})()
+    drill_drill.check_scratch_names("gravitypm_drill", ["only"], cfg)  # one database: the name itself
+    with pytest.raises(drill_drill.DrillRefused, match="production"):
+        drill_drill.check_scratch_names("gravitypm_drill", ["PROD", "other"], cfg)
