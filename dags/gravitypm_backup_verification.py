@@ -24,6 +24,8 @@ Verification and retention share pool `gravitypm_vault` (1 slot): they never run
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import AssetOrTimeSchedule, Param, TriggerRule, dag, task
 
 from gravitypm_ops.airflow.conventions import cron, dag_kwargs, fail_run_if_any_check_failed
@@ -49,7 +51,10 @@ ANY_BACKUP = any_backup_asset()
     ),
 )
 def gravitypm_backup_verification():
-    @task(pool=VAULT_POOL)
+    # A run verifies the new backups plus one older backup per kind: a trial restore of the
+    # database (a db backup itself may take up to 2 h) and the file restores. 3 h bounds a hung
+    # check (a crafted archive, a stalled read) so it cannot hold the one-slot vault pool for good.
+    @task(pool=VAULT_POOL, execution_timeout=timedelta(hours=3))
     def verify_backups(params=None, **context):
         from gravitypm_ops.verification import tasks as verification_tasks
 

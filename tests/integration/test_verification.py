@@ -96,7 +96,7 @@ def test_scratch_never_targets_a_production_database(stack, prefix, small_db):
     scratch = f"gravitypm_scratch_{manifest['backup_id'].replace('-', '_')}_{small_db}"
     record = verify_backup(vault, manifest, mongo_client=stack.mongo_client(), production_databases=(scratch,))
     assert record["status"] == "failed"
-    assert "refusing to use a configured production database" in record["checks"][1]["detail"]
+    assert "refusing to use a production or reserved database" in record["checks"][1]["detail"]
 
 
 def test_fs_backup_verification_passes_then_catches_a_flipped_byte(stack, prefix):
@@ -147,3 +147,9 @@ def test_a_failed_verification_posts_a_critical_alert_naming_backup_and_check(ru
     assert result.task_states["verify_backups"] == "failed"
     alert = next(t for t in slack.texts() if "failed verification" in t)
     assert "[Critical]" in alert and manifest["backup_id"] in alert and "`artifacts`" in alert
+
+
+def test_verification_has_a_time_limit_so_a_stuck_check_cannot_hold_the_vault_pool(dagbag):
+    # one slot in gravitypm_vault: without a limit a hung check stalls retention, status and the RPO audit
+    task = dagbag.get_dag("gravitypm_backup_verification").task_dict["verify_backups"]
+    assert task.pool == "gravitypm_vault" and task.execution_timeout == timedelta(hours=3)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from gravitypm_ops.restore.plan import SAFETY_DAYS, load_index
+from gravitypm_ops.names import is_reserved_database
+from gravitypm_ops.restore.plan import SAFETY_DAYS, RestoreRefused, load_index
 from gravitypm_ops.vault.layout import SAFETY_PURPOSE
 from gravitypm_ops.vault.store import Vault
 
@@ -42,8 +43,12 @@ def restore_db(vault: Vault, client, plan: dict) -> dict:
     and the swapped-in counts must equal the manifest's."""
     from gravitypm_ops.backup import mongo as backup_mongo
 
-    manifest = vault.resolve("db", plan["backup"]["backup_id"])
     source, target = plan["source_database"], plan["target_database"]
+    if is_reserved_database(source) or is_reserved_database(target) or any(
+            c.startswith("system.") for c in plan["collections"]):  # the plan refuses these; never act on one
+        raise RestoreRefused(f"refusing to restore {source} -> {target} {plan['collections']}: "
+                             "MongoDB's reserved databases and system.* collections are never restored")
+    manifest = vault.resolve("db", plan["backup"]["backup_id"])
     with vault.open_artifact(manifest, backup_mongo.ARTIFACT_NAME) as body:
         report = backup_mongo.restore(
             body, client, {source: target}, collections=set(plan["collections"]),
@@ -73,13 +78,15 @@ def restore_files(vault: Vault, plan: dict) -> dict:
 
     manifest = vault.resolve(plan["backup"]["kind"], plan["backup"]["backup_id"])
     compression = Compression.from_dict(manifest["tools"]["compression"])
-    expected = {r["path"]: r["sha256"] for r in load_index(vault, manifest) if r.get("sha256")}
+    index = load_index(vault, manifest)
     archive = next(a["name"] for a in manifest["artifacts"] if a["name"] != manifest["tools"]["index"])
     with vault.open_artifact(manifest, archive) as body:
         # The decompressor reads `body` in its own thread: drain through it, never beside it.
         tar_in = decompressing_reader(body, compression)
+        # index + content: the archive must match the index entry for entry (what the dry run
+        # listed is what is restored) and the manifest's totals, sizes checked before writing.
         return extract_archive(
-            tar_in, plan["target_path"], paths=plan["paths"], expected_sha256=expected,
+            tar_in, plan["target_path"], paths=plan["paths"], index=index, content=manifest.get("content"),
             mirror=plan["mirror"], confirm_mirror=plan["mirror"], strict=True,
             before_commit=lambda: _drain_and_verify(tar_in, body),
         )

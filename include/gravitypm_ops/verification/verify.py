@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gravitypm_ops.names import is_reserved_database, same_database
 from gravitypm_ops.redact import scrub
 from gravitypm_ops.vault.store import Vault
 
@@ -68,8 +69,10 @@ def check_db_restore(
         scratch = {db: scratch_database if len(content) == 1 else f"{scratch_database}_{db}"[:63] for db in content}
     else:
         scratch = {db: f"{scratch_prefix}{manifest['backup_id'].replace('-', '_')}_{db}"[:63] for db in content}
-    if set(scratch.values()) & forbidden or not all(n.startswith(scratch_prefix) for n in scratch.values()):
-        raise CheckFailed(f"refusing to use a configured production database as scratch: {scratch}")
+    # MongoDB refuses names differing only in case, so production matches case-insensitively.
+    if any(same_database(n, forbidden) or is_reserved_database(n) for n in scratch.values()) \
+            or not all(n.startswith(scratch_prefix) for n in scratch.values()):
+        raise CheckFailed(f"refusing to use a production or reserved database as scratch: {scratch}")
     try:
         with vault.open_artifact(manifest, backup_mongo.ARTIFACT_NAME) as body:
             report = backup_mongo.restore(body, client, scratch)
@@ -132,20 +135,34 @@ def check_files(vault: Vault, manifest: dict, target: str | None = None, *, clea
     archive_name = next(a["name"] for a in manifest["artifacts"] if a["name"] != index_name)
     if target is not None and os.path.isdir(target) and os.listdir(target):
         raise CheckFailed(f"{target}: not empty; restore checks need a new or empty directory")
-    with vault.open_artifact(manifest, index_name) as body:
-        expected = {r["path"]: r["sha256"] for r in read_index(decompressing_reader(body, compression)) if r.get("sha256")}
+    hashed = 0  # index entries with a sha256 (files and hard links): each must be verified
+
+    def counted(records):
+        nonlocal hashed
+        for record in records:
+            hashed += bool(record.get("sha256"))
+            yield record
+
     target = target or tempfile.mkdtemp(prefix="gravitypm-verify-")
     try:
-        with vault.open_artifact(manifest, archive_name) as body:
-            report = extract_archive(decompressing_reader(body, compression), target, expected_sha256=expected)
+        with (
+            vault.open_artifact(manifest, index_name) as index_body,
+            vault.open_artifact(manifest, archive_name) as body,
+        ):
+            # Strict and against the whole index (read as a stream, kept compact): a backup the
+            # restore would refuse (an entry the index lacks, a member bigger than its entry, an
+            # unsafe entry) fails verification too.
+            index = counted(read_index(decompressing_reader(index_body, compression)))
+            report = extract_archive(decompressing_reader(body, compression), target, index=index,
+                                     content=manifest.get("content"), strict=True)
     except Exception as err:
         raise CheckFailed(f"{archive_name}: {scrub(str(err))}") from None
     finally:
         if cleanup:
             shutil.rmtree(target, ignore_errors=True)
-    if report.get("verified", 0) < len(expected):
-        raise CheckFailed(f"{archive_name}: {report.get('verified', 0)} of {len(expected)} indexed files verified")
-    return f"{len(expected)} files restored with matching sha256"
+    if report.get("verified", 0) < hashed:
+        raise CheckFailed(f"{archive_name}: {report.get('verified', 0)} of {hashed} indexed files verified")
+    return f"{hashed} files restored with matching sha256"
 
 
 def check_logs(vault: Vault, manifest: dict) -> str:

@@ -654,3 +654,241 @@ def test_memory_stays_flat_however_many_files(tmp_path):
         restore_peak = peak_bytes(lambda: extract_archive(f, str(tmp_path / "restored")))
     assert restore_peak < 6 * MiB, restore_peak
     assert len(os.listdir(tmp_path / "restored")) == 20_000
+
+
+# --- impossible header values (issue 14 item 1) ---------------------------------------------
+
+
+def ustar_block(name: bytes = b"f.txt", *, kind: bytes = b"0", size: bytes | None = None, mode: bytes = b"0000644\0",
+                uid: bytes = b"0001750\0", gid: bytes = b"0000000\0", mtime: bytes = b"14524563200\0",
+                link: bytes = b"", checksum: bytes | None = None) -> bytes:
+    """One raw ustar header block, every numeric field given as its raw bytes (checksum computed
+    unless given): for headers no honest writer produces."""
+    from gravitypm_ops.formats.tar.common import USTAR
+
+    fields = [name, mode, uid, gid, size if size is not None else b"00000000000\0", mtime, b" " * 8, kind,
+              link, b"ustar\0", b"00", b"", b"", b"", b"", b""]
+    block = USTAR.pack(*fields)
+    chk = checksum if checksum is not None else b"%06o\0 " % (sum(block))
+    return block[:148] + chk + block[156:]
+
+
+def rec(key: str, value: str) -> bytes:
+    """A well-formed pax record, whatever its value."""
+    from gravitypm_ops.formats.tar.write import _pax_record
+
+    return _pax_record(key, value.encode())
+
+
+def pax_block(records: bytes, name: bytes = b"PaxHeader/f.txt") -> bytes:
+    return ustar_block(name, kind=b"x", size=b"%011o\0" % len(records)) + records + bytes(-len(records) % 512)
+
+
+END = bytes(1024)
+
+
+@pytest.fixture
+def within():
+    """`with within(s):` fails the test (instead of hanging it) when the block runs longer than s."""
+    import signal
+    from contextlib import contextmanager
+
+    def expired(signum, frame):
+        raise TimeoutError("still running: the reader loops")
+
+    @contextmanager
+    def limit(seconds: float):
+        old = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    return limit
+
+
+NEGATIVE_SIZES = {
+    "pax size=-1": pax_block(rec("size", "-1")) + ustar_block(size=b"00000000005\0") + b"hello".ljust(512, b"\0"),
+    "base-256 size -1": ustar_block(size=b"\xff" * 12) + b"hello".ljust(512, b"\0"),
+    "base-256 size -2**40": ustar_block(size=(-(1 << 40)).to_bytes(12, "big", signed=True)) + bytes(512),
+    "octal size -7": ustar_block(size=b"-0000000007\0") + bytes(512),
+}
+
+
+@pytest.mark.parametrize("archive", NEGATIVE_SIZES.values(), ids=NEGATIVE_SIZES.keys())
+def test_a_negative_size_is_refused_at_once_naming_the_member(tmp_path, within, archive):
+    target = tmp_path / "target"
+    with within(5), pytest.raises(RestoreError, match=r"f\.txt.*size"):
+        restore_bytes(archive + END, target)
+    assert not target.exists()
+
+
+IMPOSSIBLE_HEADERS = {
+    "absurd pax size": (pax_block(rec("size", "9" * 17)) + ustar_block() + END, "size"),
+    "absurd base-256 size": (ustar_block(size=b"\x80" + (1 << 62).to_bytes(11, "big")) + END, "size"),
+    "pax size not a number": (pax_block(rec("size", "0x10")) + ustar_block() + END, "size"),
+    "pax size with spaces": (pax_block(rec("size", " 10")) + ustar_block() + END, "size"),
+    "pax size in other digits": (pax_block(rec("size", "١٢")) + ustar_block() + END, "size"),
+    "negative uid": (ustar_block(uid=b"\xff" * 8) + END, "uid"),
+    "negative pax gid": (pax_block(rec("gid", "-5")) + ustar_block() + END, "gid"),
+    "absurd pax uid": (pax_block(rec("uid", "9" * 16)) + ustar_block() + END, "uid"),
+    "absurd pax mtime": (pax_block(rec("mtime", "9" * 26)) + ustar_block() + END, "mtime"),
+    "absurd base-256 mtime": (ustar_block(mtime=b"\x80" + (1 << 80).to_bytes(11, "big")) + END, "mtime"),
+    "non-octal mode": (ustar_block(mode=b"0000698\0") + END, "mode"),
+    "non-octal size": (ustar_block(size=b"0000000009a\0") + END, "size"),
+    "octal with underscore": (ustar_block(size=b"0_00000001\0\0") + END, "size"),
+    "non-octal checksum": (ustar_block(checksum=b"12x456\0 ") + END, "checksum"),
+    "pax record longer than the header": (pax_block(b"99 path=x\n") + ustar_block() + END, "pax"),
+    "pax record length zero": (pax_block(b"0 path=x\n") + ustar_block() + END, "pax"),
+    "pax record without '='": (pax_block(b"9 pathxx\n") + ustar_block() + END, "pax"),
+    "pax path with a NUL": (pax_block(rec("path", "a\0b")) + ustar_block() + END, "pax"),
+    "negative pax header size": (ustar_block(b"PaxHeader/f.txt", kind=b"x", size=b"\xff" * 12) + END, "size"),
+    "truncated header": (ustar_block()[:300], "truncated"),
+    "truncated data": (ustar_block(size=b"00000001000\0") + bytes(100), "truncated"),
+}
+
+
+@pytest.mark.parametrize("archive, what", IMPOSSIBLE_HEADERS.values(), ids=IMPOSSIBLE_HEADERS.keys())
+def test_impossible_header_values_are_a_restore_error(tmp_path, within, archive, what):
+    with within(5), pytest.raises(RestoreError, match=what) as failure:
+        restore_bytes(archive, tmp_path / "target")
+    if what not in ("truncated", "checksum"):
+        assert "f.txt" in str(failure.value)  # names the member
+    assert not (tmp_path / "target").exists()
+
+
+def test_honest_extremes_still_restore(tmp_path):
+    """Negative and far-future mtimes, big ids and 0-byte files are real: the limits keep them."""
+    archive = tar_bytes([
+        (entry("old", mtime=-1_500_000_000), b"old"),
+        (entry("future", mtime=9_000_000_000, uid=3_000_000, gid=4_000_000), b"future"),
+        (entry("empty"), b""),
+    ])
+    restore_bytes(archive, tmp_path / "t")
+    assert (tmp_path / "t" / "old").stat().st_mtime == -1_500_000_000
+    assert (tmp_path / "t" / "future").read_bytes() == b"future"
+
+
+# --- archive and index agree, entry for entry (issue 14 items 4 and 6) ----------------------
+
+
+class EndlessZeros(io.RawIOBase):
+    """`head`, then zeros for ever: a tar member that claims a terabyte, as a bomb decompresses."""
+
+    def __init__(self, head: bytes):
+        self.head, self.given = head, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = len(buffer)
+        chunk = (self.head[self.given : self.given + n]).ljust(n, b"\0")
+        buffer[:n] = chunk
+        self.given += n
+        return n
+
+
+def test_a_member_bigger_than_its_index_entry_is_refused_before_its_data_is_written(tmp_path, within):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "app.txt").write_text("on disk")
+    before = snapshot(target, skip_root_meta=False)
+    stream = EndlessZeros(ustar_block(b"big", size=b"\x80" + (1 << 40).to_bytes(11, "big")))
+    index = [{"path": "big", "type": "file", "size": 5, "sha256": sha(b"hello")}]
+    with within(10), pytest.raises(RestoreError, match=r"'big'.*1099511627776 bytes.*index.*5"):
+        extract_archive(stream, str(target), index=index)
+    assert stream.given < 4 * MiB  # refused at the header, not after a terabyte of zeros
+    assert snapshot(target, skip_root_meta=False) == before
+
+
+def test_a_bomb_through_zstd_is_refused_whole(tmp_path):
+    """A small .tar.zst whose member decompresses to far more than the index says."""
+    bomb = tar_bytes([(entry("ok.txt"), b"fine"), (entry("app.bin"), bytes(8 * MiB))])
+    packed = io.BytesIO()
+    with compressing_writer(packed, ZSTD) as out:
+        out.write(bomb)
+    assert len(packed.getvalue()) < 64 * 1024
+    index = [{"path": "ok.txt", "type": "file", "size": 4, "sha256": sha(b"fine")},
+             {"path": "app.bin", "type": "file", "size": 5, "sha256": sha(b"hello")}]
+    target = tmp_path / "target"
+    with pytest.raises(RestoreError, match="app.bin"):
+        extract_archive(decompressing_reader(io.BytesIO(packed.getvalue()), ZSTD), str(target), index=index)
+    assert not target.exists()
+
+
+def test_the_total_must_match_the_manifest_content(tmp_path):
+    archive, index, report = backup(tmp_path, [Root(str(make_backup_src(tmp_path)), ".")])
+    records = index_records(index)
+    assert restore(archive, tmp_path / "ok", index=records, content=report)["verified"] == report["files"] + report["hardlinks"]
+    with pytest.raises(RestoreError, match="bytes"):
+        restore(archive, tmp_path / "r1", index=records, content={**report, "bytes": report["bytes"] - 1})
+    with pytest.raises(RestoreError, match="files"):
+        restore(archive, tmp_path / "r2", index=records, content={**report, "files": report["files"] + 1})
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def make_backup_src(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    (src / "dags").mkdir(parents=True)
+    (src / "dags" / "a.py").write_text("a v1")
+    (src / "top.txt").write_text("top")
+    os.link(src / "top.txt", src / "dags" / "top-link")
+    os.symlink("top.txt", src / "link")
+    return src
+
+
+def honest_archive_and_index():
+    members = [(entry("dir", tarfile.DIRTYPE, mode=0o755), None), (entry("dir/a.txt"), b"aaa"),
+               (entry("link", tarfile.SYMTYPE, linkname="dir/a.txt"), None),
+               (entry("hard", tarfile.LNKTYPE, linkname="dir/a.txt"), None)]
+    index = [{"path": "dir", "type": "dir"}, {"path": "dir/a.txt", "type": "file", "size": 3, "sha256": sha(b"aaa")},
+             {"path": "link", "type": "symlink", "target": "dir/a.txt"},
+             {"path": "hard", "type": "hardlink", "target": "dir/a.txt", "size": 3, "sha256": sha(b"aaa")}]
+    return members, index
+
+
+def test_an_archive_that_agrees_with_its_index_restores(tmp_path):
+    members, index = honest_archive_and_index()
+    report = restore_bytes(tar_bytes(members), tmp_path / "t", index=index, strict=True)
+    assert report["verified"] == 2 and os.readlink(tmp_path / "t" / "link") == "dir/a.txt"
+
+
+DISAGREEMENTS = {
+    "symlink not in the index": (lambda m, i: (m + [(entry("sneaky", tarfile.SYMTYPE, linkname="/etc"), None)], i),
+                                 "'sneaky'.*not in the index"),
+    "directory not in the index": (lambda m, i: (m + [(entry("extra", tarfile.DIRTYPE), None)], i),
+                                   "'extra'.*not in the index"),
+    "file not in the index": (lambda m, i: (m + [(entry("extra.txt"), b"x")], i), "'extra.txt'.*not in the index"),
+    "index entry not in the archive": (lambda m, i: (m, i + [{"path": "gone.txt", "type": "file", "size": 1,
+                                                              "sha256": sha(b"g")}]), "not in the archive.*'gone.txt'"),
+    "symlink target differs": (lambda m, i: (m[:2] + [(entry("link", tarfile.SYMTYPE, linkname="/etc/shadow"), None)]
+                                             + m[3:], i), "'link'.*target"),
+    "type differs": (lambda m, i: (m[:2] + [(entry("link"), b"now a file")] + m[3:], i), "'link'.*file.*symlink"),
+    "hard link target differs": (lambda m, i: (m[:3] + [(entry("hard", tarfile.LNKTYPE, linkname="link"), None)], i),
+                                 "'hard'.*target"),
+    "hard link content differs": (lambda m, i: (m, i[:3] + [{**i[3], "sha256": sha(b"other")}]), "'hard'"),
+    "twice in the archive": (lambda m, i: (m + [m[1]], i), "'dir/a.txt'.*twice"),
+    "size differs": (lambda m, i: (m, [i[0], {**i[1], "size": 2}, *i[2:]]), "'dir/a.txt'.*3 bytes.*index.*2"),
+}
+
+
+@pytest.mark.parametrize("change", DISAGREEMENTS.values(), ids=DISAGREEMENTS.keys())
+def test_an_archive_that_disagrees_with_its_index_is_refused_whole(tmp_path, change):
+    members, index = change[0](*honest_archive_and_index())
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "mine").write_text("mine")
+    before = snapshot(target, skip_root_meta=False)
+    for paths in (None, ["dir"]):
+        with pytest.raises(RestoreError, match=change[1]):
+            restore_bytes(tar_bytes(members), target, index=index, paths=paths)
+        assert snapshot(target, skip_root_meta=False) == before
+
+
+def test_an_entry_the_filesystem_cannot_hold_is_a_restore_error_naming_it(tmp_path):
+    with pytest.raises(RestoreError, match="x{300}.*File name too long"):
+        restore_bytes(tar_bytes([(entry("ok.txt"), b"ok"), (entry("x" * 300), b"a")]), tmp_path / "t")
+    assert not (tmp_path / "t").exists()

@@ -9,7 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import zstandard
@@ -68,6 +68,78 @@ class _Selection:
         return [""] if self.paths is None else sorted(self.paths)
 
 
+_KINDS = {b"5": "dir", b"2": "symlink", b"1": "hardlink", **dict.fromkeys(FILE_TYPES, "file")}
+_CONTENT_COUNTS = {"file": "files", "dir": "dirs", "symlink": "symlinks", "hardlink": "hardlinks"}
+
+
+class _IndexCheck:
+    """The archive must be exactly what its index (and the manifest's content) says, entry for
+    entry: same paths, types, link targets, sizes (hashes are checked as files are written).
+    Checked on each header before any of its data is read, so a member that claims more bytes
+    than its index entry (a decompression bomb) is refused before a byte of it is written.
+    Any disagreement is a RestoreError: the backup is refused whole."""
+
+    def __init__(self, index: Iterable[Mapping], content: Mapping | None):
+        self.entries: dict[str, tuple] = {}  # path -> (type, size, sha256, target): compact, one per entry
+        for record in index:
+            path = record.get("path")
+            if not isinstance(path, str) or path in self.entries:
+                raise RestoreError(f"the file index is corrupt: bad or repeated path {str(path)[:200]!r}")
+            self.entries[path] = (record.get("type"), record.get("size"), record.get("sha256"), record.get("target"))
+        self.seen: set[str] = set()
+        self.content = {k: v for k, v in (content or {}).items()
+                        if k in ("bytes", *_CONTENT_COUNTS.values()) and type(v) is int}
+        self.totals = dict.fromkeys(("bytes", *_CONTENT_COUNTS.values()), 0)
+
+    def check(self, member: Member) -> None:
+        try:
+            path = safe_relpath(member.name)
+        except Refused as why:  # no index path can name it: an unsafe entry, whatever the index says
+            raise RestoreError(f"the archive has an unsafe entry {member.name!r} ({why}), nothing was restored: "
+                               "the backup is refused") from None
+        entry = self.entries.get(path)
+        if entry is None:
+            raise RestoreError(f"{path!r} is in the archive but not in the index: the backup is refused")
+        if path in self.seen:
+            raise RestoreError(f"{path!r} is twice in the archive: the backup is refused")
+        self.seen.add(path)
+        kind, size, digest, target = entry
+        actual = _KINDS.get(member.type, f"type {member.type!r}")
+        if actual != kind:
+            raise RestoreError(f"{path!r} is a {actual} in the archive, a {kind} in the index: the backup is refused")
+        if kind in ("symlink", "hardlink") and member.linkname != target:
+            raise RestoreError(f"{path!r}: the archive's link target differs from the index's: the backup is refused")
+        if kind == "hardlink":
+            first = self.entries.get(target)
+            if target not in self.seen or first is None or first[0] != "file" or first[1:3] != (size, digest):
+                raise RestoreError(f"{path!r}: hard link to {target!r}, which the index does not list as a file "
+                                   "of that size and content: the backup is refused")
+        if kind == "file":
+            if member.size != size:
+                raise RestoreError(f"{path!r}: the archive holds {member.size} bytes, the index says {size}: "
+                                   "the backup is refused")
+            self.totals["bytes"] += size
+            if self.totals["bytes"] > self.content.get("bytes", self.totals["bytes"]):
+                raise RestoreError(f"the archive holds more than the {self.content['bytes']} bytes of files "
+                                   "the manifest records: the backup is refused")
+        self.totals[_CONTENT_COUNTS[kind]] += 1
+
+    def digest(self, path: str) -> str | None:
+        entry = self.entries.get(path)
+        return entry[2] if entry else None
+
+    def finish(self) -> None:
+        """After the whole archive: nothing of the index missing, totals as the manifest says."""
+        if len(self.seen) != len(self.entries):
+            missing = sorted(p for p in self.entries if p not in self.seen)
+            raise RestoreError(f"{len(missing)} entr(y/ies) of the index not in the archive: {missing[:20]}: "
+                               "the backup is refused")
+        wrong = {k: (self.totals[k], v) for k, v in self.content.items() if self.totals[k] != v}
+        if wrong:
+            raise RestoreError(f"the archive differs from the manifest's content (archive, manifest): {wrong}: "
+                               "the backup is refused")
+
+
 class _Stager:
     """Extracts archive members into a fresh staging directory, refusing anything unsafe.
 
@@ -79,8 +151,9 @@ class _Stager:
     setuid/setgid/sticky bits are dropped.
     """
 
-    def __init__(self, root: str, selection: _Selection, expected_sha256: Mapping[str, str] | None):
-        self.root, self.selection, self.expected = root, selection, expected_sha256
+    def __init__(self, root: str, selection: _Selection, expected_sha256: Mapping[str, str] | None,
+                 index: _IndexCheck | None = None):
+        self.root, self.selection, self.expected, self.index = root, selection, expected_sha256, index
         self.as_root = os.geteuid() == 0
         self.ids = (os.geteuid(), os.getegid())  # what new files get anyway: no chown needed
         self.dirs_made = {""}  # staging-relative directories known to be real directories we made
@@ -94,6 +167,8 @@ class _Stager:
             tar = TarReader(tar_in)
             while (member := tar.next()) is not None:
                 self.member(tar, member)
+            if self.index is not None:
+                self.index.finish()
             while tar_in.read(CHUNK):  # to the end: the layers below check their trailers at EOF
                 pass
         except (EOFError, zstandard.ZstdError, gzip.BadGzipFile) as err:
@@ -102,6 +177,8 @@ class _Stager:
     def member(self, tar: TarReader, member: Member) -> None:
         is_file = member.type in FILE_TYPES
         self.pending_data = member.type not in NO_DATA_TYPES
+        if self.index is not None:
+            self.index.check(member)  # before any of its data is read or written
         try:
             rel = safe_relpath(member.name)
             if not rel or not self.selection.wants(rel):
@@ -120,6 +197,8 @@ class _Stager:
             rel = None
             self.refused.add({"path": member.name.rstrip("/") or member.name, "reason": str(why)})
             log.warning("restore refused %r: %s", member.name, why)
+        except OSError as err:  # a name too long for the filesystem, a full disk, …: named, not raw
+            raise RestoreError(f"{member.name[:300]!r}: cannot be staged: {err.strerror or err}") from None
         if self.pending_data:  # not read by file(): skip it to reach the next header
             tar.skip(member.size)
         if rel:
@@ -172,7 +251,7 @@ class _Stager:
     # -- entry kinds --
     def file(self, tar: TarReader, member: Member, rel: str) -> None:
         fd = self.create(rel)
-        sha = hashlib.sha256() if self.expected is not None else None
+        sha = hashlib.sha256() if self.expected is not None or self.index is not None else None
         self.pending_data = False
         # Written and hashed here, not in a writer thread: each hand-over to a thread costs a
         # GIL round trip, more than a small file's few syscalls (measured: 2x slower on many
@@ -191,7 +270,7 @@ class _Stager:
         self.counts["bytes"] += member.size
 
     def verify(self, rel: str, digest: str) -> None:
-        expected = self.expected.get(rel)
+        expected = self.index.digest(rel) if self.index is not None else self.expected.get(rel)
         if expected is None:
             raise RestoreError(f"{rel!r} is in the archive but not in the index: refusing to restore unverified")
         if digest != expected:
@@ -228,6 +307,8 @@ class _Stager:
             raise Refused(f"hard link to {member.linkname!r}, which is not a file restored by this restore")
         os.link(source, self.clear(rel), follow_symlinks=False)
         self.counts["hardlinks"] += 1
+        if self.index is not None:  # its content is its target's, verified above; the index agreed on both
+            self.counts["verified"] += 1
 
 
 def _walk_missing(staging: str, target: str, scope: str) -> Iterator[str]:
@@ -329,6 +410,8 @@ def extract_archive(
     *,
     paths: Sequence[str] | None = None,
     expected_sha256: Mapping[str, str] | None = None,
+    index: Iterable[Mapping] | None = None,
+    content: Mapping | None = None,
     mirror: bool = False,
     confirm_mirror: bool = False,
     before_commit: Callable[[], None] | None = None,
@@ -342,6 +425,13 @@ def extract_archive(
     place — any failure before that leaves the target exactly as it was.
 
     - `paths`: restore only these archive paths (a file, or a directory and all below it).
+    - `index`: the backup's file index records (see the package docstring). The archive must
+      agree with it entry for entry — every member listed with the same type, link target and
+      size (checked on the header, before any data is written: a member bigger than its entry
+      is refused at once), every file's sha256 as listed, no entry twice, no index entry
+      missing — and, with `content` (the manifest's content), the totals of bytes, files,
+      dirs, symlinks and hard links must be the manifest's. The whole archive is checked
+      whatever `paths` selects. Takes the place of `expected_sha256`.
     - `before_commit` runs after staging, before anything moves (e.g. the artifact hash check).
     - `strict`: any refused entry fails the whole restore before anything moves (an archive
       with unsafe entries is crafted or corrupt: restore none of it into production).
@@ -359,7 +449,8 @@ def extract_archive(
         raise ValueError("mirror=True deletes files that are not in the backup: pass confirm_mirror=True to do it")
     selection = _Selection(paths)
     with _staging_dir(os.path.abspath(target)) as (staging, target):
-        stager = _Stager(staging, selection, expected_sha256)
+        checker = _IndexCheck(index, content) if index is not None else None
+        stager = _Stager(staging, selection, expected_sha256, checker)
         stager.extract(tar_in)
         if missing := selection.missing():
             raise RestoreError(f"not in the archive: {missing[:20]}")

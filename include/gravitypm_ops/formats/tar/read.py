@@ -28,11 +28,23 @@ def safe_relpath(name: str) -> str:
     return "/".join(parts)
 
 
-def _pax_time_ns(text: str) -> int:
+# Limits on header values. Anything outside is no file this project backs up: a corrupt or crafted
+# archive, refused before any of it is trusted (a negative size once sent the reader into an
+# endless loop; an absurd one asks the restore to write terabytes a 65 KB archive cannot hold).
+MAX_SIZE = 1 << 43  # 8 TiB: bigger than any file of an app host, far below what int64 offsets hold
+MAX_ID = (1 << 32) - 2  # uid_t/gid_t; (uid_t)-1 means "leave unchanged" to chown
+MAX_MODE = 0o7777777  # the 7 octal digits of the ustar field (file-type bits included by some tars)
+MTIME_NS_LIMIT = 1 << 63  # os.utime takes int64 nanoseconds: about ±292 years around 1970
+_OCTAL = re.compile(rb"[0-7]+")
+_DECIMAL = re.compile(r"[0-9]{1,20}", re.ASCII)  # int() would also take " 12", "+1", "1_0", "١٢"
+_PAX_TIME = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]*))?", re.ASCII)
+
+
+def _pax_time_ns(text: str, name: str = "?") -> int:
     """A pax time ("1700000000.123456789", "-1.5") in ns, exactly (no float rounding)."""
-    match = re.fullmatch(r"(-?)(\d+)(?:\.(\d*))?", text)
-    if match is None:
-        raise RestoreError(f"corrupt archive: bad pax time {text!r}")
+    match = _PAX_TIME.fullmatch(text)
+    if match is None or len(text) > 64:
+        raise RestoreError(f"corrupt archive: {name!r}: bad pax mtime {text[:40]!r}")
     sign, seconds, fraction = match.groups()
     ns = int(seconds) * 10**9 + int((fraction or "").ljust(9, "0")[:9])
     return -ns if sign else ns
@@ -57,17 +69,32 @@ _ZERO_BLOCK = bytes(512)
 _META_LIMIT = 1 << 20  # pax / GNU long-name payloads are small: a bigger one is a corrupt archive
 
 
-def _number(field: bytes) -> int:
-    """A numeric header field: octal text, or GNU base-256 (high bit set) for big values."""
+def _number(field: bytes, what: str = "number", name: str = "?") -> int:
+    """A numeric header field: octal text, or GNU base-256 (high bit set) for big values.
+    Signed (base-256 can say -1): the caller checks the range of each field."""
     if field[:1] and field[0] & 0x80:  # the marker bit is not part of the value; 0xff… is negative
         if field[0] & 0x40:
             return int.from_bytes(field, "big", signed=True)
         return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise RestoreError(f"corrupt archive: bad number {text!r} in a header") from None
+    text = field.split(b"\0", 1)[0].strip(b" ")  # old tars pad with spaces
+    if not text:
+        return 0
+    if not _OCTAL.fullmatch(text):  # int(…, 8) would also take "-7", "+7", "0_7", "0o7"
+        raise RestoreError(f"corrupt archive: {name!r}: {what} field {text[:12]!r} is not an octal number")
+    return int(text, 8)
+
+
+def _checked(value: int, what: str, name: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise RestoreError(f"corrupt archive: {name!r}: impossible {what} {value} (allowed {low}..{high})")
+    return value
+
+
+def _pax_int(pax: dict, key: str, name: str) -> int:
+    text = pax[key]
+    if not _DECIMAL.fullmatch(text):
+        raise RestoreError(f"corrupt archive: {name!r}: pax {key} {text[:40]!r} is not a decimal number")
+    return int(text)
 
 
 def _text(field: bytes) -> str:
@@ -75,16 +102,25 @@ def _text(field: bytes) -> str:
 
 
 def _pax_records(data: bytes) -> dict[str, str]:
+    """`<length> <key>=<value>\n` records; ValueError (the reason) for anything else."""
     records, pos = {}, 0
     while pos < len(data) and data[pos] != 0:
-        space = data.find(b" ", pos)
-        length = int(data[pos:space]) if space > pos and data[pos:space].isdigit() else 0
-        record = data[space + 1 : pos + length]
-        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
-            raise RestoreError("corrupt archive: bad pax extended header")
-        key, _, value = record[:-1].partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        pos += length
+        space = data.find(b" ", pos, pos + 21)
+        digits = data[pos:space] if space > pos else b""
+        if not (digits and digits.isdigit()):  # bytes.isdigit: ASCII digits only
+            raise ValueError(f"bad pax record length at byte {pos}")
+        end = pos + int(digits)
+        if not space + 1 < end <= len(data):
+            raise ValueError(f"pax record length {int(digits)} at byte {pos} does not fit the header")
+        record = data[space + 1 : end]
+        key, eq, value = record[:-1].partition(b"=")
+        if not (record.endswith(b"\n") and eq and key):
+            raise ValueError(f"malformed pax record at byte {pos}")
+        key_text = key.decode("utf-8", "surrogateescape")
+        if key_text in ("path", "linkpath") and b"\0" in value:
+            raise ValueError(f"NUL byte in pax {key_text}")
+        records[key_text] = value.decode("utf-8", "surrogateescape")
+        pos = end
     return records
 
 
@@ -100,6 +136,11 @@ class TarReader:
     def __init__(self, stream):
         self._read = getattr(stream, "read1", stream.read)  # read1: whatever is at hand, uncopied
         self._view = memoryview(b"")
+        self._last = None  # the last member returned: named when the archive turns out truncated
+
+    def _truncated(self) -> RestoreError:
+        where = f" (in or after {self._last!r})" if self._last is not None else ""
+        return RestoreError(f"archive is truncated{where}")
 
     def _fill(self) -> bool:
         if not self._view:
@@ -113,7 +154,7 @@ class TarReader:
         parts = []
         while n:
             if not self._fill():
-                raise RestoreError("archive is truncated")
+                raise self._truncated()
             part, self._view = self._view[:n], self._view[n:]
             parts.append(part)
             n -= len(part)
@@ -121,10 +162,12 @@ class TarReader:
 
     def data(self, size: int) -> Iterator[memoryview]:
         """The current member's bytes as slices of the stream's chunks (no copies), then its padding."""
+        if not 0 <= size <= MAX_SIZE:  # a negative size would never count down to 0
+            raise RestoreError(f"corrupt archive: {self._last!r}: impossible size {size}")
         left = size
         while left:
             if not self._fill():
-                raise RestoreError("archive is truncated")
+                raise self._truncated()
             part, self._view = self._view[:left], self._view[left:]
             left -= len(part)
             yield part
@@ -138,22 +181,32 @@ class TarReader:
         """The next member (its data must be read or skipped before the next call), None at the end."""
         pax: dict[str, str] = {}
         long_name = long_link = None
+        pax_error = None  # reported with the name of the header it precedes
         while True:
             if not self._fill():
-                raise RestoreError("archive is truncated (no end-of-archive block)")
+                raise RestoreError(f"{self._truncated()} (no end-of-archive block)")
             block = self._take(512)
+            label = pax.get("path") or long_name or _text(block[:100])
+            if pax_error is not None:
+                raise RestoreError(f"corrupt archive: {label!r}: bad pax extended header: {pax_error}")
             if block == _ZERO_BLOCK:
                 return None
             fields = USTAR.unpack(block)
-            _check_sum(block, fields[6])
-            kind, size = fields[7], _number(fields[4])
+            _check_sum(block, fields[6], label)
+            kind = fields[7]
+            size = _checked(_number(fields[4], "size", label), "size", label, 0, MAX_SIZE)
             if kind not in (b"x", b"g", b"L", b"K"):
-                return _member(fields, size, pax, long_name, long_link)
+                member = _member(fields, size, pax, long_name, long_link)
+                self._last = member.name
+                return member
             if size > _META_LIMIT:
-                raise RestoreError("corrupt archive: oversized extended header")
+                raise RestoreError(f"corrupt archive: {label!r}: oversized extended header ({size} bytes)")
             payload = self._take(size + -size % 512)[:size]
             if kind == b"x":
-                pax.update(_pax_records(payload))
+                try:
+                    pax.update(_pax_records(payload))
+                except ValueError as why:
+                    pax_error = str(why)
             elif kind == b"L":
                 long_name = _text(payload)
             elif kind == b"K":
@@ -161,18 +214,17 @@ class TarReader:
             # b"g" (global defaults) is ignored
 
 
-def _check_sum(block: bytes, stored_field: bytes) -> None:
-    stored = _number(stored_field)
+def _check_sum(block: bytes, stored_field: bytes, name: str) -> None:
+    stored = _number(stored_field, "checksum", name)
     unsigned = sum(block) - sum(stored_field) + 256  # the checksum field counts as 8 spaces
     if stored != unsigned and stored != sum(struct.unpack("148b8x356b", block)) + 256:  # old tars: signed
-        raise RestoreError("corrupt archive: header checksum mismatch")
+        raise RestoreError(f"corrupt archive: header checksum mismatch (header of {name!r})")
 
 
 def _member(fields: tuple, size: int, pax: dict, long_name: str | None, long_link: str | None) -> Member:
-    """A member from its ustar fields (see USTAR), overridden by pax records and GNU long names."""
+    """A member from its ustar fields (see USTAR), overridden by pax records and GNU long names;
+    every number checked against what a real file can have."""
     name, mode, uid, gid, _, mtime, _, kind, link, magic, version, _, _, _, _, prefix = fields
-    if kind == b"S" or any(key.startswith("GNU.sparse") for key in pax):
-        raise RestoreError("archive has sparse-format entries, which this restore does not support")
     if "path" in pax:
         name = pax["path"]
     elif long_name is not None:
@@ -181,15 +233,20 @@ def _member(fields: tuple, size: int, pax: dict, long_name: str | None, long_lin
         name = _text(name)
         if magic + version == b"ustar\x0000" and prefix[:1] != b"\0":  # POSIX ustar splits long names
             name = _text(prefix) + "/" + name
+    if kind == b"S" or any(key.startswith("GNU.sparse") for key in pax):
+        raise RestoreError(f"{name!r}: archive has sparse-format entries, which this restore does not support")
     if kind == b"\0" and name.endswith("/"):
         kind = b"5"  # pre-POSIX tars mark directories by the trailing slash only
-    try:
-        return Member(
-            name=name, type=kind, mode=_number(mode), size=int(pax.get("size", size)),
-            uid=int(pax["uid"]) if "uid" in pax else _number(uid),
-            gid=int(pax["gid"]) if "gid" in pax else _number(gid),
-            mtime_ns=_pax_time_ns(pax["mtime"]) if "mtime" in pax else _number(mtime) * 10**9,
-            linkname=pax.get("linkpath", long_link if long_link is not None else _text(link)),
-        )
-    except ValueError:
-        raise RestoreError("corrupt archive: bad number in a pax header") from None
+    if "size" in pax:
+        size = _checked(_pax_int(pax, "size", name), "size", name, 0, MAX_SIZE)
+    ids = {}
+    for key, field in (("uid", uid), ("gid", gid)):
+        value = _pax_int(pax, key, name) if key in pax else _number(field, key, name)
+        ids[key] = _checked(value, key, name, 0, MAX_ID)
+    mtime_ns = _pax_time_ns(pax["mtime"], name) if "mtime" in pax else _number(mtime, "mtime", name) * 10**9
+    _checked(mtime_ns, "mtime (ns)", name, -MTIME_NS_LIMIT + 1, MTIME_NS_LIMIT - 1)
+    return Member(
+        name=name, type=kind, mode=_checked(_number(mode, "mode", name), "mode", name, 0, MAX_MODE), size=size,
+        uid=ids["uid"], gid=ids["gid"], mtime_ns=mtime_ns,
+        linkname=pax.get("linkpath", long_link if long_link is not None else _text(link)),
+    )
