@@ -30,6 +30,7 @@ from gravitypm_ops.formats.tar.excludes import compile_excludes
 from gravitypm_ops.formats.tar.extract import extract_archive
 from gravitypm_ops.formats.tar.index import read_index
 from gravitypm_ops.formats.tar.write import Root, archive_tree
+from tests.time_limit import time_limit
 
 IS_ROOT = os.geteuid() == 0
 ZSTD, GZIP = Compression("zstd", 3), Compression("gzip", 6)
@@ -687,28 +688,6 @@ def pax_block(records: bytes, name: bytes = b"PaxHeader/f.txt") -> bytes:
 END = bytes(1024)
 
 
-@pytest.fixture
-def within():
-    """`with within(s):` fails the test (instead of hanging it) when the block runs longer than s."""
-    import signal
-    from contextlib import contextmanager
-
-    def expired(signum, frame):
-        raise TimeoutError("still running: the reader loops")
-
-    @contextmanager
-    def limit(seconds: float):
-        old = signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
-
-    return limit
-
-
 NEGATIVE_SIZES = {
     "pax size=-1": pax_block(rec("size", "-1")) + ustar_block(size=b"00000000005\0") + b"hello".ljust(512, b"\0"),
     "base-256 size -1": ustar_block(size=b"\xff" * 12) + b"hello".ljust(512, b"\0"),
@@ -718,9 +697,9 @@ NEGATIVE_SIZES = {
 
 
 @pytest.mark.parametrize("archive", NEGATIVE_SIZES.values(), ids=NEGATIVE_SIZES.keys())
-def test_a_negative_size_is_refused_at_once_naming_the_member(tmp_path, within, archive):
+def test_a_negative_size_is_refused_at_once_naming_the_member(tmp_path, archive):
     target = tmp_path / "target"
-    with within(5), pytest.raises(RestoreError, match=r"f\.txt.*size"):
+    with time_limit(5), pytest.raises(RestoreError, match=r"f\.txt.*size"):
         restore_bytes(archive + END, target)
     assert not target.exists()
 
@@ -751,8 +730,8 @@ IMPOSSIBLE_HEADERS = {
 
 
 @pytest.mark.parametrize("archive, what", IMPOSSIBLE_HEADERS.values(), ids=IMPOSSIBLE_HEADERS.keys())
-def test_impossible_header_values_are_a_restore_error(tmp_path, within, archive, what):
-    with within(5), pytest.raises(RestoreError, match=what) as failure:
+def test_impossible_header_values_are_a_restore_error(tmp_path, archive, what):
+    with time_limit(5), pytest.raises(RestoreError, match=what) as failure:
         restore_bytes(archive, tmp_path / "target")
     if what not in ("truncated", "checksum"):
         assert "f.txt" in str(failure.value)  # names the member
@@ -791,14 +770,14 @@ class EndlessZeros(io.RawIOBase):
         return n
 
 
-def test_a_member_bigger_than_its_index_entry_is_refused_before_its_data_is_written(tmp_path, within):
+def test_a_member_bigger_than_its_index_entry_is_refused_before_its_data_is_written(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     (target / "app.txt").write_text("on disk")
     before = snapshot(target, skip_root_meta=False)
     stream = EndlessZeros(ustar_block(b"big", size=b"\x80" + (1 << 40).to_bytes(11, "big")))
     index = [{"path": "big", "type": "file", "size": 5, "sha256": sha(b"hello")}]
-    with within(10), pytest.raises(RestoreError, match=r"'big'.*1099511627776 bytes.*index.*5"):
+    with time_limit(10), pytest.raises(RestoreError, match=r"'big'.*1099511627776 bytes.*index.*5"):
         extract_archive(stream, str(target), index=index)
     assert stream.given < 4 * MiB  # refused at the header, not after a terabyte of zeros
     assert snapshot(target, skip_root_meta=False) == before

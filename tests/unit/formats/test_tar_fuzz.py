@@ -14,10 +14,8 @@ bytes after a valid header. Examples are bounded and each one runs under an alar
 from __future__ import annotations
 
 import io
-import signal
 import tarfile
 import tempfile
-from contextlib import contextmanager
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +24,7 @@ from hypothesis import strategies as st
 from gravitypm_ops.formats.tar.common import RestoreError
 from gravitypm_ops.formats.tar.extract import extract_archive
 from gravitypm_ops.formats.tar.read import TarReader
+from tests.time_limit import time_limit
 
 FUZZ = settings(max_examples=300, deadline=timedelta(milliseconds=800), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -34,20 +33,6 @@ ALARM_SECONDS = 3  # far above any honest example (~1 ms): only a loop reaches i
 
 # ustar numeric fields: (offset, width)
 FIELDS = {"mode": (100, 8), "uid": (108, 8), "gid": (116, 8), "size": (124, 12), "mtime": (136, 12)}
-
-
-@contextmanager
-def alarm(seconds: float = ALARM_SECONDS):
-    def expired(signum, frame):
-        raise TimeoutError("the tar reader did not finish: it loops")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def read_members(data: bytes) -> list:
@@ -62,7 +47,7 @@ def read_members(data: bytes) -> list:
 
 
 def reads_or_refuses(data: bytes) -> None:
-    with alarm():
+    with time_limit(ALARM_SECONDS, "the tar reader did not finish: it loops"):
         try:
             members = read_members(data)
         except RestoreError:
@@ -73,7 +58,7 @@ def reads_or_refuses(data: bytes) -> None:
 
 
 def extracts_or_refuses(data: bytes) -> None:
-    with tempfile.TemporaryDirectory() as top, alarm():
+    with tempfile.TemporaryDirectory() as top, time_limit(ALARM_SECONDS, "the tar reader did not finish: it loops"):
         try:
             extract_archive(io.BytesIO(data), f"{top}/target", strict=True)
         except RestoreError:
@@ -159,10 +144,10 @@ def pax_payloads(draw) -> bytes:
     return out
 
 
-@FUZZ
-@given(files, pax_payloads())
-def test_pax_records_with_bad_lengths(members, payload):
-    data = bytearray(base_archive(members, pax={"comment": "x"}))  # a pax header we then replace
+def with_pax_payload(members, payload: bytes) -> bytes:
+    """An honest archive whose first pax header's records are replaced by `payload` (size and
+    checksum fixed, so the reader really parses it)."""
+    data = bytearray(base_archive(members, pax={"comment": "x"}))
     header = header_offsets(bytes(data))[0]
     assert data[header + 156 : header + 157] == b"x"
     old_size = int(data[header + 124 : header + 136].split(b"\0")[0], 8)
@@ -171,7 +156,13 @@ def test_pax_records_with_bad_lengths(members, payload):
     block[124:136] = b"%011o\0" % len(payload)
     new = bytearray(data[:header] + block + payload + bytes(-len(payload) % 512) + rest)
     fix_checksum(new, header)
-    reads_or_refuses(bytes(new))
+    return bytes(new)
+
+
+@FUZZ
+@given(files, pax_payloads())
+def test_pax_records_with_bad_lengths(members, payload):
+    reads_or_refuses(with_pax_payload(members, payload))
 
 
 @FUZZ
@@ -212,12 +203,4 @@ def test_the_extractor_too_ends_with_a_report_or_restore_error(members, field, v
 @FUZZ_EXTRACT
 @given(files, pax_payloads())
 def test_the_extractor_with_hostile_pax_records(members, payload):
-    data = bytearray(base_archive(members, pax={"comment": "x"}))
-    header = header_offsets(bytes(data))[0]
-    old_size = int(data[header + 124 : header + 136].split(b"\0")[0], 8)
-    rest = data[header + 512 + old_size + -old_size % 512 :]
-    block = data[header : header + 512]
-    block[124:136] = b"%011o\0" % len(payload)
-    new = bytearray(data[:header] + block + payload + bytes(-len(payload) % 512) + rest)
-    fix_checksum(new, header)
-    extracts_or_refuses(bytes(new))
+    extracts_or_refuses(with_pax_payload(members, payload))
