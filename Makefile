@@ -18,10 +18,13 @@ help:
 	@echo "make test   run the whole test suite (installs what it needs)"
 	@echo "make bench  run the benchmarks"
 
+# The install also puts include/ on the venv's path (a .pth file), so the library imports in every
+# tool run from the venv: lint-imports, python -m bench, a shell.
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 not found: install it (e.g. pyenv install 3.13) or pass PYTHON=/path/to/python3.13"; exit 1; }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	echo "$(CURDIR)/include" > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/gravitypm_ops_include.pth"
 	touch $(STAMP)
 
 up: $(STAMP)
@@ -32,7 +35,7 @@ stop: $(STAMP)
 
 # Import contracts first (.importlinter; a second, quick), then the suite.
 test: $(STAMP)
-	PYTHONPATH=include $(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)
