@@ -24,7 +24,8 @@ Triggered by hand from the trigger form. The steps are the runbook's, with guard
 6. **report**: one Slack message with the outcome; on failure it names the safety backup to
    roll back to (restore it by id).
 
-`dry_run: true` runs only the plan and the report. Retention keeps every `db` backup while the
+`dry_run` is on when the form opens: it runs only the plan and the report (changing nothing).
+A real restore: switch `dry_run` off (and type `confirm` for a production target). Retention keeps every `db` backup while the
 run is active (a lease in the vault). Pool `gravitypm_db`: never beside a DB backup.
 """
 
@@ -80,8 +81,9 @@ SAFETY = "Safety"
             title="Target database", description="Restore into this database (its collections are replaced). Never MongoDB's own "
                         "admin, local or config.",
         ),
-        "dry_run": Param(False, type="boolean", section=SAFETY, title="Dry run",
-                         description="Only validate and show the plan; change nothing."),
+        "dry_run": Param(True, type="boolean", section=SAFETY, title="Dry run",
+                         description="On (the default): only validate and show the plan; change nothing. "
+                                     "A real restore: switch it off (and confirm a production target)."),
         "allow_unverified": Param(
             False, type="boolean", section=SAFETY, title="Allow an unverified backup",
             description="Restore a backup whose verification failed or never ran. Last resort only.",
@@ -91,8 +93,9 @@ SAFETY = "Safety"
             description="Wait for a human approval in Required Actions. Empty: yes for a production target.",
         ),
         "confirm": Param(
-            "", type="string", maxLength=64, section=SAFETY, title="Confirm",
-            description="For a production target: type the target database name to confirm.",
+            None, type=["null", "string"], maxLength=64, section=SAFETY, title="Confirm",
+            description="Only for a real restore into a production target: type the target database name. "
+                        "Empty otherwise.",
         ),
     },
     **dag_kwargs(schedule=None, doc_md=__doc__, severity=Severity.CRITICAL, extra_tags=("restore", "db")),

@@ -11,7 +11,8 @@ Triggered by hand from the trigger form, for `fs` or `config` backups:
    path (absolute, `..`, NUL, a hard link out of the archive), a `target_path` that is not a
    directory, holds a NUL or is too long for the filesystem (PATH_MAX / NAME_MAX, also for the
    longest index path below it), and a restore whose files would not fit in the target
-   filesystem's free space. With `dry_run: true` the plan lists what would be created, replaced,
+   filesystem's free space. `dry_run` is on when the form opens (a real restore: switch it off,
+   and confirm the production root); then the plan lists what would be created, replaced,
    left unchanged and left alone (or, with `mirror`, removed), by the same path rules and without
    following any link on disk (a symlink is compared as a symlink).
 2. **stop_app** (production root, unless `stop_services` is false) → **restore** → **start_app**
@@ -64,14 +65,16 @@ SAFETY = "Safety"
         ),
         "mirror": Param(False, type="boolean", section=WHERE, title="Mirror",
                         description="Also REMOVE files under the restored paths that the backup does not have."),
-        "dry_run": Param(False, type="boolean", section=SAFETY, title="Dry run",
-                         description="List what would be created / replaced / left / removed; change nothing."),
+        "dry_run": Param(True, type="boolean", section=SAFETY, title="Dry run",
+                         description="On (the default): list what would be created / replaced / left / removed; "
+                                     "change nothing. A real restore: switch it off (and confirm the production root)."),
         "stop_services": Param(None, type=["null", "boolean"], section=SAFETY, title="Stop the app",
                                description="Stop the app during the restore. Empty: yes for the production root."),
         "allow_unverified": Param(False, type="boolean", section=SAFETY, title="Allow an unverified backup",
                                   description="Restore a backup whose verification failed or never ran."),
-        "confirm": Param("", type="string", maxLength=PATH_MAX - 1, section=SAFETY, title="Confirm",
-                         description="For the production root: type the target path to confirm."),
+        "confirm": Param(None, type=["null", "string"], maxLength=PATH_MAX - 1, section=SAFETY, title="Confirm",
+                         description="Only for a real restore into the production root: type the target path. "
+                                     "Empty otherwise."),
     },
     **dag_kwargs(schedule=None, doc_md=__doc__, severity=Severity.CRITICAL, extra_tags=("restore", "fs", "config")),
 )

@@ -82,3 +82,63 @@ def test_restore_forms_still_accept_ordinary_names(dagbag):
     params = copy.deepcopy(dagbag.get_dag("gravitypm_fs_restore").params)
     params["target_path"] = "/srv/restore/copy"
     params.validate()
+
+
+# --- The forms as they open (issue 14 item 15) -------------------------------------------------
+# Airflow 3.3's trigger form (ui/src/components/FlexibleForm) counts a param as *required* when its
+# schema has a `type` that does not include "null", and marks its section red -- Trigger disabled --
+# while a required value is null, undefined or "". The server then validates the conf against each
+# Param's JSON schema. A form must pass both with its defaults, untouched.
+
+
+def _ui_required(schema: dict) -> bool:
+    kind = schema.get("type")
+    return bool(kind) and (not isinstance(kind, list) or "null" not in kind)
+
+
+def _all_dag_ids(dagbag):
+    return sorted(dagbag.dag_ids)
+
+
+def test_every_form_opens_without_a_missing_required_value(dagbag):
+    missing = {}
+    for dag_id in _all_dag_ids(dagbag):
+        for name, param in dagbag.get_dag(dag_id).params.items():
+            param = dagbag.get_dag(dag_id).params.get_param(name)
+            if _ui_required(param.schema) and param.value in (None, ""):
+                missing.setdefault(dag_id, []).append(name)
+    assert missing == {}, f"the UI shows these as missing and disables Trigger: {missing}"
+
+
+def test_every_forms_defaults_pass_their_json_schema(dagbag):
+    import jsonschema
+
+    bad = {}
+    for dag_id in _all_dag_ids(dagbag):
+        params = dagbag.get_dag(dag_id).params
+        for name in params:
+            param = params.get_param(name)
+            try:
+                jsonschema.validate(param.value, param.schema, format_checker=jsonschema.FormatChecker())
+            except jsonschema.ValidationError as exc:
+                bad.setdefault(dag_id, []).append(f"{name}: {exc.message}")
+        copy.deepcopy(params).validate()
+    assert bad == {}
+
+
+@pytest.mark.parametrize("dag_id", RESTORE_DAGS)
+def test_a_restore_form_opens_as_a_dry_run_with_an_optional_confirm(dagbag, dag_id):
+    params = dagbag.get_dag(dag_id).params
+    assert params["dry_run"] is True
+    assert "null" in params.get_param("confirm").schema["type"]
+    assert copy.deepcopy(params).validate()["confirm"] in (None, "")
+
+
+def test_an_empty_confirm_from_the_form_is_none_and_means_the_same_as_an_empty_string():
+    from gravitypm_ops.restore.plan import RestoreRefused, require_confirmation
+
+    for empty in (None, ""):
+        require_confirmation(False, "gravitypm_production", empty, "target database")  # not production: fine
+        with pytest.raises(RestoreRefused, match="type it exactly into `confirm`") as refused:
+            require_confirmation(True, "gravitypm_production", empty, "target database")
+        assert "got" not in str(refused.value)

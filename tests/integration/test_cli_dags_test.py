@@ -15,6 +15,9 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
+
+from tests.access_logs import seed_logs
 
 # In run order: the backups first, so that verification, the off-site copy and the drill find a
 # fresh backup of every kind in this test's own vault prefix.
@@ -26,13 +29,13 @@ UNATTENDED = [
     "gravitypm_backup_verification",
     "gravitypm_offsite_copy",
     "gravitypm_dr_drill",
+    "gravitypm_morning_checklist",
+    "gravitypm_evening_checklist",
 ]
 NEEDS_A_PERSON = {
-    "gravitypm_db_restore": "default params name no approved restore: the plan refuses (a failed run) "
-                            "and a real one waits for a human approval",
-    "gravitypm_fs_restore": "same as the DB restore: refuses in plan without an operator's choices",
-    "gravitypm_morning_checklist": "human checklist items (HITL prompts wait for an answer)",
-    "gravitypm_evening_checklist": "human checklist items (HITL prompts wait for an answer)",
+    "gravitypm_db_restore": "a dry run by default, which needs a verified db backup (a verification run "
+                            "takes ~2 min here); its untouched form is tested in test_trigger_forms_ui.py",
+    "gravitypm_fs_restore": "a dry run by default, as the DB restore; tested in test_trigger_forms_ui.py",
     "gravitypm_weekly_maintenance": "human checklist items (HITL prompts wait for an answer)",
     "gravitypm_monthly_maintenance": "human checklist items (HITL prompts wait for an answer)",
     "gravitypm_quarterly_maintenance": "human checklist items, and it triggers the DR drill and waits",
@@ -64,11 +67,18 @@ def test_airflow_dags_test_exits_0_with_success_on_every_unattended_dag(stack, a
     logs.mkdir()
     (logs / "app.log").write_text("today's lines\n")
     (logs / "app.log.1.gz").write_bytes(gzip.compress(b"yesterday's lines\n"))
+    # The daily checklists judge this machine's disk and memory: thresholds it always meets, as
+    # the point here is the CLI, not the machine. The evening one reads a site's access logs.
+    site_logs = tmp_path / "site-logs"
+    seed_logs(site_logs, attack=0, now=datetime.now(UTC))
     config = {**stack.ops_config(), "vault_prefix": f"cli-dags-test-{uuid.uuid4().hex[:6]}",
-              "mongo_databases": [small_db], "logs_dir": str(logs)}
-    env = {**os.environ, **stack.airflow_env(), "AIRFLOW_VAR_GRAVITYPM_OPS": json.dumps(config)}
+              "mongo_databases": [small_db], "logs_dir": str(logs),
+              "disk_min_free_percent": 1, "memory_max_used_percent": 99}
+    per_dag = {"gravitypm_evening_checklist": {"logs_dir": str(site_logs)}}
     problems, timings = [], {}
     for dag_id in UNATTENDED:
+        env = {**os.environ, **stack.airflow_env(),
+               "AIRFLOW_VAR_GRAVITYPM_OPS": json.dumps({**config, **per_dag.get(dag_id, {})})}
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "airflow", "dags", "test", dag_id],

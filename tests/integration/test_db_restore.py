@@ -64,7 +64,7 @@ class Setup:
 
     def conf(self, **params) -> dict:
         return {"source_database": self.db, "target_database": self.db, "confirm": self.db,
-                "require_approval": False, **params}
+                "require_approval": False, "dry_run": False, **params}  # the form's default is a dry run
 
     def safety_backups(self) -> list[dict]:
         return [m for m in self.vault.list_backups("db") if m.get("purpose") == SAFETY_PURPOSE]

@@ -63,7 +63,7 @@ class Setup:
         (self.root / "uploads/projects/p1/new-after-backup.txt").write_text("keep me unless mirroring\n")
 
     def conf(self, **params) -> dict:
-        return {"kind": "fs", "confirm": str(self.root), **params}
+        return {"kind": "fs", "confirm": str(self.root), "dry_run": False, **params}  # the form's default: dry run
 
 
 @pytest.fixture

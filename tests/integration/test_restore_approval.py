@@ -24,7 +24,7 @@ def test_a_production_restore_waits_for_approval_and_records_the_approver(stack,
     api.wait_for_dag(DAG)
     api.unpause(DAG)
     conf = {"source_database": standalone.database, "target_database": standalone.database,
-            "confirm": standalone.database}
+            "confirm": standalone.database, "dry_run": False}  # the form's default is a dry run
 
     # Reject: nothing changes, no safety backup, the report says so.
     db.items.delete_many({"_id": {"$gte": 5}})

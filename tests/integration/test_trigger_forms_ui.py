@@ -1,0 +1,116 @@
+"""Every DAG's trigger form, in the real Airflow UI, can be submitted as it opens (issue 14, item 15).
+
+Headless Chromium against `make up`'s launcher (tests/ui_browser.py): log in, open each DAG's page,
+press "Trigger", and press the form's own "Trigger" without touching a field. The form must not
+block it (a required value left empty turns its section red and disables the button) and the run
+must exist afterwards (REST). The restore DAGs open as a dry run: their runs stop nothing and
+restore nothing; the file restore (given a verified `fs` backup) succeeds and reports its plan. (A
+verified `db` backup would take ~2 minutes of trial restore here, so the DB dry run is only checked
+for changing nothing.)"""
+
+import json
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dev.airflow_api import AirflowAPI
+from dev.stack import REPO
+from tests import ui_browser
+from tests.ui_browser import Browser, log_in, stack_env
+
+chromium, airflow_up = ui_browser.chromium, ui_browser.airflow_up  # the shared fixtures
+
+RESTORE_DAGS = ("gravitypm_db_restore", "gravitypm_fs_restore")
+# Tasks that change something; a dry run as the form opens must never run them.
+CHANGES = ("approve", "safety_backup", "stop_app", "restore", "validate")
+
+MODAL = "[...document.querySelectorAll('[role=dialog]')].find(d => d.innerText.includes('Trigger Dag - {dag}'))"
+SUBMIT = "[...({modal}).querySelectorAll('button')].find(b => b.innerText.trim() === 'Trigger')"
+
+
+def manual_runs(api: AirflowAPI, dag_id: str) -> list[dict]:
+    runs = api.get(f"/api/v2/dags/{dag_id}/dagRuns?run_type=manual&limit=100")["dag_runs"]
+    return [r for r in runs if r["run_type"] == "manual"]
+
+
+def submit_form_as_it_opens(browser: Browser, dag_id: str) -> None:
+    modal = MODAL.format(dag=dag_id)
+    submit = SUBMIT.format(modal=modal)
+    browser.evaluate(f"location.assign('/dags/{dag_id}')")
+    browser.wait_for(f"location.pathname === '/dags/{dag_id}' && "
+                     "!!document.querySelector('button[aria-label=\"Trigger Dag\"]')")
+    browser.evaluate("document.querySelector('button[aria-label=\"Trigger Dag\"]').click()")
+    browser.wait_for(f"!!({modal}) && !!({submit})")
+    time.sleep(0.5)  # the form checks its params right after it renders
+    state = browser.evaluate(f"""(() => {{ const m = {modal}; const b = {submit};
+        return {{disabled: b.disabled, invalid: [...m.querySelectorAll('[data-invalid]')].map(e => e.innerText)}}; }})()""")
+    assert state == {"disabled": False, "invalid": []}, f"{dag_id}: the form blocks Trigger as it opens: {state}"
+    browser.evaluate(f"({submit}).click()")
+    browser.wait_for(f"!({modal})", timeout=30)  # the modal closes once the run is created
+
+
+def seed_verified_fs_backup(state: Path, monkeypatch) -> str:
+    """A verified `fs` backup in `make up`'s vault, with the connection and Variable the API server has."""
+    from gravitypm_ops.backup import files as backup_files
+    from gravitypm_ops.config import load_config
+    from gravitypm_ops.vault.store import Vault
+    from gravitypm_ops.verification.verify import verify_backup
+
+    for name, value in stack_env(state).items():
+        monkeypatch.setenv(name, value)
+    cfg = load_config()
+    vault = Vault.from_config(cfg)
+    manifest = backup_files.run_backup("fs", cfg, vault, dag_id="t", run_id=uuid.uuid4().hex, run_after=datetime.now(UTC))
+    assert verify_backup(vault, manifest)["status"] == "passed"
+    return manifest["backup_id"]
+
+
+def test_every_trigger_form_submits_as_it_opens(airflow_up, chromium, monkeypatch, tmp_path):
+    port, state = airflow_up
+    fs_backup = seed_verified_fs_backup(state, monkeypatch)
+    base = f"http://127.0.0.1:{port}"
+    api = AirflowAPI(base, password=AirflowAPI.standalone_password(state / "airflow"))
+    # Every DAG the suite has (the golden surface names them all), each parsed before its form opens.
+    dag_ids = sorted(json.loads((REPO / "tests/dags/golden/dag_surface.json").read_text())["dags"])
+    assert set(RESTORE_DAGS) <= set(dag_ids), dag_ids
+    for dag_id in dag_ids:
+        api.wait_for_dag(dag_id)
+    order = [*RESTORE_DAGS, *(d for d in dag_ids if d not in RESTORE_DAGS)]
+    with ExitStack() as closing:
+        started = time.monotonic()
+        browser = Browser(chromium, Path(tempfile.mkdtemp(dir=tmp_path)), closing)
+        try:
+            log_in(browser, base, state, "/dags")
+            created = {}
+            for dag_id in order:
+                before = {r["dag_run_id"] for r in manual_runs(api, dag_id)}
+                submit_form_as_it_opens(browser, dag_id)
+                deadline = time.monotonic() + 20
+                while not (new := [r for r in manual_runs(api, dag_id) if r["dag_run_id"] not in before]):
+                    assert time.monotonic() < deadline, f"{dag_id}: no run after submitting its form"
+                    time.sleep(0.5)
+                created[dag_id] = new[0]
+            assert set(created) == set(dag_ids)
+
+            # The restores opened as a dry run: nothing stopped, nothing restored.
+            for dag_id in RESTORE_DAGS:
+                run = created[dag_id]
+                assert run["conf"]["dry_run"] is True and run["conf"]["confirm"] in (None, ""), run["conf"]
+                run = api.wait_for_run(dag_id, run["dag_run_id"], timeout=120)
+                states = api.task_states(dag_id, run["dag_run_id"])
+                ran = {t: s for t, s in states.items() if t in CHANGES and s not in (None, "skipped", "upstream_failed")}
+                assert ran == {}, f"{dag_id}: a dry run ran {ran} ({states})"
+                if states.get("start_app") == "success":  # it runs always; it starts only what the run stopped
+                    assert api.xcom(dag_id, run["dag_run_id"], "start_app").get("not_needed") is True
+                print(f"{dag_id}: dry run {run['state']}, tasks {states}")
+            fs_run = created["gravitypm_fs_restore"]["dag_run_id"]
+            assert api.get(f"/api/v2/dags/gravitypm_fs_restore/dagRuns/{fs_run}")["state"] == "success"
+            plan = api.xcom("gravitypm_fs_restore", fs_run, "plan")
+            assert plan["dry_run"] is True and plan["stop_app"] is False and plan["backup"]["backup_id"] == fs_backup
+            print(f"submitted {len(created)} forms in {time.monotonic() - started:.1f}s")
+        except BaseException:
+            print(f"screenshot: {browser.screenshot(tmp_path / 'trigger-form.png')}")
+            raise
