@@ -15,6 +15,8 @@ AWS_CONN_ID = "gravitypm_aws"
 AWS_OFFSITE_CONN_ID = "gravitypm_aws_offsite"
 SLACK_CONN_ID = "gravitypm_slack"
 METRICS_CONN_ID = "gravitypm_metrics"  # optional: its password is a static bearer token for /metrics
+# Its password holds the HMAC key(s) that sign manifests and verification records (vault/signing.py).
+SIGNING_KEY_CONN_ID = "gravitypm_signing_key"
 
 # The single JSON Variable that overrides the runbook defaults (see config.py).
 CONFIG_VARIABLE = "gravitypm_ops"

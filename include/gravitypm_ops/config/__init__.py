@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from gravitypm_ops.config.blocks import parse_alert_settings, parse_housekeeping_settings
 from gravitypm_ops.config.checklists import parse_checklist_settings
 from gravitypm_ops.config.log_rotation import parse_rotation_settings
 from gravitypm_ops.host.service_control import parse_service_commands
@@ -84,6 +85,10 @@ class OpsConfig:
     offsite_prefix: str = ""
     # Per kind, like `retention`; a kind not given keeps the primary vault's policy.
     offsite_retention: Mapping[str, RetentionPolicy] = field(default_factory=dict)
+    # {"repeat_hours": 4}: reminders of a firing alert (config/blocks.py).
+    alerts: Mapping[str, Any] = field(default_factory=lambda: parse_alert_settings({}))
+    # {"keep_days": 90, "archive": false, "log_keep_days": 30}: Airflow's own clean-up (config/blocks.py).
+    housekeeping: Mapping[str, Any] = field(default_factory=lambda: parse_housekeeping_settings({}))
 
     @property
     def logs_path(self) -> str:
@@ -218,6 +223,8 @@ _CHECKERS: dict[str, Checker] = {
     "offsite_retention": _per_kind(
         "offsite_retention", _policy, {}, 'policy, e.g. {"db": {"daily": 7, "monthly": 24}}'
     ),
+    "alerts": parse_alert_settings,
+    "housekeeping": parse_housekeeping_settings,
 }
 assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
 # Sorted: the "known keys" list in the unknown-key error is read by eye.

@@ -71,7 +71,7 @@ def test_not_an_object_or_not_json_is_a_clear_error():
 
 
 def test_unknown_key_lists_the_known_keys_sorted():
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'vault_buckt'; known keys: app_root, checklists, ") as err:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'vault_buckt'; known keys: alerts, app_root, checklists, ") as err:
         parse_config({"vault_buckt": "x"})
     assert str(err.value).endswith("vault_bucket, vault_prefix")
 
