@@ -142,18 +142,26 @@ class Secrets:
     aws_access_key_id: str
     aws_secret_access_key: str
     slack_token: str
+    # The HMAC key of the gravitypm_signing_key connection: every local stack signs what it writes.
+    signing_key: str = ""
 
     @classmethod
     def load_or_create(cls, path: Path) -> Secrets:
         if path.exists():
-            return cls(**json.loads(path.read_text()))
-        made = cls(
-            mongo_user="gravitypm_ops",
-            mongo_password="mongo-" + secrets.token_hex(12),
-            aws_access_key_id="AKIA" + secrets.token_hex(8).upper(),
-            aws_secret_access_key="aws-" + secrets.token_hex(16),
-            slack_token=SLACK_WEBHOOK_TOKEN_PREFIX + secrets.token_hex(12),
-        )
+            loaded = cls(**json.loads(path.read_text()))
+            if loaded.signing_key:
+                return loaded
+            # A state dir from before signing: keep its secrets, add a key.
+            made = cls(**{**loaded.__dict__, "signing_key": "hmac-" + secrets.token_hex(32)})
+        else:
+            made = cls(
+                mongo_user="gravitypm_ops",
+                mongo_password="mongo-" + secrets.token_hex(12),
+                aws_access_key_id="AKIA" + secrets.token_hex(8).upper(),
+                aws_secret_access_key="aws-" + secrets.token_hex(16),
+                slack_token=SLACK_WEBHOOK_TOKEN_PREFIX + secrets.token_hex(12),
+                signing_key="hmac-" + secrets.token_hex(32),
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(made.__dict__))
         path.chmod(0o600)
@@ -304,7 +312,15 @@ class LocalStack:
                 "host": f"{self.url('slack')}/services",
                 "password": s.slack_token,
             },
+            "gravitypm_signing_key": {"conn_type": "generic", "password": s.signing_key},
         }
+
+    def signer(self):
+        """What the DAGs sign and check with (the gravitypm_signing_key connection), for tests that
+        write or read the vault directly."""
+        from gravitypm_ops.vault.signing import Signer
+
+        return Signer.from_password(self.secrets.signing_key)
 
     def service_commands(self) -> dict[str, list[str]]:
         """Service control driving the dev host process (the runbook uses docker compose)."""

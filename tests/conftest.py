@@ -154,6 +154,6 @@ def standalone(stack, tmp_path_factory):
         api = AirflowAPI(f"http://127.0.0.1:{port}")
         api.wait_healthy(alive=lambda: proc.poll() is None)
         api.password = AirflowAPI.standalone_password(home / "airflow")
-        yield Standalone(api, prefix, database, Vault(stack.vault_bucket, prefix, stack.s3_client()))
+        yield Standalone(api, prefix, database, Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer()))
     finally:
         stop_process(proc, grace=30)

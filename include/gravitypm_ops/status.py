@@ -76,6 +76,7 @@ def write_primary(cfg, vault: Vault, now: datetime) -> dict:
     <prefix>/status.json of the primary vault."""
     doc = {"written": now.isoformat(), "kinds": {kind: vault.summary(kind, now) for kind in BACKUP_KINDS}}
     doc["offsite"] = status_fields(cfg, doc["kinds"], now)
+    doc["signing"] = vault.signing_report()  # after listing every kind: what was left out, and why
     doc["key"] = vault.write_status(doc)
     return doc
 
@@ -84,5 +85,6 @@ def write_offsite(cfg, offsite: Vault, now: datetime) -> dict:
     """The off-site vault's own status.json, readable from the backup site when the primary region is gone."""
     doc = {"written": now.isoformat(), "copy_of": cfg.vault_prefix,
            "kinds": {kind: offsite.summary(kind, now) for kind in BACKUP_KINDS}}
+    doc["signing"] = offsite.signing_report()
     doc["key"] = offsite.write_status(doc)
     return doc

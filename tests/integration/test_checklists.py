@@ -148,7 +148,7 @@ def test_expired_untrusted_and_unreachable_endpoints_fail(tls_endpoint):
 def vault_cfg(stack):
     prefix = f"chk-{uuid.uuid4().hex[:8]}"
     cfg = parse_config({**stack.ops_config(), "vault_prefix": prefix})
-    return cfg, Vault(stack.vault_bucket, prefix, stack.s3_client())
+    return cfg, Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
 
 
 def add_backup(vault, kind, run_after, payload: bytes, *, verified: str | None, content=None) -> dict:
@@ -158,7 +158,8 @@ def add_backup(vault, kind, run_after, payload: bytes, *, verified: str | None, 
         out.write(payload)
     manifest = writer.commit(source={}, tools={}, content=content or {})
     if verified:
-        vault.record_verification(manifest, {"status": verified, "finished": datetime.now(UTC).isoformat(),
+        vault.record_verification(manifest, {"kind": manifest["kind"], "backup_id": manifest["backup_id"],
+                                             "status": verified, "finished": datetime.now(UTC).isoformat(),
                                              "checks": [{"name": "sha256", "status": verified, "detail": ""}]})
     return manifest
 
@@ -241,7 +242,7 @@ def test_evening_checklist_run_records_every_item_in_order(run_dag, stack, slack
     expiring, ca = tls_endpoint(12)
     seed_logs(tmp_path / "logs", attack=40, now=NOW)
     prefix = f"evening-{uuid.uuid4().hex[:8]}"
-    vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
+    vault = Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
     add_backup(vault, "db", NOW - timedelta(hours=2), b"db" * 50, verified="passed")
     overrides = {
         "vault_prefix": prefix, "logs_dir": str(tmp_path / "logs"),
@@ -270,7 +271,8 @@ def test_evening_checklist_run_records_every_item_in_order(run_dag, stack, slack
     summary = next(t for t in texts if "*Evening checklist*" in t)
     assert "1 passed" in summary and "1 failed" in summary and "2 warning" in summary
     blob = json.dumps([texts, records])
-    for secret in (stack.secrets.aws_secret_access_key, stack.secrets.mongo_password, stack.secrets.slack_token):
+    for secret in (stack.secrets.aws_secret_access_key, stack.secrets.mongo_password, stack.secrets.slack_token,
+                   stack.secrets.signing_key):
         assert secret not in blob
 
     again = run_dag("gravitypm_evening_checklist", overrides)

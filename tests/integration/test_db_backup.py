@@ -137,7 +137,7 @@ def test_the_dag_backs_up_the_seeded_database_and_announces_the_asset(run_dag, s
 
     assert result.state == "success", result.task_states
     summary = result.xcom("dump_to_vault")
-    vault = Vault(stack.vault_bucket, "production", stack.s3_client())
+    vault = Vault(stack.vault_bucket, "production", stack.s3_client(), signer=stack.signer())
     manifest = vault.resolve("db", summary["backup_id"])
     counts = {c: v["documents"] for c, v in manifest["content"]["databases"][seed_data.DB_NAME].items()}
     assert counts == seed_data.EXPECTED_COUNTS
@@ -165,7 +165,8 @@ def test_the_dag_backs_up_the_seeded_database_and_announces_the_asset(run_dag, s
         logs, json.dumps(manifest), json.dumps(summary), json.dumps(events),
         json.dumps(result.xcom("apply_retention")), json.dumps(slack.messages()),
     ])
-    for secret in (stack.secrets.mongo_password, stack.secrets.aws_secret_access_key, stack.secrets.slack_token):
+    for secret in (stack.secrets.mongo_password, stack.secrets.aws_secret_access_key, stack.secrets.slack_token,
+                   stack.secrets.signing_key):
         assert secret not in haystack
 
 
@@ -242,7 +243,7 @@ def test_rerunning_the_same_dag_run_returns_the_committed_backup(run_dag, stack)
     assert first.dag_run.run_id == second.dag_run.run_id
     assert first.state == second.state == "success"
     assert first.xcom("dump_to_vault")["backup_id"] == second.xcom("dump_to_vault")["backup_id"]
-    vault = Vault(stack.vault_bucket, "production", stack.s3_client())
+    vault = Vault(stack.vault_bucket, "production", stack.s3_client(), signer=stack.signer())
     ids = [m["backup_id"] for m in vault.list_backups("db") if m["run_id"] == first.dag_run.run_id]
     assert len(ids) == 1
 
@@ -261,7 +262,7 @@ def test_preflight_fails_fast_with_a_clear_message_and_tells_slack(
     if env:
         conn = {**stack.connections()["gravitypm_mongo"], **env}
         monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_MONGO", json.dumps(conn))
-    vault = Vault(stack.vault_bucket, "production", stack.s3_client())
+    vault = Vault(stack.vault_bucket, "production", stack.s3_client(), signer=stack.signer())
     before = len(vault.list_backups("db"))
 
     result = run_dag(DAG_ID, overrides)

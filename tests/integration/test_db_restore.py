@@ -37,7 +37,7 @@ class Setup:
         self.client = stack.mongo_client()
         self.db = f"prod_{uuid.uuid4().hex[:8]}"
         self.prefix = f"restore-{uuid.uuid4().hex[:8]}"
-        self.vault = Vault(stack.vault_bucket, self.prefix, stack.s3_client())
+        self.vault = Vault(stack.vault_bucket, self.prefix, stack.s3_client(), signer=stack.signer())
         self.overrides = {"vault_prefix": self.prefix, "mongo_databases": [self.db]}
         db = self.client[self.db]
         db.projects.insert_many([{"_id": i, "name": f"project {i}", "tags": ["a", "b"][: i % 3]} for i in range(40)])
@@ -184,7 +184,8 @@ def test_an_unverified_backup_needs_the_override(run_dag, setup, capfd):
     assert allowed.xcom("plan")["backup"]["verified"] is False
 
     now = datetime.now(UTC).isoformat()
-    setup.vault.record_verification(unverified, {"status": "failed", "checks": [], "started": now, "finished": now})
+    setup.vault.record_verification(unverified, {"kind": "db", "backup_id": unverified["backup_id"],
+                                                 "status": "failed", "checks": [], "started": now, "finished": now})
     failed = run_restore(run_dag, setup, backup_id=unverified["backup_id"])
     assert failed.state == "failed" and "FAILED its newest verification" in capfd.readouterr().out
 
@@ -255,7 +256,7 @@ def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, r
     from tests.integration.test_offsite import new_bucket
 
     s3 = stack.s3_client()
-    offsite = Vault(new_bucket(s3), "dr", s3)
+    offsite = Vault(new_bucket(s3), "dr", s3, signer=stack.signer())
     Copier(setup.vault, offsite, server_side=True).sync("db", RetentionPolicy(last=10), datetime.now(UTC))
     delete_backup(setup.vault, setup.backup)  # the primary region lost it
     monkeypatch.setenv("AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE", os.environ["AIRFLOW_CONN_GRAVITYPM_AWS"])

@@ -30,7 +30,7 @@ def prefix():
 
 def make_backups(stack, prefix: str, database: str, kinds=("db", "fs", "config"), run_after=T0, verify=True):
     """Backups made by the backup engines themselves, verified like the verification DAG does."""
-    vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
+    vault = Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
     cfg = parse_config({"mongo_databases": [database], "app_root": str(stack.app_root),
                         "vault_bucket": stack.vault_bucket, "vault_prefix": prefix})
     run_id = uuid.uuid4().hex
@@ -173,7 +173,7 @@ def test_a_missed_rpo_target_fails_the_run_and_says_so(run_dag, stack, slack, pr
     assert read_json(stack, report["report"]["json"])["verdict"] == "failed"
     summary = next(t for t in slack.texts() if "] DR drill `" in t)
     assert "FAILED" in summary and "RPO" in summary
-    assert AuditLog(Vault(stack.vault_bucket, prefix, stack.s3_client())).records("dr_drill")[-1]["outcome"] == "failed"
+    assert AuditLog(Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())).records("dr_drill")[-1]["outcome"] == "failed"
 
 
 def test_a_damaged_backup_fails_its_component_and_the_run_and_leases_are_released(run_dag, stack, prefix, small_db):
@@ -218,7 +218,7 @@ def _offsite_drill_setup(stack, prefix, small_db, monkeypatch):
     s3 = stack.s3_client()
     bucket = f"gpm-drill-offsite-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
-    offsite = Vault(bucket, prefix + "-dr", s3)
+    offsite = Vault(bucket, prefix + "-dr", s3, signer=stack.signer())
     for kind in made:
         assert Copier(primary, offsite, server_side=True).sync(kind, RetentionPolicy(), datetime.now(UTC))["failed"] == []
         delete_backup(primary, made[kind])  # the primary lost them: only the copy can serve the drill

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def vault_of(stack) -> Vault:
-    return Vault(stack.vault_bucket, "production", stack.s3_client())
+    return Vault(stack.vault_bucket, "production", stack.s3_client(), signer=stack.signer())
 
 
 def index_of(vault: Vault, manifest: dict) -> list[dict]:

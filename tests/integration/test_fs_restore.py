@@ -42,7 +42,7 @@ class Setup:
         self.elsewhere = tmp_path / "restore-area"
         self.elsewhere.mkdir()
         self.prefix = f"fsrestore-{uuid.uuid4().hex[:8]}"
-        self.vault = Vault(stack.vault_bucket, self.prefix, stack.s3_client())
+        self.vault = Vault(stack.vault_bucket, self.prefix, stack.s3_client(), signer=stack.signer())
         self.overrides = {
             "vault_prefix": self.prefix, "app_root": str(self.root),
             "restore_allowed_roots": [str(self.root), str(self.elsewhere)],

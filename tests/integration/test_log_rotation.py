@@ -39,7 +39,7 @@ def overrides(prefix: str, logs: Path | None = None, **more) -> dict:
 
 
 def vault_of(stack, prefix: str) -> Vault:
-    return Vault(stack.vault_bucket, prefix, stack.s3_client())
+    return Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
 
 
 def sha(path: Path) -> str:

@@ -16,7 +16,7 @@ CHECKS = ("check_service_health", "check_disk_space", "check_memory", "check_bac
 
 def secrets_of(stack) -> list[str]:
     s = stack.secrets
-    return [s.mongo_password, s.aws_secret_access_key, s.slack_token, s.slack_token.rsplit("/", 1)[-1]]
+    return [s.mongo_password, s.aws_secret_access_key, s.slack_token, s.slack_token.rsplit("/", 1)[-1], s.signing_key]
 
 
 def assert_no_secrets(stack, texts):
@@ -27,14 +27,15 @@ def assert_no_secrets(stack, texts):
 
 def put_manifest(stack, kind: str, finished: datetime, backup_id: str) -> str:
     key = backup_prefix("production", kind, backup_id) + MANIFEST_NAME
-    body = {"schema_version": 1, "kind": kind, "backup_id": backup_id, "finished": finished.isoformat()}
+    body = stack.signer().sign({"schema_version": 1, "kind": kind, "backup_id": backup_id,
+                                "finished": finished.isoformat()})
     stack.s3_client().put_object(Bucket=stack.vault_bucket, Key=key, Body=json.dumps(body).encode())
     return key
 
 
 def audit_records(stack, run) -> list[dict]:
     """The run's records in the vault's `morning_checklist` chain (the stack's prefix), after checking the chain."""
-    audit = AuditLog(Vault(stack.vault_bucket, "production", stack.s3_client()))
+    audit = AuditLog(Vault(stack.vault_bucket, "production", stack.s3_client(), signer=stack.signer()))
     assert audit.verify("morning_checklist").ok
     return [r for r in audit.records("morning_checklist") if r["run_id"] == run.dag_run.run_id]
 
@@ -175,6 +176,6 @@ def test_vault_without_lifecycle_rules_fails_hygiene(run_dag, stack, empty_vault
     findings = result.xcom("check_vault_hygiene", key="item")["data"]["findings"]
     assert {f["subject"]: f["outcome"] for f in findings} == {
         "versioning": "passed", "abort_incomplete_multipart": "failed",
-        "noncurrent_version_expiration": "failed", "object_lock": "passed",
+        "noncurrent_version_expiration": "failed", "object_lock": "passed", "signing": "passed",
     }
     assert outcomes(audit_records(stack, result))["check_vault_hygiene"] == "failed"

@@ -69,18 +69,18 @@ def new_bucket(s3, *, lock: bool = False, region_name: str | None = None) -> str
 
 @pytest.fixture
 def primary(stack):
-    return Vault(stack.vault_bucket, f"offsite-src-{uuid.uuid4().hex[:8]}", stack.s3_client())
+    return Vault(stack.vault_bucket, f"offsite-src-{uuid.uuid4().hex[:8]}", stack.s3_client(), signer=stack.signer())
 
 
 @pytest.fixture
 def same_server(stack):
     """An off-site vault in a second bucket of the stack's server, same credentials."""
-    return Vault(new_bucket(stack.s3_client()), f"dr-{uuid.uuid4().hex[:6]}", stack.s3_client())
+    return Vault(new_bucket(stack.s3_client()), f"dr-{uuid.uuid4().hex[:6]}", stack.s3_client(), signer=stack.signer())
 
 
 @pytest.fixture
-def other_region(region):
-    return Vault(new_bucket(region.client(), region_name="eu-west-1"), "production", region.client())
+def other_region(region, stack):
+    return Vault(new_bucket(region.client(), region_name="eu-west-1"), "production", region.client(), signer=stack.signer())
 
 
 def make_backup(vault, hours_ago: float, *sizes: int, kind: str = "db", verified: str | None = "passed") -> dict:
@@ -95,7 +95,7 @@ def make_backup(vault, hours_ago: float, *sizes: int, kind: str = "db", verified
     # Backdate "finished" so freshness and retention see the backup's age (the manifest is ours to write).
     manifest["finished"] = run_after.isoformat()
     key = backup_prefix(vault.prefix, kind, manifest["backup_id"]) + MANIFEST_NAME
-    body = {k: v for k, v in manifest.items() if k != "verification"}
+    body = vault.sign({k: v for k, v in manifest.items() if k != "verification"})  # re-signed: we changed it
     vault.s3.put_object(Bucket=vault.bucket, Key=key, Body=json.dumps(body).encode())
     if verified:
         record(vault, manifest, verified)
@@ -103,9 +103,10 @@ def make_backup(vault, hours_ago: float, *sizes: int, kind: str = "db", verified
 
 
 def record(vault, manifest, status: str, at: datetime | None = None) -> dict:
-    rec = {"status": status, "finished": (at or datetime.now(UTC)).isoformat(), "checks": [{"name": "artifacts"}]}
+    rec = {"kind": manifest["kind"], "backup_id": manifest["backup_id"], "status": status,
+           "finished": (at or datetime.now(UTC)).isoformat(), "checks": [{"name": "artifacts"}]}
     vault.record_verification(manifest, rec)
-    return rec
+    return vault.sign(rec)  # as stored
 
 
 def ids(*manifests) -> list[str]:
@@ -182,7 +183,7 @@ def offsite_keys(vault) -> list[str]:
 def test_a_copy_failing_its_hash_check_removes_what_it_copied_before_server_side_and_locked(stack, primary):
     """The first artifact copies and checks fine (and is locked), the second fails its check: neither
     stays off-site (on a versioned bucket: delete markers; lifecycle frees the bytes once unlocked)."""
-    locked = Vault(new_bucket(stack.s3_client(), lock=True), "dr", stack.s3_client(), Protection(object_lock_days=2))
+    locked = Vault(new_bucket(stack.s3_client(), lock=True), "dr", stack.s3_client(), Protection(object_lock_days=2), stack.signer())
     manifest = make_backup(primary, 2, 1000, 3000)
     corrupt(stack, primary, manifest["artifacts"][1], 7)
 
@@ -212,7 +213,7 @@ def test_a_failed_manifest_write_removes_the_copied_artifacts(region, primary, o
 
     with FaultProxy(region.port, fail) as proxy:
         through_proxy = Vault(other_region.bucket, other_region.prefix,
-                              region.client(proxy.url, retries={"max_attempts": 1, "mode": "standard"}))
+                              region.client(proxy.url, retries={"max_attempts": 1, "mode": "standard"}), signer=other_region.signer)
         report = Copier(primary, through_proxy, server_side=False).sync("db", KEEP_ALL, NOW)
     assert [f["backup_id"] for f in report["failed"]] == [manifest["backup_id"]]
     assert offsite_keys(other_region) == []
@@ -223,7 +224,7 @@ def test_a_failed_manifest_write_removes_the_copied_artifacts(region, primary, o
 
 
 def test_copies_get_the_offsite_object_lock(stack, primary):
-    locked = Vault(new_bucket(stack.s3_client(), lock=True), "dr", stack.s3_client(), Protection(object_lock_days=2))
+    locked = Vault(new_bucket(stack.s3_client(), lock=True), "dr", stack.s3_client(), Protection(object_lock_days=2), stack.signer())
     manifest = make_backup(primary, 1, 3000)
 
     Copier(primary, locked, server_side=True).sync("db", KEEP_ALL, NOW)
@@ -288,7 +289,7 @@ def test_a_copy_interrupted_midway_is_invisible_offsite_and_the_next_run_complet
 
     with FaultProxy(region.port, fail) as proxy:
         through_proxy = Vault(other_region.bucket, other_region.prefix,
-                              region.client(proxy.url, retries={"max_attempts": 2, "mode": "standard"}))
+                              region.client(proxy.url, retries={"max_attempts": 2, "mode": "standard"}), signer=other_region.signer)
         report = Copier(primary, through_proxy, server_side=False, upload_part_size=5 * MiB).sync("db", KEEP_ALL, NOW)
         assert proxy.failed, "the fault was never injected"
     assert [f["backup_id"] for f in report["failed"]] == [manifest["backup_id"]]
@@ -331,7 +332,7 @@ def test_a_record_that_cannot_be_copied_is_reported_and_stops_nothing(region, pr
 
     with FaultProxy(region.port, fail) as proxy:
         through_proxy = Vault(other_region.bucket, other_region.prefix,
-                              region.client(proxy.url, retries={"max_attempts": 1, "mode": "standard"}))
+                              region.client(proxy.url, retries={"max_attempts": 1, "mode": "standard"}), signer=other_region.signer)
         report = Copier(primary, through_proxy, server_side=False).sync("db", KEEP_ALL, NOW)  # does not raise
         assert proxy.failed, "the fault was never injected"
     assert report["records_copied"] == 0

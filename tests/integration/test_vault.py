@@ -19,7 +19,7 @@ T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 
 @pytest.fixture
 def vault(stack):
-    return Vault(stack.vault_bucket, f"test-{uuid.uuid4().hex[:8]}", stack.s3_client())
+    return Vault(stack.vault_bucket, f"test-{uuid.uuid4().hex[:8]}", stack.s3_client(), signer=stack.signer())
 
 
 def make_backup(vault, run_id: str, run_after: datetime, payload: bytes = b"data", kind: str = "db") -> dict:

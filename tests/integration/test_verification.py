@@ -22,7 +22,7 @@ def prefix():
 
 
 def db_backup_in(stack, prefix: str, database: str) -> tuple[Vault, dict]:
-    vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
+    vault = Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
     cfg = parse_config({"mongo_databases": [database], "vault_bucket": stack.vault_bucket, "vault_prefix": prefix})
     manifest = backup_mongo.run_backup(cfg, vault, stack.mongo_client(), dag_id="t", run_id=uuid.uuid4().hex, run_after=T0)
     return vault, manifest
@@ -82,6 +82,7 @@ def test_a_restore_with_fewer_documents_than_the_manifest_fails(stack, prefix, s
     key = backup_prefix(prefix, "db", manifest["backup_id"]) + "manifest.json"
     stored = json.loads(stack.s3_client().get_object(Bucket=stack.vault_bucket, Key=key)["Body"].read())
     stored["content"]["databases"][small_db]["items"]["documents"] += 1
+    stored = vault.sign(stored)  # as if our own writer had counted wrong (a bucket writer's edit is refused)
     stack.s3_client().put_object(Bucket=stack.vault_bucket, Key=key, Body=json.dumps(stored).encode())
 
     record = verify(stack, vault, vault.resolve("db", manifest["backup_id"]), small_db)
@@ -100,7 +101,7 @@ def test_scratch_never_targets_a_production_database(stack, prefix, small_db):
 
 
 def test_fs_backup_verification_passes_then_catches_a_flipped_byte(stack, prefix):
-    vault = Vault(stack.vault_bucket, prefix, stack.s3_client())
+    vault = Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
     cfg = parse_config({"app_root": str(stack.app_root), "vault_bucket": stack.vault_bucket, "vault_prefix": prefix})
     manifest = backup_files.run_backup("config", cfg, vault, dag_id="t", run_id="r", run_after=T0)
 

@@ -102,6 +102,8 @@ def load_status(vault) -> tuple[dict | None, list[Problem]]:
     """status.json checked (see check_status): (usable part or None, problems naming the key)."""
     problems: list[Problem] = []
     doc = _read_object(vault, vault.status_key, problems, read=vault.read_status)
+    if vault.status_key in vault.rejected:  # read_status left it out
+        problems.append(Problem(vault.status_key, f"left out: {vault.rejected[vault.status_key]}"))
     status, found = check_status(doc, vault.status_key)
     return status, problems + found
 
@@ -143,25 +145,31 @@ def _check_verification(record: dict) -> str:
 
 def list_backups_checked(vault, kind: str) -> tuple[list[dict], list[Problem]]:
     """Like Vault.list_backups, but one object at a time: an unusable manifest is left out, an unusable
-    verification record reads as UNREADABLE_VERIFICATION, and each is reported as a Problem by key."""
+    verification record reads as UNREADABLE_VERIFICATION, and each is reported as a Problem by key.
+    A manifest or record whose signature does not check (Vault.rejection) is left out and reported:
+    the newest record that checks is shown instead of a forged one."""
     backups, problems = [], []
     for entry in vault.inventory(kind).values():
         manifest = _read_object(vault, entry["manifest"], problems)
         if manifest is None:
             continue
-        if why := _check_manifest(manifest):
+        if why := _check_manifest(manifest) or vault.rejection(entry["manifest"], manifest):
             problems.append(Problem(entry["manifest"], why))
             continue
         record = None
-        if entry["verifications"]:
-            newest = entry["verifications"][-1]
+        for key in reversed(entry["verifications"]):
             found: list[Problem] = []
-            record = _read_object(vault, newest, found)
+            record = _read_object(vault, key, found)
+            if record is not None and (why := vault.rejection(key, record, manifest)):
+                problems.append(Problem(key, f"left out: {why}"))
+                record = None
+                continue
             if record is not None and (why := _check_verification(record)):
-                found.append(Problem(newest, why))
+                found.append(Problem(key, why))
             if found:
                 problems.extend(found)
                 record = dict(UNREADABLE_VERIFICATION)
+            break
         manifest["verification"] = record
         backups.append(manifest)
     return backups, problems

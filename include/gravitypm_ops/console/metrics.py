@@ -57,6 +57,14 @@ def backup_metrics(metrics: Metrics, status: dict | None, now: datetime) -> None
                 0 if status is None else 1)
     if status is None:
         return
+    signing = status.get("signing") if isinstance(status.get("signing"), dict) else {}
+    metrics.add("gravitypm_vault_signing_enabled", "gauge",
+                "1 when manifests and verification records are signed and checked (connection gravitypm_signing_key).",
+                1 if signing.get("enabled") else 0)
+    if isinstance(signing.get("rejected_count"), int):
+        metrics.add("gravitypm_vault_rejected_objects", "gauge",
+                    "Manifests and verification records left out as unsigned or badly signed (last verification run).",
+                    signing["rejected_count"])
     unusable = set(status.get(UNUSABLE, ()))  # entries load_status left out: no figure rather than a wrong one
     written = to_datetime(status["written"])
     elapsed = (now - written).total_seconds()

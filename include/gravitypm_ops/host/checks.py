@@ -160,4 +160,17 @@ def check_vault_hygiene(settings: Mapping, prefix: str) -> CheckResult:
         ))
     lock = settings.get("object_lock")
     findings.append(Finding("object_lock", OK, "enabled" if lock == "Enabled" else "off (optional: immutable vaults)"))
+    if "signing_key_id" in settings:  # a warning, not a failure: a new install must still work
+        key_id = settings["signing_key_id"]
+        findings.append(Finding(
+            "signing", OK if key_id else WARNING,
+            f"manifests and verification records signed (key {key_id})" if key_id
+            else "off: whoever can write the bucket can make a forged backup look verified "
+                 "(set the gravitypm_signing_key connection)",
+        ))
+    rejected = settings.get("rejected_count") or 0
+    if rejected:
+        findings.append(Finding("unsigned_objects", WARNING,
+                                f"{rejected} manifest(s) or record(s) in the vault are unsigned or badly signed and "
+                                "were left out: see status.json `signing.rejected`"))
     return CheckResult("vault_hygiene", tuple(findings))

@@ -43,6 +43,7 @@ the primary are copied by later runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ class Copier:
             source = primary_inventory.get(backup_id)
             try:
                 for key in missing_records(source["verifications"], entry["verifications"]) if source else []:
-                    report["records_copied"] += self._copy_record(key, entry["prefix"])
+                    report["records_copied"] += self._copy_record(key, entry["prefix"], {"kind": kind, "backup_id": backup_id})
             except Exception as err:  # like a failed copy: reported, the other backups and kinds still go
                 log.exception("copying %s %s verification records off-site failed", kind, backup_id)
                 report["failed"].append({"backup_id": backup_id, "error": scrub(f"records: {type(err).__name__}: {err}")})
@@ -191,9 +192,9 @@ class Copier:
                 self.offsite.protect(target["key"], version)  # locked only once checked: a bad copy stays deletable
             for key in record_keys:
                 written.append(self._record_target(key, prefix))
-                self._copy_record(key, prefix)
+                self._copy_record(key, prefix, manifest)
             copy["offsite_copy"]["copied"] = datetime.now(UTC).isoformat()
-            committed = self.offsite.put_once(prefix + MANIFEST_NAME, copy)
+            committed = self.offsite.put_once(prefix + MANIFEST_NAME, self.offsite.sign(copy))  # keys changed: re-signed
         except Exception as err:
             setattr(err, CLEANUP, self.remove_partial(prefix, written))
             raise
@@ -238,11 +239,18 @@ class Copier:
     def _record_target(key: str, offsite_prefix: str) -> str:
         return offsite_prefix + VERIFICATIONS_DIR + key.rsplit("/", 1)[-1]
 
-    def _copy_record(self, key: str, offsite_prefix: str) -> bool:
-        """One verification record, same name and bytes, never over an existing one. True when it was written."""
+    def _copy_record(self, key: str, offsite_prefix: str, manifest: dict) -> bool:
+        """One verification record, same name and bytes, never over an existing one. True when it was written.
+        A record the primary leaves out (unsigned, badly signed: Vault.rejection) is not copied."""
         body = self.primary.read_bytes(key)
         if body is None:
             log.info("%s left the primary vault before it was copied", key)
+            return False
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if self.primary.rejection(key, doc, manifest):
             return False
         target = self._record_target(key, offsite_prefix)
         written = self.offsite.put_once(target, body)

@@ -8,6 +8,7 @@ import logging
 from gravitypm_ops.names import AWS_CONN_ID, AWS_OFFSITE_CONN_ID
 from gravitypm_ops.vault.layout import VaultError
 from gravitypm_ops.vault.objects import s3_client
+from gravitypm_ops.vault.signing import signer_from_connection
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.vault.streams import Protection
 
@@ -28,7 +29,8 @@ def open_vault(cfg, source: str) -> Vault:
         raise ValueError(f"unknown vault source {source!r}; expected one of {', '.join(SOURCES)}")
     if not cfg.offsite_enabled:
         raise ValueError(NOT_CONFIGURED)
-    return Vault(cfg.offsite_bucket, cfg.offsite_key_prefix, s3_client(AWS_OFFSITE_CONN_ID), offsite_protection(cfg))
+    return Vault(cfg.offsite_bucket, cfg.offsite_key_prefix, s3_client(AWS_OFFSITE_CONN_ID), offsite_protection(cfg),
+                 signer_from_connection())  # the same key: a copy is checked like the original
 
 
 def offsite_protection(cfg) -> Protection:

@@ -16,6 +16,10 @@ Key layout, the same for every kind:
   Object Lock retention (`object_lock_days`, COMPLIANCE mode) for immutable vaults.
 - Verification records live beside the manifest in `verifications/`, one JSON object per run,
   never overwritten; every manifest the vault hands out carries the newest as `verification`.
+- With a `signer` (connection `gravitypm_signing_key`, see signing.py) manifests, verification
+  records and status.json are signed when written, and what is read back is used only when its
+  signature checks and it sits where it claims to (a manifest at its own backup's key, a record
+  beside its own backup under its own time): the rest is left out and noted in `rejected`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from gravitypm_ops.vault.layout import (
     verified_ok,
 )
 from gravitypm_ops.vault.objects import ObjectStore
+from gravitypm_ops.vault.signing import Signer, signer_from_connection
 from gravitypm_ops.vault.streams import ArtifactUpload, HashingReader, Protection, clean_up_after
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,7 @@ class BackupWriter:
             "content": content,
             **(extra or {}),
         }
+        manifest = self.vault.sign(manifest)
         if not self.vault.put_once(self.prefix + MANIFEST_NAME, manifest):
             raise VaultError(f"backup {self.backup_id} is already committed; refusing to overwrite")
         return {**manifest, "verification": None}
@@ -133,6 +139,12 @@ class Vault(ObjectStore):
     between vaults in `transfer`.
     """
 
+    def __init__(self, bucket: str, prefix: str, s3_client, protection: Protection = Protection(),
+                 signer: Signer | None = None):
+        super().__init__(bucket, prefix, s3_client, protection)
+        self.signer = signer
+        self.rejected: dict[str, str] = {}  # key -> why: documents read and left out (see `rejection`)
+
     @classmethod
     def from_config(cls, cfg, aws_conn_id: str = AWS_CONN_ID) -> Vault:
         from gravitypm_ops.vault.objects import s3_client
@@ -142,7 +154,63 @@ class Vault(ObjectStore):
             cfg.vault_prefix,
             s3_client(aws_conn_id),
             Protection(kms_key_id=cfg.kms_key_id, object_lock_days=cfg.object_lock_days),
+            signer_from_connection(),
         )
+
+    # --- signatures (signing.py) ------------------------------------------------------------
+    def sign(self, doc: dict) -> dict:
+        """`doc` as the vault stores it: signed when the vault has a signer."""
+        return self.signer.sign(doc) if self.signer else doc
+
+    def rejection(self, key: str, doc, manifest: dict | None = None) -> str:
+        """"" when the document read from `key` may be used, else why not (logged once, kept in `rejected`).
+
+        `manifest` is given for a verification record: the backup it must belong to. Without a
+        signer every JSON object is used, as before signing existed.
+        """
+        why = "" if isinstance(doc, dict) else "not a JSON object"
+        if not why and self.signer is not None:
+            why = self.signer.problem(doc) or self._misplaced(key, doc, manifest)
+        if why:
+            if key not in self.rejected:
+                log.warning("%s left out: %s", key, why)
+            self.rejected[key] = why
+        return why
+
+    def _misplaced(self, key: str, doc: dict, manifest: dict | None) -> str:
+        """A signed document copied to another key (a passed record of backup A beside backup B, an old
+        record renamed to sort as the newest, a manifest moved to another id) is no longer what was signed."""
+        if key == self.status_key:
+            return ""
+        try:
+            if manifest is None:
+                expected = backup_prefix(self.prefix, doc["kind"], doc["backup_id"]) + MANIFEST_NAME
+                return "" if key == expected else f"signed as {expected}"
+            if (doc.get("kind"), doc.get("backup_id")) != (manifest["kind"], manifest["backup_id"]):
+                return f"signed for backup {doc.get('backup_id')!r}, not {manifest['backup_id']!r}"
+            stamp = f"{datetime.fromisoformat(doc['finished']):%Y%m%dT%H%M%S%fZ}-"
+        except (KeyError, TypeError, ValueError) as err:
+            return f"signed, but not a manifest or record of this vault ({type(err).__name__})"
+        return "" if key.rsplit("/", 1)[-1].startswith(stamp) else "signed under another name (finished time differs)"
+
+    def _read_accepted(self, key: str, manifest: dict | None = None) -> dict | None:
+        """The JSON document at `key` if `rejection` lets it through; None when absent or rejected.
+        Garbage (not JSON) is rejected too: one bad object must not stop every listing."""
+        try:
+            doc = self.read_json(key)
+        except ValueError as err:
+            doc = err
+        if doc is None or self.rejection(key, doc, manifest):
+            return None
+        return doc
+
+    def signing_report(self, limit: int = 50) -> dict:
+        """status.json's `signing` entry: on or off, the signing key's id, what was left out."""
+        if self.signer is None:
+            return {"enabled": False}
+        rejected = [{"key": k, "reason": why} for k, why in sorted(self.rejected.items())]
+        return {"enabled": True, "key_id": self.signer.key_id, "rejected_count": len(rejected),
+                "rejected": rejected[:limit]}
 
     # --- access -----------------------------------------------------------------------------
     def check_access(self) -> None:
@@ -166,6 +234,9 @@ class Vault(ObjectStore):
         backup_id = backup_id_for(dag_id, run_id, run_after)
         writer = BackupWriter(self, kind, backup_id, dag_id, run_id)
         existing = self.read_json(writer.prefix + MANIFEST_NAME)
+        if existing is not None and (why := self.rejection(writer.prefix + MANIFEST_NAME, existing)):
+            raise VaultError(f"{writer.prefix}{MANIFEST_NAME} exists but is not this suite's ({why}): refusing "
+                             "to write this run's backup beside it; remove the object and retry")
         if existing is not None:
             log.info("backup %s already committed by this run: returning it", backup_id)
             return self._with_verification(existing)
@@ -195,11 +266,19 @@ class Vault(ObjectStore):
         record attached as `verification` (None when never verified)."""
         backups = []
         for entry in self._listing(kind).values():
-            manifest = self.read_json(entry["manifest"])
+            manifest = self._read_accepted(entry["manifest"])
             if manifest is not None:
-                manifest["verification"] = self.read_json(entry["verifications"][-1]) if entry["verifications"] else None
+                manifest["verification"] = self._newest_record(manifest, entry["verifications"])
                 backups.append(manifest)
         return backups
+
+    def _newest_record(self, manifest: dict, keys: list[str]) -> dict | None:
+        """The newest usable verification record among `keys` (oldest first); rejected ones are skipped."""
+        for key in reversed(keys):
+            record = self._read_accepted(key, manifest)
+            if record is not None:
+                return record
+        return None
 
     def latest(self, kind: str, as_of: datetime | None = None) -> dict | None:
         """What `latest` means: the newest backup that passed its newest verification (finished at
@@ -239,6 +318,9 @@ class Vault(ObjectStore):
         manifest = self.read_json(key)
         if manifest is None:
             raise VaultError(f"no committed {kind} backup {ref!r}")
+        if why := self.rejection(key, manifest):
+            raise VaultError(f"{kind} backup {ref!r} refused: its manifest is {why}" if why == "not signed"
+                             else f"{kind} backup {ref!r} refused: its manifest: {why}")
         return self._with_verification(manifest)
 
     # --- verification records ---------------------------------------------------------------
@@ -250,7 +332,7 @@ class Vault(ObjectStore):
     def verifications(self, manifest: dict) -> list[dict]:
         """Every verification record of one backup, oldest first."""
         prefix = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + VERIFICATIONS_DIR
-        return [r for r in (self.read_json(k) for k in sorted(self.list_keys(prefix))) if r is not None]
+        return [r for r in (self._read_accepted(k, manifest) for k in sorted(self.list_keys(prefix))) if r is not None]
 
     def record_verification(self, manifest: dict, record: dict) -> str:
         """Store a verification record beside the manifest; write-once and locked like every backup object."""
@@ -258,7 +340,7 @@ class Vault(ObjectStore):
         digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:8]
         name = f"{finished:%Y%m%dT%H%M%S%fZ}-{digest}.json"  # sorts by time
         key = backup_prefix(self.prefix, manifest["kind"], manifest["backup_id"]) + VERIFICATIONS_DIR + name
-        if not self.put_once(key, record):
+        if not self.put_once(key, self.sign(record)):
             raise VaultError(f"{key}: this verification record is already stored; records are never overwritten")
         return key
 
@@ -267,12 +349,14 @@ class Vault(ObjectStore):
         return f"{self.prefix}/status.json"
 
     def read_status(self) -> dict | None:
-        """The status `write_status` last wrote (None before the first verification run)."""
-        return self.read_json(self.status_key)
+        """The status `write_status` last wrote (None before the first verification run, or when its
+        signature does not check: then `rejected` says why). ValueError when it is not JSON."""
+        doc = self.read_json(self.status_key)
+        return None if doc is None or self.rejection(self.status_key, doc) else doc
 
     def write_status(self, status: dict) -> str:
         """The machine-readable backup status (one object, rewritten each verification run)."""
-        self.put(self.status_key, status)
+        self.put(self.status_key, self.sign(status))
         return self.status_key
 
     def open_artifact(self, manifest: dict, name: str) -> HashingReader:

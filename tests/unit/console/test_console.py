@@ -371,6 +371,12 @@ class FakeVault:
     def read_status(self):
         return self.read_json(self.status_key)
 
+    # Vault without a signer (signing is tested in tests/integration/test_signing.py): every JSON object is used.
+    rejected: dict = {}
+
+    def rejection(self, key, doc, manifest=None):
+        return "" if isinstance(doc, dict) else "not a JSON object"
+
     def list_keys(self, prefix):
         return iter(sorted(k for k in self.objects if k.startswith(prefix)))
 

@@ -77,6 +77,19 @@ def test_vault_hygiene_rules_must_cover_the_prefix():
     assert host_checks.check_vault_hygiene({**settings, "lifecycle_rules": [disabled]}, "production").status == "breach"
 
 
+def test_unsigned_vault_and_rejected_objects_are_warnings_not_failures():
+    rule = {"Status": "Enabled", "Filter": {}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}
+    settings = {"versioning": "Enabled", "lifecycle_rules": [rule], "object_lock": None}
+    unsigned = host_checks.check_vault_hygiene({**settings, "signing_key_id": None}, "production")
+    assert unsigned.status == "warning"
+    assert "forged backup look verified" in {f.subject: f.detail for f in unsigned.findings}["signing"]
+    signed = host_checks.check_vault_hygiene({**settings, "signing_key_id": "0123abcd", "rejected_count": 0}, "production")
+    assert signed.status == "ok"
+    forged = host_checks.check_vault_hygiene({**settings, "signing_key_id": "0123abcd", "rejected_count": 2}, "production")
+    assert forged.status == "warning" and "2 manifest(s) or record(s)" in forged.findings[-1].detail
+
+
 def test_unversioned_vault_is_a_breach_and_needs_no_noncurrent_rule():
     rule = {"Status": "Enabled", "Filter": {}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
     result = host_checks.check_vault_hygiene({"versioning": None, "lifecycle_rules": [rule]}, "production")

@@ -1,4 +1,5 @@
-"""Evidence from the vault bucket's own settings: versioning and the lifecycle rules retention relies on."""
+"""Evidence from the vault bucket's own settings (versioning, the lifecycle rules retention relies on) and
+whether what the suite writes there is signed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ def vault_hygiene(cfg, options: dict, now: datetime) -> Evidence:
     from gravitypm_ops.vault.store import Vault
 
     vault = Vault.from_config(cfg)
-    evidence = from_check(check_vault_hygiene(bucket_settings(vault), cfg.vault_prefix))
+    settings = bucket_settings(vault)
+    settings["signing_key_id"] = vault.signer.key_id if vault.signer else None
+    # What the last verification run left out (it lists every backup; this check reads one object).
+    try:
+        status = vault.read_status() or {}
+    except ValueError:  # garbage status.json: the Backups page names it; not this check's finding
+        status = {}
+    settings["rejected_count"] = (status.get("signing") or {}).get("rejected_count", 0)
+    evidence = from_check(check_vault_hygiene(settings, cfg.vault_prefix))
     evidence.links.append(s3_link(vault, f"{vault.prefix}/", "vault prefix"))
     return evidence
