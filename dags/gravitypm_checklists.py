@@ -45,7 +45,7 @@ from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs, fail_r
 from gravitypm_ops.checklists.catalog import CHECKLISTS, HOST_COLLECTORS, HUMAN, Checklist
 from gravitypm_ops.checklists.prompt import RESPONSE_HOURS_PARAM, ChecklistPrompt
 from gravitypm_ops.checklists.tasks import DRILL_DAG_ID, DRILL_RUN_PREFIX
-from gravitypm_ops.names import HOST_POOL, HOST_QUEUE
+from gravitypm_ops.names import HOST_POOL, host_placement
 
 SCHEDULE_WORDS = {"daily": "every day", "weekly": "every week", "monthly": "every month", "quarterly": "every quarter"}
 
@@ -86,7 +86,7 @@ def record_audit(checklist: str):
 
 
 def on_host(item) -> dict:
-    return {"queue": HOST_QUEUE, "pool": HOST_POOL} if item.collector in HOST_COLLECTORS else {}
+    return {**host_placement(), "pool": HOST_POOL} if item.collector in HOST_COLLECTORS else {}
 
 
 def alerting(item) -> dict:

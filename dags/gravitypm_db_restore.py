@@ -46,6 +46,7 @@ from gravitypm_ops.names import (
     DB_NAME_PATTERN,
     DB_POOL,
     backup_asset,
+    host_placement,
 )
 
 WHAT = "What to restore"
@@ -132,7 +133,7 @@ def gravitypm_db_restore():
 
         return take_safety_backup(the_plan, context)
 
-    @task(**NO_RETRY)
+    @task(**host_placement(), **NO_RETRY)  # service control runs on the host (docker compose)
     def stop_app(the_plan: dict, **context):
         from gravitypm_ops.restore.tasks import stop_app
 
@@ -144,7 +145,7 @@ def gravitypm_db_restore():
 
         return restore_db(the_plan)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(**host_placement(), trigger_rule=TriggerRule.ALL_DONE)
     def start_app(**context):
         from gravitypm_ops.restore.tasks import start_app
 

@@ -26,7 +26,7 @@ from airflow.sdk import Param, dag, task
 
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
-from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset
+from gravitypm_ops.names import HOST_POOL, VAULT_POOL, backup_asset, host_placement
 
 FILE_BACKUPS = {
     # kind: (dag_id, schedule, what it backs up)
@@ -52,13 +52,13 @@ def file_backup_dag(kind: str, dag_id: str, schedule: str, what: str):
         ),
     )
     def file_backup():
-        @task(**NO_RETRY)
+        @task(**host_placement(), **NO_RETRY)  # the source paths are on the host
         def preflight():
             from gravitypm_ops.backup import tasks as backup_tasks
 
             backup_tasks.preflight_files(kind)
 
-        @task(queue=HOST_QUEUE, pool=HOST_POOL, outlets=[backup_asset(kind)])
+        @task(**host_placement(), pool=HOST_POOL, outlets=[backup_asset(kind)])
         def archive_to_vault(**context):
             from gravitypm_ops.backup import tasks as backup_tasks
 

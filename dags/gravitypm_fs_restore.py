@@ -34,7 +34,7 @@ from airflow.sdk import Param, TriggerRule, dag, task
 
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.conventions import NO_RETRY, dag_kwargs, fail_run_if_any_check_failed
-from gravitypm_ops.names import BACKUP_REF_MAX_LENGTH, BACKUP_REF_PATTERN, HOST_POOL, HOST_QUEUE, PATH_MAX
+from gravitypm_ops.names import BACKUP_REF_MAX_LENGTH, BACKUP_REF_PATTERN, HOST_POOL, PATH_MAX, host_placement
 
 WHAT = "What to restore"
 WHERE = "Where to restore it"
@@ -79,7 +79,7 @@ SAFETY = "Safety"
     **dag_kwargs(schedule=None, doc_md=__doc__, severity=Severity.CRITICAL, extra_tags=("restore", "fs", "config")),
 )
 def gravitypm_fs_restore():
-    @task(queue=HOST_QUEUE, **NO_RETRY)  # the dry run looks at the host's files
+    @task(**host_placement(), **NO_RETRY)  # the dry run looks at the host's files
     def plan(params=None, **context):
         from gravitypm_ops.restore.tasks import plan
 
@@ -89,19 +89,19 @@ def gravitypm_fs_restore():
     def go_on(the_plan: dict):
         return not the_plan["dry_run"]
 
-    @task(queue=HOST_QUEUE, **NO_RETRY)
+    @task(**host_placement(), **NO_RETRY)
     def stop_app(the_plan: dict, **context):
         from gravitypm_ops.restore.tasks import stop_app
 
         return stop_app(the_plan, context)
 
-    @task(queue=HOST_QUEUE, pool=HOST_POOL, execution_timeout=timedelta(hours=6), **NO_RETRY)
+    @task(**host_placement(), pool=HOST_POOL, execution_timeout=timedelta(hours=6), **NO_RETRY)
     def restore(the_plan: dict):
         from gravitypm_ops.restore.tasks import restore_files
 
         return restore_files(the_plan)
 
-    @task(queue=HOST_QUEUE, trigger_rule=TriggerRule.ALL_DONE)
+    @task(**host_placement(), trigger_rule=TriggerRule.ALL_DONE)
     def start_app(**context):
         from gravitypm_ops.restore.tasks import start_app
 

@@ -38,7 +38,7 @@ from airflow.sdk import Param, dag, task
 
 from gravitypm_ops.airflow.alerts import Severity
 from gravitypm_ops.airflow.conventions import NO_RETRY, cron, dag_kwargs
-from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset
+from gravitypm_ops.names import HOST_POOL, VAULT_POOL, backup_asset, host_placement
 
 
 @dag(
@@ -61,13 +61,13 @@ from gravitypm_ops.names import HOST_POOL, HOST_QUEUE, VAULT_POOL, backup_asset
     ),
 )
 def gravitypm_log_rotation():
-    @task(queue=HOST_QUEUE, pool=HOST_POOL, **NO_RETRY)
+    @task(**host_placement(), pool=HOST_POOL, **NO_RETRY)
     def check_disk_space():
         from gravitypm_ops.log_rotation import tasks as log_rotation_tasks
 
         return log_rotation_tasks.disk_guard()
 
-    @task(queue=HOST_QUEUE, pool=HOST_POOL)
+    @task(**host_placement(), pool=HOST_POOL)
     def rotate_and_ship(params=None, **context):
         from gravitypm_ops.log_rotation import tasks as log_rotation_tasks
 

@@ -26,6 +26,10 @@ DB_POOL = "gravitypm_db"  # 1 slot: a DB backup never overlaps a DB restore.
 HOST_POOL = "gravitypm_host"
 VAULT_POOL = "gravitypm_vault"  # 1 slot: verification and retention never run at the same time
 HOST_QUEUE = "gravitypm_host"
+# Set by a deployment whose host tasks run on an Edge worker on the production host (issue 15), e.g.
+# "airflow.providers.edge3.executors.EdgeExecutor"; it must be one of [core] executors, or every DAG
+# with a host task is an import error (UnknownExecutorException). Unset: the default executor.
+HOST_EXECUTOR_ENV = "GRAVITYPM_OPS_HOST_EXECUTOR"
 
 # Backup kinds, in runbook order; each has one Asset.
 BACKUP_KINDS = ("db", "fs", "config", "logs")
@@ -70,6 +74,13 @@ TAG = "gravitypm"
 
 # Schedules are cron expressions evaluated in this timezone (an IANA name).
 TIMEZONE_ENV = "GRAVITYPM_OPS_TZ"
+
+
+def host_placement() -> dict:
+    """@task arguments of a task that must touch the production host (its files, its services): the
+    host queue, and the host executor when the deployment names one (GRAVITYPM_OPS_HOST_EXECUTOR)."""
+    executor = os.environ.get(HOST_EXECUTOR_ENV, "").strip()
+    return {"queue": HOST_QUEUE, **({"executor": executor} if executor else {})}
 
 
 def schedule_timezone() -> str:
