@@ -1,7 +1,9 @@
-"""Small backups written straight through the vault API, for tests that need backups but not a backup DAG."""
+"""Vault helpers for tests: small backups written straight through the vault API (for tests that need backups
+but not a backup DAG), their verification records, and fresh buckets for second vaults."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 
@@ -29,3 +31,14 @@ def verification_record(manifest: dict, status: str, finished: datetime | None =
 def record_verification(vault, manifest: dict, status: str, finished: datetime | None = None) -> str:
     """Store a verification record for `manifest` through the vault (signed when the vault signs); its key."""
     return vault.record_verification(manifest, verification_record(manifest, status, finished))
+
+
+def new_bucket(s3, *, lock: bool = False, region_name: str | None = None) -> str:
+    """A new versioned bucket (Object Lock on request), e.g. for an off-site vault; its name."""
+    name = f"gpm-offsite-{uuid.uuid4().hex[:10]}"
+    args = {"ObjectLockEnabledForBucket": True} if lock else {}
+    if region_name:
+        args["CreateBucketConfiguration"] = {"LocationConstraint": region_name}
+    s3.create_bucket(Bucket=name, **args)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name

@@ -1,6 +1,7 @@
-"""Process-tree helpers for tests that prove nothing is left running."""
+"""Process helpers for tests: the process tree (to prove nothing is left running) and reading a child's output."""
 
 import os
+import time
 from pathlib import Path
 
 
@@ -27,3 +28,15 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def read_until(proc, marker: str, timeout: float) -> str:
+    out, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out.append(line)
+        if marker in line:
+            return "".join(out)
+    raise AssertionError(f"{marker!r} not printed within {timeout}s; output:\n{''.join(out)}")

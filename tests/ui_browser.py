@@ -22,7 +22,7 @@ import pytest
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port, spawn, stop_process
-from tests.integration.test_up import read_until
+from tests.processes import read_until
 
 
 def find_or_install_chromium() -> str:

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.integration.test_db_backup import every_type_docs
+from tests.documents import every_type_docs
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tests import ui_browser
-from tests.integration.test_console import seed
+from tests.console_seed import seed
 from tests.ui_browser import Browser, log_in, stack_env
 
 chromium, airflow_up = ui_browser.chromium, ui_browser.airflow_up  # the shared fixtures

@@ -253,7 +253,7 @@ def test_retention_keeps_every_backup_of_a_kind_while_a_restore_holds_it(setup):
 
 def test_restore_from_the_offsite_copy_when_the_primary_lost_the_backup(stack, run_dag, setup, monkeypatch):
     from gravitypm_ops.offsite.copy import Copier
-    from tests.integration.test_offsite import new_bucket
+    from tests.backups import new_bucket
 
     s3 = stack.s3_client()
     offsite = Vault(new_bucket(s3), "dr", s3, signer=stack.signer())

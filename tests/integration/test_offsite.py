@@ -23,6 +23,7 @@ from gravitypm_ops.vault.open import one_client_reaches_both, open_vault
 from gravitypm_ops.vault.retention import RetentionPolicy
 from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.vault.streams import PART_SIZE, Protection
+from tests.backups import new_bucket
 from tests.fault_proxy import FaultProxy
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -55,16 +56,6 @@ def region(tmp_path_factory):
     started = Region(tmp_path_factory.mktemp("offsite-region"))
     yield started
     stop_process(started.proc)
-
-
-def new_bucket(s3, *, lock: bool = False, region_name: str | None = None) -> str:
-    name = f"gpm-offsite-{uuid.uuid4().hex[:10]}"
-    args = {"ObjectLockEnabledForBucket": True} if lock else {}
-    if region_name:
-        args["CreateBucketConfiguration"] = {"LocationConstraint": region_name}
-    s3.create_bucket(Bucket=name, **args)
-    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 @pytest.fixture
@@ -293,6 +284,9 @@ def test_a_copy_interrupted_midway_is_invisible_offsite_and_the_next_run_complet
         report = Copier(primary, through_proxy, server_side=False, upload_part_size=5 * MiB).sync("db", KEEP_ALL, NOW)
         assert proxy.failed, "the fault was never injected"
     assert [f["backup_id"] for f in report["failed"]] == [manifest["backup_id"]]
+    if where == "second artifact":  # the error that broke the copy, not the failing abort's
+        error = report["failed"][0]["error"]
+        assert "UploadPart" in error and "AbortMultipartUpload" not in error, error
 
     # Looking at the off-site server directly: bytes are there, but no backup.
     left = [o["Key"] for o in other_region.s3.list_objects_v2(Bucket=other_region.bucket).get("Contents", [])]

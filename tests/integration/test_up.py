@@ -13,7 +13,7 @@ import pytest
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port
-from tests.processes import alive, descendants
+from tests.processes import alive, descendants, read_until
 
 BANNER = "== GravityPM Ops is up"
 
@@ -29,18 +29,6 @@ def up_process(tmp_path):
     yield proc, port, tmp_path / "state"
     if proc.poll() is None:
         proc.kill()
-
-
-def read_until(proc, marker: str, timeout: float) -> str:
-    out, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        out.append(line)
-        if marker in line:
-            return "".join(out)
-    raise AssertionError(f"{marker!r} not printed within {timeout}s; output:\n{''.join(out)}")
 
 
 def test_up_runs_the_suite_and_one_sigint_stops_everything(up_process):

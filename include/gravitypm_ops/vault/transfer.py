@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from gravitypm_ops.vault.layout import IntegrityError, ObjectMissing
 from gravitypm_ops.vault.objects import ObjectStore, error_code
-from gravitypm_ops.vault.streams import PART_SIZE, HashingReader
+from gravitypm_ops.vault.streams import PART_SIZE, HashingReader, clean_up_after
 
 COPY_PART_SIZE = 512 * 2**20  # server-side copies above this go in UploadPartCopy parts (S3 allows <= 5 GiB each)
 READ_CHUNK = 1 << 20
@@ -42,8 +42,9 @@ def copy_in_store(source: ObjectStore, target: ObjectStore, artifact: dict, key:
             return s3.complete_multipart_upload(
                 Bucket=target.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
             ).get("VersionId")
-        except BaseException:
-            s3.abort_multipart_upload(Bucket=target.bucket, Key=key, UploadId=upload_id)
+        except BaseException as err:  # report the copy's error, not a failing abort's (S3 gone mid-copy)
+            clean_up_after(err, f"aborting the multipart copy to {key}",
+                           lambda: s3.abort_multipart_upload(Bucket=target.bucket, Key=key, UploadId=upload_id))
             raise
     except s3.exceptions.ClientError as err:
         if error_code(err) in ("NoSuchKey", "404"):
@@ -65,8 +66,8 @@ def copy_streamed(source: ObjectStore, target: ObjectStore, artifact: dict, key:
                 upload.write(chunk)
             reader.verify()
         size, sha, version = upload.complete()
-    except BaseException:
-        upload.abort()
+    except BaseException as err:
+        upload.abort(err)
         raise
     landed = target.s3.head_object(Bucket=target.bucket, Key=key)["ContentLength"]
     if (size, sha, landed) != (artifact["size"], artifact["sha256"], artifact["size"]):
