@@ -88,7 +88,8 @@ def connection_ids() -> set[str]:
 
 def expected_conn_type(conn_id: str) -> str:
     constant = next(key for key, value in vars(names).items() if key.endswith("_CONN_ID") and value == conn_id)
-    for prefix, conn_type in (("MONGO", "mongo"), ("AWS", "aws"), ("SLACK", "slackwebhook"), ("METRICS", "generic")):
+    for prefix, conn_type in (("MONGO", "mongo"), ("AWS", "aws"), ("SLACK", "slackwebhook"), ("METRICS", "generic"),
+                               ("SIGNING", "generic")):
         if constant.startswith(prefix):
             return conn_type
     raise AssertionError(f"no known conn_type for {constant}")

@@ -162,12 +162,15 @@ def check_vault_hygiene(settings: Mapping, prefix: str) -> CheckResult:
     findings.append(Finding("object_lock", OK, "enabled" if lock == "Enabled" else "off (optional: immutable vaults)"))
     if "signing_key_id" in settings:  # a warning, not a failure: a new install must still work
         key_id = settings["signing_key_id"]
-        findings.append(Finding(
-            "signing", OK if key_id else WARNING,
-            f"manifests and verification records signed (key {key_id})" if key_id
-            else "off: whoever can write the bucket can make a forged backup look verified "
-                 "(set the gravitypm_signing_key connection)",
-        ))
+        if not key_id:
+            status, detail = WARNING, ("off: whoever can write the bucket can make a forged backup look verified "
+                                       "(set the gravitypm_signing_key connection)")
+        elif settings.get("signing_placeholder"):
+            status, detail = WARNING, (f"signed with the example key of deploy/airflow.env.example (key {key_id}), "
+                                       "which anyone can read: replace it with `openssl rand -hex 32`")
+        else:
+            status, detail = OK, f"manifests and verification records signed (key {key_id})"
+        findings.append(Finding("signing", status, detail))
     rejected = settings.get("rejected_count") or 0
     if rejected:
         findings.append(Finding("unsigned_objects", WARNING,

@@ -86,6 +86,9 @@ def test_unsigned_vault_and_rejected_objects_are_warnings_not_failures():
     assert "forged backup look verified" in {f.subject: f.detail for f in unsigned.findings}["signing"]
     signed = host_checks.check_vault_hygiene({**settings, "signing_key_id": "0123abcd", "rejected_count": 0}, "production")
     assert signed.status == "ok"
+    example = host_checks.check_vault_hygiene({**settings, "signing_key_id": "0123abcd", "signing_placeholder": True},
+                                              "production")
+    assert example.status == "warning" and "example key" in example.findings[-1].detail
     forged = host_checks.check_vault_hygiene({**settings, "signing_key_id": "0123abcd", "rejected_count": 2}, "production")
     assert forged.status == "warning" and "2 manifest(s) or record(s)" in forged.findings[-1].detail
 

@@ -66,3 +66,8 @@ def test_canonical_form_is_stable_for_non_json_values():
 
     doc = {"when": datetime(2026, 12, 1, tzinfo=UTC), "items": (1, 2)}
     assert canonical(doc) == canonical(json.loads(json.dumps(doc, default=str)))
+
+
+def test_the_example_files_placeholder_key_is_flagged():
+    assert Signer.from_password("change-me-to-the-output-of-openssl-rand-hex-32").placeholder
+    assert not Signer([KEY_A]).placeholder

@@ -19,6 +19,7 @@ def vault_hygiene(cfg, options: dict, now: datetime) -> Evidence:
     vault = Vault.from_config(cfg)
     settings = bucket_settings(vault)
     settings["signing_key_id"] = vault.signer.key_id if vault.signer else None
+    settings["signing_placeholder"] = bool(vault.signer and vault.signer.placeholder)
     # What the last verification run left out (it lists every backup; this check reads one object).
     try:
         status = vault.read_status() or {}
