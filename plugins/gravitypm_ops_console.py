@@ -93,7 +93,10 @@ def console_app():
 
     @app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=PlainTextResponse)
     def metrics():
-        return PlainTextResponse(console_metrics.metrics_text(open_vault, now()), media_type=PROMETHEUS_CONTENT_TYPE)
+        from gravitypm_ops.housekeeping.metadb import api_server_figures  # the API server has DB access
+
+        return PlainTextResponse(console_metrics.metrics_text(open_vault, now(), read_metadb=api_server_figures),
+                                 media_type=PROMETHEUS_CONTENT_TYPE)
 
     return app
 

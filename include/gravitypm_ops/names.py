@@ -31,6 +31,9 @@ HOST_QUEUE = "gravitypm_host"
 # with a host task is an import error (UnknownExecutorException). Unset: the default executor.
 HOST_EXECUTOR_ENV = "GRAVITYPM_OPS_HOST_EXECUTOR"
 
+# The audit history of gravitypm_airflow_housekeeping (one record per run); the capacity item reads its sizes.
+HOUSEKEEPING_CHECKLIST = "airflow_housekeeping"
+
 # Backup kinds, in runbook order; each has one Asset.
 BACKUP_KINDS = ("db", "fs", "config", "logs")
 # Kinds whose backups each hold different data (not snapshots): retention keeps whole buckets.

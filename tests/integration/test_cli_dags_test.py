@@ -31,6 +31,7 @@ UNATTENDED = [
     "gravitypm_dr_drill",
     "gravitypm_morning_checklist",
     "gravitypm_evening_checklist",
+    "gravitypm_airflow_housekeeping",  # last: its default keep_days (90) leaves every run above in place
 ]
 NEEDS_A_PERSON = {
     "gravitypm_db_restore": "a dry run by default, which needs a verified db backup (a verification run "

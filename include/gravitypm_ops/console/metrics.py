@@ -184,9 +184,30 @@ def object_error_metrics(metrics: Metrics, problems: list[Problem]) -> None:
                     "the console page names it and says why.", 1, {"key": key})
 
 
-def metrics_text(open_vault, now: datetime) -> str:
+def metadb_metrics(metrics: Metrics, read_metadb, now: datetime) -> None:
+    """Airflow's metadata DB (housekeeping.metadb.api_server_figures): its size and the oldest dag_run."""
+    try:
+        figures = read_metadb()
+    except Exception as err:  # noqa: BLE001 - a DB hiccup must not cost the vault figures
+        from gravitypm_ops.redact import scrub
+
+        log.warning("metrics: metadata DB unreadable: %s", scrub(f"{type(err).__name__}: {err}"))
+        metrics.add("gravitypm_airflow_metadb_up", "gauge", "1 when Airflow's metadata DB could be read.", 0)
+        return
+    metrics.add("gravitypm_airflow_metadb_up", "gauge", "1 when Airflow's metadata DB could be read.", 1)
+    if figures.get("db_bytes") is not None:
+        metrics.add("gravitypm_airflow_metadb_size_bytes", "gauge",
+                    "Size of Airflow's metadata DB (Postgres pg_database_size, SQLite file).", figures["db_bytes"])
+    if figures.get("oldest_dag_run"):
+        metrics.add("gravitypm_airflow_oldest_dag_run_age_seconds", "gauge",
+                    "Age of the oldest dag_run row by start_date (gravitypm_airflow_housekeeping keeps it near "
+                    "housekeeping.keep_days).", round((now - to_datetime(figures["oldest_dag_run"])).total_seconds()))
+
+
+def metrics_text(open_vault, now: datetime, read_metadb=None) -> str:
     """The whole /metrics body. A vault that cannot be read (or a config that cannot be loaded) gives
-    gravitypm_vault_up 0 and the reason in the server log, never an error page: Prometheus keeps scraping."""
+    gravitypm_vault_up 0 and the reason in the server log, never an error page: Prometheus keeps scraping.
+    `read_metadb` (the API server passes one) adds Airflow's metadata DB figures."""
     metrics = Metrics()
     try:
         vault = open_vault()
@@ -205,4 +226,6 @@ def metrics_text(open_vault, now: datetime) -> str:
                 "How old the checklist figures below are (recomputed in the background every 5 minutes).", round(age))
     checklist_metrics(metrics, records, chains)
     object_error_metrics(metrics, problems + audit_problems)
+    if read_metadb is not None:
+        metadb_metrics(metrics, read_metadb, now)
     return metrics.text()

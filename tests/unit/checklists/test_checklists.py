@@ -415,6 +415,20 @@ def test_trend_is_a_least_squares_slope():
     assert evidence_capacity.trend([(NOW, 1), (NOW + timedelta(hours=2), 2)]) is None
 
 
+def test_capacity_reads_the_metadata_db_size_from_housekeeping_records():
+    def record(days_ago: int, size: int, dry_run: bool = False) -> dict:
+        return {"completed_at": (NOW - timedelta(days=days_ago)).isoformat(),
+                "evidence": {"data": {"dry_run": dry_run, "metadata": {"db_bytes": {"before": size * 2, "after": size}}}}}
+
+    found = evidence_capacity.metadb_trend([record(28, 1000), record(14, 1500), record(7, 9999, dry_run=True),
+                                            record(0, 2000)])
+    assert found["points"] == 3 and found["first_bytes"] == 1000 and found["last_bytes"] == 2000  # dry runs left out
+    status, text = evidence_capacity.judge_metadb(found, growth_warning_percent=50)
+    assert status == "warning" and "grew 100 %" in text
+    assert evidence_capacity.judge_metadb(found, growth_warning_percent=150)[0] == "passed"
+    assert evidence_capacity.judge_metadb(evidence_capacity.metadb_trend([record(0, 5)]), 50) is None  # one run: no trend
+
+
 def test_capacity_warns_when_disk_headroom_runs_out_within_the_horizon():
     grow = {"points": 5, "first_bytes": 100, "last_bytes": 110, "bytes_per_day": 1e6, "growth_percent": 10.0}
     parts, data = evidence_capacity.judge_capacity({"db": grow}, {"db": grow}, headroom_bytes=30e6, horizon_days=90,

@@ -1,4 +1,5 @@
-"""Capacity planning evidence: growth of DB and backup sizes, free disk projected."""
+"""Capacity planning evidence: growth of DB and backup sizes, free disk projected, and the size of
+Airflow's own metadata DB (the control plane grows too)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime, timedelta
 
 from gravitypm_ops.checklists.evidence.base import FAILED, PASSED, WARNING, Evidence, combine
 from gravitypm_ops.config.checklists import settings_of
-from gravitypm_ops.names import BACKUP_KINDS
+from gravitypm_ops.names import BACKUP_KINDS, HOUSEKEEPING_CHECKLIST
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,27 @@ def judge_capacity(trends: dict[str, dict | None], host_trends: dict[str, dict |
     return parts, data
 
 
+def metadb_trend(records: list[dict]) -> dict | None:
+    """Airflow's metadata DB size after each (not dry) housekeeping run, from its audit records."""
+    points = []
+    for record in records:
+        data = (record.get("evidence") or {}).get("data") or {}
+        size = ((data.get("metadata") or {}).get("db_bytes") or {}).get("after")
+        if isinstance(size, int) and not data.get("dry_run"):
+            points.append((datetime.fromisoformat(str(record["completed_at"])), size))
+    return trend(points)
+
+
+def judge_metadb(t: dict | None, growth_warning_percent: float) -> tuple[str, str] | None:
+    """None while gravitypm_airflow_housekeeping has not run twice in the window: nothing to judge."""
+    if t is None:
+        return None
+    if t["growth_percent"] is not None and t["growth_percent"] > growth_warning_percent:
+        return WARNING, (f"Airflow metadata DB grew {t['growth_percent']:g} % ({t['first_bytes']} → {t['last_bytes']} "
+                         "bytes after housekeeping): check housekeeping.keep_days")
+    return PASSED, f"Airflow metadata DB: {t['last_bytes']} bytes after housekeeping, {t['bytes_per_day']:+g} bytes/day"
+
+
 def capacity(cfg, options: dict, now: datetime) -> Evidence:
     """Trend of DB and backup sizes in the vault manifests, and the host's disk headroom."""
     import shutil
@@ -93,6 +115,11 @@ def capacity(cfg, options: dict, now: datetime) -> Evidence:
         headroom = None
     parts, data = judge_capacity(trends, host_trends, headroom, settings["capacity_horizon_days"],
                                  settings["capacity_growth_warning_percent"])
+    from gravitypm_ops.checklists.audit import AuditLog
+
+    data["airflow_metadb_trend"] = metadb_trend(AuditLog(vault).records(HOUSEKEEPING_CHECKLIST, since=since))
+    if judged := judge_metadb(data["airflow_metadb_trend"], settings["capacity_growth_warning_percent"]):
+        parts.append(judged)
     if headroom is None:
         parts.append((FAILED, f"app_root {cfg.app_root} does not exist: cannot measure disk headroom"))
     return combine(parts, data)
