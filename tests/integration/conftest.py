@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from tests.documents import every_type_docs
+from tests.tls_endpoint import TLSEndpoint, make_certificate
 
 
 @pytest.fixture
@@ -20,3 +21,18 @@ def small_db(stack):
     client[name].create_collection("empty")
     yield name
     client.drop_database(name)
+
+
+@pytest.fixture
+def tls_endpoint(tmp_path):
+    """start(days_left) -> (a live TLS endpoint on localhost, the PEM of its self-signed certificate)."""
+    servers = []
+
+    def start(days_left: float) -> tuple[TLSEndpoint, str]:
+        cert, key = make_certificate(tmp_path, days_left=days_left)
+        servers.append(TLSEndpoint(cert, key))
+        return servers[-1], cert
+
+    yield start
+    for server in servers:
+        server.close()

@@ -3,7 +3,8 @@
 - owner, tags and doc_md on every DAG; schedules are cron in GRAVITYPM_OPS_TZ;
 - retries are always explicit: idempotent steps retry with exponential backoff,
   steps that must not repeat (stopping the app, restoring, human prompts) use NO_RETRY;
-- every task failure goes to Slack with the runbook severity of what the task guards.
+- every task failure goes to Slack with the runbook severity of what the task guards, once per
+  change of state (reminders every `alerts.repeat_hours`), and "recovered" when that task succeeds again.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def default_args(severity: Severity = Severity.WARNING, **overrides) -> dict:
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=15),
         "on_failure_callback": FailureAlert(severity),
+        # Task-level, not DAG-level: a task recovers even while another task keeps its DAG run red.
+        "on_success_callback": RecoveryAlert(),
     }
     args.update(overrides)
     return args
@@ -51,7 +54,6 @@ def dag_kwargs(*, schedule, doc_md: str | None, severity: Severity = Severity.WA
         "default_args": default_args(severity),
         "tags": [TAG, *extra_tags],
         "doc_md": doc_md,
-        "on_success_callback": RecoveryAlert(),
     }
     kwargs.update(overrides)
     return kwargs

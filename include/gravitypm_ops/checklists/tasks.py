@@ -56,20 +56,29 @@ def run_item(checklist: str, item_id: str, *, decide: bool = True) -> dict:
     result.pop("alert")
     context["ti"].xcom_push(key=RESULT_KEY, value=result)
     print(f"[{evidence.outcome.upper()}] {item.title}: {evidence.summary}")
-    if evidence.alert:
-        _alert_critical(f"{item.title}: {evidence.alert}", context)
+    _alert_critical(f"{item.title}: {evidence.alert}" if evidence.alert else None, context)
     if decide and evidence.outcome == FAILED:
         raise AirflowFailException(f"{item.title}: {evidence.summary}")
     return result
 
 
-def _alert_critical(text: str, context) -> None:
-    from gravitypm_ops.airflow.alerts import Severity, send_slack
+def _alert_critical(text: str | None, context) -> None:
+    """The item's Critical alert (`text`), or None: its condition is clear.
+
+    One alert per checklist task: posted when it starts (or changes), reminded every
+    `alerts.repeat_hours` while later runs still see it, "recovered" once a run no longer does."""
+    from gravitypm_ops.airflow.alerts import Severity, clear, fire, recovered_since
     from gravitypm_ops.redact import scrub
 
     ti = context["ti"]
-    send_slack(f"{Severity.CRITICAL.icon} *[Critical] {ti.dag_id}*: {scrub(text)}\n"
-               f"• Run: `{ti.run_id}` • Task: `{ti.task_id}`")
+    key = f"checklist/{ti.dag_id}/{ti.task_id}"
+    if text is None:
+        clear(key, lambda state: (f"{Severity.INFO.icon} *[Info] {ti.dag_id} recovered*: `{ti.task_id}` raises no "
+                                  f"Critical alert in run `{ti.run_id}` after {recovered_since(state)}."))
+        return
+    fire(key, f"{Severity.CRITICAL.icon} *[Critical] {ti.dag_id}*: {scrub(text)}\n"
+              f"• Run: `{ti.run_id}` • Task: `{ti.task_id}`",
+         reason=text, facts={"severity": Severity.CRITICAL.value, "last_run": ti.run_id})
 
 
 def run_period(checklist: Checklist, dag_run) -> str:

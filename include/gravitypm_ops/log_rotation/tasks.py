@@ -9,6 +9,7 @@ from gravitypm_ops.config import load_config
 from gravitypm_ops.host import checks as host_checks
 
 log = logging.getLogger(__name__)
+DISK_ALERT = "log_rotation/logs_disk"  # the alert state key of disk_guard
 
 
 def disk_guard() -> dict:
@@ -16,19 +17,28 @@ def disk_guard() -> dict:
 
     A warning, not a failure: rotation is what frees the space, so it must still run.
     """
-    from gravitypm_ops.airflow.alerts import Severity, send_slack
+    from gravitypm_ops.airflow.alerts import Severity, clear, fire, recovered_since
 
     cfg = load_config()
     result = host_checks.check_disk([cfg.logs_path], cfg.disk_min_free_percent)
     for finding in result.findings:
         log.info("[%s] %s: %s", finding.status.upper(), finding.subject, finding.detail)
+    limit = 100 - cfg.disk_min_free_percent
+    # One alert: posted when the filesystem goes over the limit, reminded while it stays over,
+    # "recovered" once it is back under.
     if result.breaches():
         detail = "; ".join(f"`{f.subject}`: {f.detail}" for f in result.breaches())
-        log.warning("logs filesystem over %g%% used: %s", 100 - cfg.disk_min_free_percent, detail)
-        send_slack(
+        log.warning("logs filesystem over %g%% used: %s", limit, detail)
+        fire(
+            DISK_ALERT,
             f"{Severity.WARNING.icon} *[Warning] gravitypm_log_rotation: the logs filesystem is over "
-            f"{100 - cfg.disk_min_free_percent:g}% used* (runbook: Disk Usage < 80%)\n• {detail}"
+            f"{limit:g}% used* (runbook: Disk Usage < 80%)\n• {detail}",
+            reason=detail, cfg=cfg, facts={"severity": Severity.WARNING.value},
         )
+    else:
+        clear(DISK_ALERT, lambda state: (
+            f"{Severity.INFO.icon} *[Info] gravitypm_log_rotation: the logs filesystem recovered*: back under "
+            f"{limit:g}% used (`{cfg.logs_path}`) after {recovered_since(state)}."), cfg=cfg)
     return result.to_dict()
 
 

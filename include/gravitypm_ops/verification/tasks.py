@@ -37,7 +37,7 @@ def choose(backups_by_kind: dict[str, list[dict]], backup_id: str | None) -> lis
 
 def verify(backup_id: str | None, context) -> dict:
     """Verify the chosen backups; alert Critical on each failure; fail the task if any failed."""
-    from gravitypm_ops.airflow.alerts import Severity, send_slack
+    from gravitypm_ops.airflow.alerts import Severity, clear, fire, recovered_since
     from gravitypm_ops.airflow.glue import fail_fast
     from gravitypm_ops.verification.verify import verify_backup
 
@@ -58,12 +58,24 @@ def verify(backup_id: str | None, context) -> dict:
         failed = [c for c in record["checks"] if c["status"] != "passed"]
         results.append({"kind": manifest["kind"], "backup_id": manifest["backup_id"], "status": record["status"],
                         "failed_checks": [c["name"] for c in failed]})
+        # One alert per backup: posted when it starts failing (or fails another way), reminded while
+        # re-verifications keep failing, "recovered" when a later verification of it passes.
+        kind, bid = manifest["kind"], manifest["backup_id"]
         if failed:
-            send_slack(
-                f"{Severity.CRITICAL.icon} *[Critical] {manifest['kind']} backup `{manifest['backup_id']}` failed "
+            fire(
+                f"verification/{kind}/{bid}",
+                f"{Severity.CRITICAL.icon} *[Critical] {kind} backup `{bid}` failed "
                 f"verification* (runbook: data corruption)\n"
-                + "\n".join(f"• `{c['name']}`: {c['detail']}" for c in failed)
+                + "\n".join(f"• `{c['name']}`: {c['detail']}" for c in failed),
+                reason="; ".join(f"{c['name']}: {c['detail']}" for c in failed), cfg=cfg, store=vault,
+                facts={"severity": Severity.CRITICAL.value, "last_run": verifier["run_id"]},
             )
+        else:
+            clear(f"verification/{kind}/{bid}",
+                  lambda state, kind=kind, bid=bid: (
+                      f"{Severity.INFO.icon} *[Info] {kind} backup `{bid}` recovered*: it passed verification "
+                      f"again in run `{verifier['run_id']}` after {recovered_since(state)}."),
+                  cfg=cfg, store=vault, facts={"recovered_run": verifier["run_id"]})
     broken = [r for r in results if r["status"] != "passed"]
     if broken:
         raise fail_fast(f"{len(broken)} backup(s) failed verification: "

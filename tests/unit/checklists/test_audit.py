@@ -74,7 +74,7 @@ def test_missing_fields_and_bad_checklist_names_are_refused():
 # --- storage (moto over HTTP) ---------------------------------------------------------------------
 @pytest.fixture
 def audit(stack):
-    return AuditLog(Vault(stack.vault_bucket, f"test-{uuid.uuid4().hex[:8]}", stack.s3_client()))
+    return AuditLog(Vault(stack.vault_bucket, f"test-{uuid.uuid4().hex[:8]}", stack.s3_client(), signer=stack.signer()))
 
 
 def test_append_chains_records_in_order_at_the_contract_keys(audit, stack):
