@@ -31,8 +31,9 @@ RUN pip install --no-cache-dir \
         asyncpg
 
 # --- The suite --------------------------------------------------------------------------
-# compose mounts the repo's dags/, plugins/ and include/ over these read-only, so the image
-# also works on its own (e.g. on a host without the repo checkout).
+# The control plane and the host agent both run these copies, so one image tag = one version of the
+# DAGs and the library on both sides; the host agent needs no checkout. (docker-compose.single-box.yaml
+# mounts the checkout over them read-only instead.)
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
