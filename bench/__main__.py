@@ -1,4 +1,4 @@
-"""The single benchmark entry point: `make bench` (= python -m bench [--fs-size-mb N]).
+"""The single benchmark entry point: `make bench` (= python -m bench [--fs-size-mb N] [--scale]).
 
 Each benchmark prints its figures next to a baseline measured in the same run, so the
 numbers compare across machines as ratios. Results: BENCHMARKS.md.
@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.dag_parse import parse_dags_isolated
 from bench.db_backup import bench_db_backup
 from bench.dr_drill import bench_dr_drill
-from bench.fs_backup import bench_fs_backup
+from bench.fs_backup import bench_fs_backup, bench_fs_scale
 from bench.log_rotation import bench_log_rotation
 from bench.offsite import bench_offsite
 from bench.verification import bench_verification
@@ -60,6 +60,11 @@ def main() -> None:
     parser.add_argument("--fs-small-size-mb", type=int, default=256, help="small tree of the fs benchmark (MiB)")
     parser.add_argument("--logs-files", type=int, default=30, help="logs rotated by the log rotation benchmark")
     parser.add_argument("--logs-size-mb", type=int, default=100, help="size of each of those logs (MiB)")
+    parser.add_argument("--scale", action="store_true",
+                        help="add the fs scale run (backup of a 10 GiB tree and of 1 million small files; long)")
+    parser.add_argument("--scale-gib", type=float, default=10, help="big tree of the scale run (GiB)")
+    parser.add_argument("--scale-files", type=int, default=1_000_000, help="small files of the scale run")
+    parser.add_argument("--scale-dir", help="where the scale trees are generated (default: the temp dir, on disk)")
     parser.add_argument("--only", choices=["dag_parse", "db_backup", "fs_backup", "verification", "log_rotation",
                                            "offsite", "dr_drill"], action="append")
     args = parser.parse_args()
@@ -76,6 +81,8 @@ def main() -> None:
     for name, run in benches.items():
         if not args.only or name in args.only:
             report[name] = run()
+    if args.scale:
+        report["fs_scale"] = bench_fs_scale(args.scale_gib, args.scale_files, args.scale_dir)
     print(json.dumps(report, indent=2))
 
 

@@ -2,8 +2,9 @@
 
 - `prefetch(iterable)`: runs a (network-bound) iterator, e.g. a MongoDB cursor, in a thread,
   so the server produces the next batch while this process works on the current one.
-- `BackgroundCompressor(sink, compressor)` / `BackgroundGzip(sink)`: a write-only stream that
-  compresses in a thread (zlib and zstd release the GIL) into `sink`, e.g. a vault ArtifactUpload.
+- `BackgroundCompressor(sink, compressor)` / `BackgroundGzip(sink)` / `BackgroundIgzip(sink)`: a
+  write-only stream that compresses in a thread (zlib, ISA-L and zstd release the GIL) into `sink`,
+  e.g. a vault ArtifactUpload.
 
 Both hand data over through bounded queues and re-raise a worker's error in the caller.
 """
@@ -14,6 +15,8 @@ import queue
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
+
+from isal import isal_zlib
 
 _DONE = object()
 
@@ -136,3 +139,13 @@ class BackgroundCompressor:
 def BackgroundGzip(sink, compresslevel: int = 6) -> BackgroundCompressor:  # noqa: N802 (reads like a class)
     """gzip (RFC 1952, mtime 0), compressed in a worker thread: zlib releases the GIL."""
     return BackgroundCompressor(sink, zlib.compressobj(compresslevel, zlib.DEFLATED, 31))  # 31: gzip container
+
+
+def BackgroundIgzip(sink, level: int = 1) -> BackgroundCompressor:
+    """gzip (RFC 1952, one member) from ISA-L's igzip, levels 0..3, in a worker thread.
+
+    Any gzip reader (Go's compress/gzip in mongorestore, gzip(1), Python's gzip) reads it. On
+    BSON, level 1 compresses ~20x faster than zlib level 6 (~550 vs ~30 MiB/s here) to about
+    zlib level 1's size (~30 % larger than level 6's): the DB dump's gzip stops being its bottleneck.
+    """
+    return BackgroundCompressor(sink, isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31))  # 31: gzip container

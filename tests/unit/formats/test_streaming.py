@@ -1,10 +1,11 @@
 import gzip
 import io
+import random
 import time
 
 import pytest
 
-from gravitypm_ops.formats.streaming import BackgroundGzip, prefetch
+from gravitypm_ops.formats.streaming import BackgroundGzip, BackgroundIgzip, prefetch
 
 
 def test_background_gzip_writes_a_standard_gzip_stream():
@@ -15,11 +16,23 @@ def test_background_gzip_writes_a_standard_gzip_stream():
     assert gzip.decompress(sink.getvalue()) == b"".join(f"line {i}\n".encode() for i in range(1000))
 
 
-def test_background_gzip_abort_is_prompt_and_leaves_no_trailer():
+def test_background_igzip_writes_a_standard_gzip_stream():
+    sink = io.BytesIO()
+    with BackgroundIgzip(sink) as gz:
+        for i in range(100_000):
+            gz.write(f"line {i}\n".encode())
+    assert gzip.decompress(sink.getvalue()) == b"".join(f"line {i}\n".encode() for i in range(100_000))
+
+
+@pytest.mark.parametrize("background", [BackgroundGzip, BackgroundIgzip])
+def test_background_gzip_abort_is_prompt_and_leaves_no_trailer(background):
     sink = io.BytesIO()
     started = time.monotonic()
-    with pytest.raises(RuntimeError), BackgroundGzip(sink) as gz:
+    with pytest.raises(RuntimeError), background(sink) as gz:
         gz.write(b"partial")
+        gz.write(random.Random(1).randbytes(1 << 20))  # enough that the compressor has emitted output
+        while not sink.tell() and time.monotonic() - started < 4:
+            time.sleep(0.01)
         raise RuntimeError("the dump failed")
     assert time.monotonic() - started < 5  # the worker noticed abort() (it used to wait 30 s)
     with pytest.raises(EOFError):

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import resource
 import shutil
 import socket
 import stat
@@ -871,3 +872,72 @@ def test_an_entry_the_filesystem_cannot_hold_is_a_restore_error_naming_it(tmp_pa
     with pytest.raises(RestoreError, match="x{300}.*File name too long"):
         restore_bytes(tar_bytes([(entry("ok.txt"), b"ok"), (entry("x" * 300), b"a")]), tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+# --- big and small files in one directory (files opened relative to it, issue 16) ----------
+
+
+def big_file_backup(tmp_path: Path) -> tuple[Path, list[dict]]:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(3):  # big ones between small ones, all in one directory
+        (src / "d" / f"big{i}.bin").write_bytes(os.urandom(MiB + i))
+        (src / "d" / f"small{i}.txt").write_text(f"small {i}")
+    archive, index, _ = backup(tmp_path, [Root(str(src), ".")])
+    return archive, index_records(index)
+
+
+def test_a_big_file_with_the_wrong_hash_fails_the_restore_and_leaves_the_target_alone(tmp_path):
+    archive, records = big_file_backup(tmp_path)
+    digests = {r["path"]: r["sha256"] for r in records if r["type"] == "file"}
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "mine.txt").write_text("mine")
+    before = snapshot(target, skip_root_meta=False)
+    for wrong in ("d/big0.bin", "d/big2.bin"):  # the first and the last big file
+        with pytest.raises(RestoreError, match=wrong):
+            restore(archive, target, expected_sha256={**digests, wrong: "0" * 64})
+        assert snapshot(target, skip_root_meta=False) == before
+    tampered = [{**r, "sha256": "f" * 64} if r["path"] == "d/big1.bin" else r for r in records]
+    with pytest.raises(RestoreError, match="d/big1.bin"):
+        restore(archive, target, index=tampered)
+    assert snapshot(target, skip_root_meta=False) == before
+    report = restore(archive, target, index=records)
+    assert report["verified"] == report["files"] == 6
+    assert snapshot(target)["d/big2.bin"]["sha256"] == digests["d/big2.bin"]
+
+
+def test_a_failing_write_is_a_restore_error_naming_the_file(tmp_path):
+    archive, records = big_file_backup(tmp_path)
+    target = tmp_path / "target"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MiB // 2, hard))  # Python ignores SIGXFSZ: write fails EFBIG
+    try:
+        with pytest.raises(RestoreError, match="d/big0.bin.*cannot be staged: File too large"):
+            restore(archive, target, index=records)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not target.exists()
+
+
+def test_files_land_in_their_own_directories_when_the_archive_jumps_between_them(tmp_path, outside):
+    """create() keeps the current directory open; an archive that goes back and forth between
+    directories, or tries to turn one into a symlink in between, must not move a file."""
+    members = [
+        (entry("a", tarfile.DIRTYPE, mode=0o755), None),
+        (entry("b", tarfile.DIRTYPE, mode=0o755), None),
+        (entry("a/1"), b"a1"),
+        (entry("b/2"), b"b2"),
+        (entry("a/3"), b"a3"),
+        (entry("a", tarfile.SYMTYPE, linkname=str(outside)), None),  # refused: a is a directory
+        (entry("a/4"), b"a4"),
+        (entry("c/deep/5"), b"c5"),
+        (entry("a/6"), b"a6"),
+    ]
+    target = tmp_path / "target"
+    report = restore_bytes(tar_bytes(members), target)
+    assert {p: (target / p).read_bytes() for p in ("a/1", "b/2", "a/3", "a/4", "c/deep/5", "a/6")} == {
+        "a/1": b"a1", "b/2": b"b2", "a/3": b"a3", "a/4": b"a4", "c/deep/5": b"c5", "a/6": b"a6"}
+    assert (target / "a").is_dir() and not (target / "a").is_symlink()
+    assert [r["path"] for r in report["refused"]] == ["a"]
+    assert os.listdir(outside) == ["victim"] and (outside / "victim").read_text() == "original"

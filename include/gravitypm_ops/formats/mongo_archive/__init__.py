@@ -34,8 +34,7 @@ Like ``mongodump`` with one writer, every namespace in the prelude gets one segm
 view) followed by its EOF block. A timeseries collection ``X`` is listed as ``X`` in
 the prelude while its data goes under ``system.buckets.X``.
 
-Only ``bson`` (from pymongo) and the standard library are used. Nothing is decoded on
-the document path: documents are written and read as raw BSON bytes, streamed; memory
-is bounded by one document, a 256 KiB write buffer and a ~1 MiB CRC batch per open
-namespace. The CRC runs at ~15 ns/byte in pure Python (lane-parallel, see below).
+Only ``bson`` (from pymongo), ``fastcrc`` (the CRC-64, compiled) and the standard library are
+used. Nothing is decoded on the document path: documents are written and read as raw BSON
+bytes, streamed; memory is bounded by one document (or cursor batch) and a 256 KiB write buffer.
 """

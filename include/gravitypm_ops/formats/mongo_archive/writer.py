@@ -25,6 +25,7 @@ from gravitypm_ops.formats.mongo_archive.format import (
 # db.StrToVersion in mongo-tools: build suffixes after "-" or "+" are dropped, then
 # exactly three integer parts; mongorestore refuses a prelude it cannot parse.
 _SERVER_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:[-+].*)?$", re.DOTALL)
+_UINT32 = struct.Struct("<I")
 
 
 def _raw_bytes(doc: Any) -> bytes | bytearray | memoryview:
@@ -37,18 +38,6 @@ def _raw_bytes(doc: Any) -> bytes | bytearray | memoryview:
         f"documents must be raw BSON (bytes or RawBSONDocument), not {type(doc).__name__}; "
         "use bson.encode() for a dict"
     )
-
-
-def _check_document(buf: bytes | bytearray | memoryview, where: str) -> int:
-    n = len(buf)
-    if n < MIN_BSON_SIZE or n > MAX_BSON_SIZE:
-        raise ValueError(f"{where}: document of {n} bytes is outside 5..{MAX_BSON_SIZE}")
-    (size,) = struct.unpack_from("<i", buf, 0)
-    if size != n:
-        raise ValueError(f"{where}: BSON length prefix {size} != buffer length {n}")
-    if buf[n - 1] != 0:
-        raise ValueError(f"{where}: BSON document does not end with a NUL byte")
-    return n
 
 
 class ArchiveWriter:
@@ -256,13 +245,18 @@ class ArchiveWriter:
             for batch in batches:
                 if meta.type == "view":
                     raise ValueError(f"{where} is a view: an archive carries no documents for it")
-                view, pos, docs = memoryview(batch), 0, 0
-                while pos < len(view):
-                    left = len(view) - pos
-                    size = int.from_bytes(view[pos : pos + 4], "little") if left >= 4 else 0
+                # Every document whole and well-framed; inline: this loop runs once per document.
+                end, pos, docs = len(batch), 0, 0
+                while pos < end:
+                    left = end - pos
+                    size = _UINT32.unpack_from(batch, pos)[0] if left >= 4 else 0
                     if not MIN_BSON_SIZE <= size <= left:
                         raise ValueError(f"{where}: BSON length prefix {size} does not fit the {left} bytes left")
-                    pos += _check_document(view[pos : pos + size], where)
+                    if size > MAX_BSON_SIZE:
+                        raise ValueError(f"{where}: document of {size} bytes is outside 5..{MAX_BSON_SIZE}")
+                    pos += size
+                    if batch[pos - 1] != 0:
+                        raise ValueError(f"{where}: BSON document does not end with a NUL byte")
                     docs += 1
                 if self._current != key or (
                     self._max_segment is not None and self._segment_bytes >= self._max_segment

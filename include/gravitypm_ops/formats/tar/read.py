@@ -35,7 +35,6 @@ MAX_SIZE = 1 << 43  # 8 TiB: bigger than any file of an app host, far below what
 MAX_ID = (1 << 32) - 2  # uid_t/gid_t; (uid_t)-1 means "leave unchanged" to chown
 MAX_MODE = 0o7777777  # the 7 octal digits of the ustar field (file-type bits included by some tars)
 MTIME_NS_LIMIT = 1 << 63  # os.utime takes int64 nanoseconds: about ±292 years around 1970
-_OCTAL = re.compile(rb"[0-7]+")
 _DECIMAL = re.compile(r"[0-9]{1,20}", re.ASCII)  # int() would also take " 12", "+1", "1_0", "١٢"
 _PAX_TIME = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]*))?", re.ASCII)
 
@@ -79,9 +78,12 @@ def _number(field: bytes, what: str = "number", name: str = "?") -> int:
     text = field.split(b"\0", 1)[0].strip(b" ")  # old tars pad with spaces
     if not text:
         return 0
-    if not _OCTAL.fullmatch(text):  # int(…, 8) would also take "-7", "+7", "0_7", "0o7"
-        raise RestoreError(f"corrupt archive: {name!r}: {what} field {text[:12]!r} is not an octal number")
-    return int(text, 8)
+    if text.isdigit():  # ASCII digits only: int(…, 8) alone would also take "-7", "+7", "0_7", "0o7"
+        try:
+            return int(text, 8)
+        except ValueError:  # an 8 or a 9
+            pass
+    raise RestoreError(f"corrupt archive: {name!r}: {what} field {text[:12]!r} is not an octal number")
 
 
 def _checked(value: int, what: str, name: str, low: int, high: int) -> int:
@@ -186,7 +188,7 @@ class TarReader:
             if not self._fill():
                 raise RestoreError(f"{self._truncated()} (no end-of-archive block)")
             block = self._take(512)
-            label = pax.get("path") or long_name or _text(block[:100])
+            label = _Label(block, pax, long_name)  # the header's name, for error messages only
             if pax_error is not None:
                 raise RestoreError(f"corrupt archive: {label!r}: bad pax extended header: {pax_error}")
             if block == _ZERO_BLOCK:
@@ -212,6 +214,21 @@ class TarReader:
             elif kind == b"K":
                 long_link = _text(payload)
             # b"g" (global defaults) is ignored
+
+
+class _Label:
+    """An error message's name for the header being read, worked out only if a message needs it."""
+
+    __slots__ = ("block", "long_name", "pax")
+
+    def __init__(self, block: bytes, pax: dict, long_name: str | None):
+        self.block, self.pax, self.long_name = block, pax, long_name
+
+    def __str__(self) -> str:
+        return self.pax.get("path") or self.long_name or _text(self.block[:100])
+
+    def __repr__(self) -> str:
+        return repr(str(self))
 
 
 def _check_sum(block: bytes, stored_field: bytes, name: str) -> None:
