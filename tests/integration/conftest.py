@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
+from gravitypm_ops.vault.store import Vault
 from tests.documents import every_type_docs
 from tests.tls_endpoint import TLSEndpoint, make_certificate
 
@@ -36,3 +38,12 @@ def tls_endpoint(tmp_path):
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def prefixed_vault(stack, monkeypatch, request):
+    """A signing vault under a prefix of its own (named after the test module), which the stack's config
+    Variable names, so tasks and the console plugin read the same vault the test writes."""
+    prefix = f"{request.module.__name__.rsplit('.', 1)[-1].removeprefix('test_')}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("AIRFLOW_VAR_GRAVITYPM_OPS", json.dumps({**stack.ops_config(), "vault_prefix": prefix}))
+    return Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())

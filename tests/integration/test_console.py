@@ -12,18 +12,14 @@ import pytest
 
 from gravitypm_ops.console import metrics as console_metrics
 from gravitypm_ops.console import views as console_views
-from gravitypm_ops.vault.store import Vault
 from gravitypm_ops.verification import tasks as verification_tasks
 from tests.console_pages import Page, parse_exposition
 from tests.console_seed import T0, seed
 
 
 @pytest.fixture
-def vault(stack, monkeypatch):
-    """A vault under its own prefix, which the stack's config Variable names (the plugin reads it)."""
-    prefix = f"console-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("AIRFLOW_VAR_GRAVITYPM_OPS", json.dumps({**stack.ops_config(), "vault_prefix": prefix}))
-    return Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
+def vault(prefixed_vault):
+    return prefixed_vault  # tests/integration/conftest.py: its own prefix, named in the config Variable
 
 
 @pytest.fixture

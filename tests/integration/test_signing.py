@@ -21,11 +21,8 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 
 
 @pytest.fixture
-def vault(stack, monkeypatch):
-    """A signing vault under its own prefix, which the stack's config Variable names (the tasks read it)."""
-    prefix = f"signing-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("AIRFLOW_VAR_GRAVITYPM_OPS", json.dumps({**stack.ops_config(), "vault_prefix": prefix}))
-    return Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
+def vault(prefixed_vault):
+    return prefixed_vault  # tests/integration/conftest.py: its own prefix, named in the config Variable
 
 
 @pytest.fixture
