@@ -13,7 +13,8 @@ STAMP := $(VENV)/.installed
 .PHONY: help up stop test bench lock clean
 
 help:
-	@echo "make up     start Airflow + the local stack (UI on http://127.0.0.1:8080)"
+	@echo "make up     start Airflow + an Edge worker host agent + the local stack (UI on http://127.0.0.1:8080)"
+	@echo "            make up SINGLE=1: one box, no Edge worker"
 	@echo "make stop   stop what 'make up' started"
 	@echo "make test   run the whole test suite (installs what it needs)"
 	@echo "make bench  run the benchmarks"
@@ -27,8 +28,9 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	echo "$(CURDIR)/include" > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/gravitypm_ops_include.pth"
 	touch $(STAMP)
 
+# The split topology (control plane + an Edge worker as the host agent); `make up SINGLE=1`: one box.
 up: $(STAMP)
-	$(VENV)/bin/python -m dev.up
+	$(VENV)/bin/python -m dev.up $(if $(SINGLE),--single)
 
 stop: $(STAMP)
 	$(VENV)/bin/python -m dev.up stop

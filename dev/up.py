@@ -1,7 +1,13 @@
 """`make up`: the whole suite on its embedded local stack; Ctrl-C (or `make stop`) stops everything.
 
-    python -m dev.up [--state-dir .state] [--no-smoke]      start, then wait for Ctrl-C
-    python -m dev.up stop                                    stop a running `up` (SIGINT to it)
+    python -m dev.up [--state-dir .state] [--no-smoke] [--single]   start, then wait for Ctrl-C
+    python -m dev.up stop                                             stop a running `up` (SIGINT to it)
+
+The default is the split topology of a production deployment: the control plane (airflow standalone:
+API server, scheduler, dag-processor, triggerer, LocalExecutor, SQLite) plus one host agent, an Edge
+worker (`airflow edge worker -q gravitypm_host -H gravitypm-host-1`) with its own AIRFLOW_HOME and no
+metadata DB, which runs every host task (GRAVITYPM_OPS_HOST_EXECUTOR). `--single` (`make up SINGLE=1`)
+runs everything in the one standalone, like a small single-box install.
 
 State (Airflow's SQLite DB and password, MongoDB data, Slack messages, the fake host
 tree, logs) lives in the state directory (default .state/, git-ignored) and is reused
@@ -12,19 +18,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from dev.airflow_api import AirflowAPI
-from dev.stack import BIN, REPO, LocalStack, repo_airflow_env, spawn, stop_process
+from dev.stack import BIN, REPO, LocalStack, free_port, repo_airflow_env, spawn, stop_process
+from gravitypm_ops.names import HOST_EXECUTOR_ENV, HOST_QUEUE
 
 DEFAULT_PORTS = {"s3": 9100, "mongo": 27117, "slack": 8765, "host": 8766}
 AIRFLOW_PORT = 8080
 SMOKE_DAG = "gravitypm_morning_checklist"
+EDGE_EXECUTOR = "airflow.providers.edge3.executors.EdgeExecutor"  # a bare "EdgeExecutor" does not load
+HOST_AGENT_NAME = "gravitypm-host-1"
 
 
 class Stop(Exception):
@@ -48,6 +59,76 @@ def airflow_env(state: Path, stack: LocalStack, port: int) -> dict[str, str]:
     }
 
 
+def jwt_secret(state: Path) -> str:
+    """The JWT secret the API server signs with and the Edge worker presents (>= 64 bytes), kept per state dir."""
+    path = state / "jwt_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(64))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def edge_env(port: int, secret: str) -> dict[str, str]:
+    """What the control plane and the host agent must agree on: executors, the edge API, the JWT secret,
+    and the host tasks' executor (the worker re-parses the DAG and checks the task's executor)."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": f"LocalExecutor,{EDGE_EXECUTOR}",
+        "AIRFLOW__EDGE__API_ENABLED": "True",
+        "AIRFLOW__EDGE__API_URL": f"http://127.0.0.1:{port}/edge_worker/v1/rpcapi",
+        # The default is http://localhost:8080/execution/, wrong for any other port.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+        HOST_EXECUTOR_ENV: EDGE_EXECUTOR,
+    }
+
+
+def host_agent_env(state: Path, port: int, secret: str) -> dict[str, str]:
+    """The host agent gets only the DAG files, the API URL and the JWT secret: no connections, no Variables
+    (tasks fetch them from the API server) and no metadata DB: its AIRFLOW_HOME is never migrated, and the
+    task processes it starts have ORM access blocked by the task SDK."""
+    return {
+        **repo_airflow_env(state / "host-agent"),
+        **edge_env(port, secret),
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),  # 8793 may be the standalone's
+        "AIRFLOW__EDGE__JOB_POLL_INTERVAL": "2",  # host tasks start within ~2 s of being queued
+    }
+
+
+def forget_stale_host_agent(airflow_home: Path) -> None:
+    """After a crash the DB still lists the agent as online, and the API server refuses a second worker of
+    that name (409) until the scheduler marks it unknown (~150 s). No `up` of this state dir is running
+    (the pid file says so), so that entry is stale: mark it offline, as a clean stop would have."""
+    db = airflow_home / "airflow.db"
+    if not db.exists():
+        return
+    with sqlite3.connect(db) as conn:
+        try:
+            conn.execute("UPDATE edge_worker SET state = 'offline' WHERE worker_name = ?", (HOST_AGENT_NAME,))
+        except sqlite3.OperationalError:  # no edge tables yet: the first split start
+            pass
+
+
+def start_host_agent(state: Path, stack: LocalStack, port: int, secret: str) -> subprocess.Popen:
+    argv = [str(BIN / "airflow"), "edge", "worker", "-q", HOST_QUEUE, "-H", HOST_AGENT_NAME,
+            "--pid", str(state / "host-agent" / "worker.pid")]
+    (state / "host-agent").mkdir(parents=True, exist_ok=True)
+    return spawn(argv, stack.logs_dir / "host-agent.log", host_agent_env(state, port, secret))
+
+
+def wait_for_host_agent(api: AirflowAPI, alive, timeout: float = 120.0) -> None:
+    """Until the worker has registered and reports itself idle or running (the edge provider's UI API)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the host agent exited during start-up")
+        workers = api.get("/edge_worker/ui/worker").get("workers", [])
+        if any(w["worker_name"] == HOST_AGENT_NAME and w["state"] in ("idle", "running") for w in workers):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"host agent {HOST_AGENT_NAME} not online within {timeout:.0f}s")
+
+
 def write_env_file(path: Path, env: dict[str, str]) -> None:
     """`source .state/stack.env` gives a shell the same Airflow + connections (for the airflow CLI)."""
     lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
@@ -68,7 +149,7 @@ def smoke_run(api: AirflowAPI, stack: LocalStack) -> bool:
     return run["state"] == "success" and not errors
 
 
-def up(state: Path, smoke: bool, port: int, free_ports: bool = False) -> int:
+def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bool = False) -> int:
     pidfile = state / "up.pid"
     if pidfile.exists() and _alive(int(pidfile.read_text())):
         print(f"already running (pid {pidfile.read_text().strip()}); stop it with: make stop")
@@ -80,11 +161,14 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
 
     stack = LocalStack(state, ports={} if free_ports else dict(DEFAULT_PORTS))
-    airflow = None
+    airflow = agent = None
+    started = time.monotonic()
     try:
         print("-- starting the local stack (S3, MongoDB, Slack receiver, production host) …", flush=True)
         stack.start()
         env = airflow_env(state, stack, port)
+        # Single: an empty setting, so a developer's shell cannot send host tasks to a missing executor.
+        env.update({HOST_EXECUTOR_ENV: ""} if single else edge_env(port, jwt_secret(state)))
         write_env_file(state / "stack.env", env)
         full_env = {**os.environ, **env}
         print("-- preparing Airflow's metadata DB …", flush=True)
@@ -93,27 +177,39 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False) -> int:
             [str(BIN / "airflow"), "pools", "import", str(REPO / "deploy" / "pools.json")],
             env=full_env, check=True, capture_output=True,
         )
+        if not single:
+            forget_stale_host_agent(state / "airflow")
         print("-- starting airflow standalone …", flush=True)
         airflow = spawn([str(BIN / "airflow"), "standalone"], stack.logs_dir / "airflow.log", env)
         api = AirflowAPI(f"http://127.0.0.1:{port}")
         api.wait_healthy(alive=lambda: airflow.poll() is None)
         api.password = AirflowAPI.standalone_password(state / "airflow")
+        if not single:
+            print(f"-- starting the host agent (Edge worker {HOST_AGENT_NAME}, queue {HOST_QUEUE}) …", flush=True)
+            agent = start_host_agent(state, stack, port, env["AIRFLOW__API_AUTH__JWT_SECRET"])
+            wait_for_host_agent(api, alive=lambda: agent.poll() is None)
+        topology = ("single box: every task runs under the standalone's LocalExecutor" if single else
+                    f"split: host tasks run on the Edge worker {HOST_AGENT_NAME} (home {state / 'host-agent'})")
         print(
             f"\n== GravityPM Ops is up\n"
             f"   Airflow UI:     http://127.0.0.1:{port}   login: admin / {api.password}\n"
             f"   Slack messages: {stack.url('slack')}/\n"
             f"   S3 (moto):      {stack.url('s3')}  bucket {stack.vault_bucket}\n"
             f"   MongoDB:        127.0.0.1:{stack.ports['mongo']} (credentials in {state / 'secrets.json'})\n"
+            f"   topology:       {topology}\n"
             f"   host tree:      {stack.app_root}\n"
             f"   logs:           {stack.logs_dir}/\n"
-            f"   airflow CLI:    source {state / 'stack.env'}\n",
+            f"   airflow CLI:    source {state / 'stack.env'}\n"
+            f"   started in {time.monotonic() - started:.0f}s\n",
             flush=True,
         )
         if smoke and not smoke_run(api, stack):
             print("!! smoke run did not succeed: look at the run in the UI", flush=True)
         print("== running; Ctrl-C (or `make stop`) stops everything", flush=True)
         while True:
-            for name, proc in [("airflow", airflow), *stack.procs.items()]:
+            for name, proc in [("airflow", airflow), ("host agent", agent), *stack.procs.items()]:
+                if proc is None:
+                    continue
                 if proc.poll() is not None:
                     print(f"!! {name} exited with code {proc.returncode}; stopping everything")
                     return 1
@@ -123,6 +219,8 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the clean-up
         print("\n-- stopping …", flush=True)
+        if agent is not None:  # first, while the API server can still record it offline
+            stop_process(agent, grace=30)
         if airflow is not None:
             stop_process(airflow, grace=30)
         stack.stop()
@@ -156,10 +254,11 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("GRAVITYPM_OPS_STATE", REPO / ".state")))
     parser.add_argument("--port", type=int, default=AIRFLOW_PORT)
     parser.add_argument("--free-ports", action="store_true", help="pick free ports for the local stack")
+    parser.add_argument("--single", action="store_true", help="one box: no Edge worker, host tasks run locally")
     parser.add_argument("--no-smoke", dest="smoke", action="store_false", help="skip the first checklist run")
     args = parser.parse_args()
     state = args.state_dir.resolve()
-    return stop(state) if args.command == "stop" else up(state, args.smoke, args.port, args.free_ports)
+    return stop(state) if args.command == "stop" else up(state, args.smoke, args.port, args.free_ports, args.single)
 
 
 if __name__ == "__main__":

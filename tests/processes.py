@@ -1,6 +1,9 @@
-"""Process helpers for tests: the process tree (to prove nothing is left running) and reading a child's output."""
+"""Process helpers for tests: the process tree (to prove nothing is left running), reading a child's output,
+and Debian tools a test needs, installed when missing."""
 
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -40,3 +43,33 @@ def read_until(proc, marker: str, timeout: float) -> str:
         if marker in line:
             return "".join(out)
     raise AssertionError(f"{marker!r} not printed within {timeout}s; output:\n{''.join(out)}")
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line (its title, for processes that set one), "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def find_or_install(binary: str, package: str, what: str) -> str:
+    """The path of `binary`; when missing, Debian `package` is installed with apt-get (as root, or with
+    password-less sudo), so a clean clone's `make test` gets it without a step of its own."""
+    import pytest
+
+    found = shutil.which(binary)
+    if found:
+        return found
+    apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "-n", "apt-get"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = subprocess.run([*apt, "install", "-y", "-q", package], capture_output=True, text=True, env=env, check=False)
+    if install.returncode != 0:  # a fresh machine may have no package lists yet
+        subprocess.run([*apt, "update", "-q"], capture_output=True, env=env, check=False)
+        install = subprocess.run([*apt, "install", "-y", "-q", package], capture_output=True, text=True, env=env,
+                                 check=False)
+    found = shutil.which(binary)
+    if not found:
+        pytest.fail(f"{what} is needed and could not be installed ({' '.join(apt)} install {package}):\n"
+                    f"{install.stderr[-2000:]}")
+    return found

@@ -686,12 +686,12 @@ def test_systemd_unit_runs_the_same_worker(unit, worker_args, agent, services):
 def test_systemd_accepts_the_unit(tmp_path, unit):
     """systemd's own parser: an unknown or misspelt key, or a bad value, is a warning on stderr that
     systemd then ignores (a misspelt KillSignal would kill the running restores on every stop)."""
-    import shutil
     import subprocess
     import sys
 
-    analyze = shutil.which("systemd-analyze")
-    assert analyze, "systemd-analyze (Debian package systemd) is needed to check the unit"
+    from tests.processes import find_or_install
+
+    analyze = find_or_install("systemd-analyze", "systemd", "systemd-analyze (to check the unit)")
     # verify also wants ExecStart's program to exist: point it at one that does.
     program = shlex.split(unit["Service"]["ExecStart"][0])[0]
     copy = tmp_path / AGENT_UNIT.name

@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,26 +21,12 @@ import pytest
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port, spawn, stop_process
-from tests.processes import read_until
+from tests.processes import find_or_install, read_until
 
 
 def find_or_install_chromium() -> str:
-    """The Debian `chromium` binary; installed with apt-get (as root, or with password-less sudo) when missing,
-    so a clean clone's `make test` gets it without a step of its own."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "-n", "apt-get"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = subprocess.run([*apt, "install", "-y", "-q", "chromium"], capture_output=True, text=True, env=env, check=False)
-    if install.returncode != 0:  # a fresh machine may have no package lists yet
-        subprocess.run([*apt, "update", "-q"], capture_output=True, env=env, check=False)
-        install = subprocess.run([*apt, "install", "-y", "-q", "chromium"], capture_output=True, text=True, env=env, check=False)
-    found = shutil.which("chromium")
-    if not found:
-        pytest.fail(f"headless Chromium is needed and could not be installed ({' '.join(apt)} install chromium):\n"
-                    f"{install.stderr[-2000:]}")
-    return found
+    """The Debian `chromium` binary, installed when missing (tests.processes.find_or_install)."""
+    return find_or_install("chromium", "chromium", "headless Chromium")
 
 
 class Browser:

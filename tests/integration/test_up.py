@@ -1,6 +1,7 @@
-"""`make up` end to end: the real launcher, airflow standalone, the scheduler, a real DAG run,
-then one SIGINT and nothing left running. The slowest test (~1 min), and the one that proves
-the start command works."""
+"""`make up` end to end: the real launcher, airflow standalone, the scheduler, real DAG runs, then one
+SIGINT and nothing left running. By default the split topology (issue 15): host tasks leave the control
+plane for the Edge worker `gravitypm-host-1`; `--single` keeps the one-box mode. The slowest tests
+(~1 min each), and the ones that prove the start command works."""
 
 import json
 import os
@@ -13,48 +14,117 @@ import pytest
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port
-from tests.processes import alive, descendants, read_until
+from dev.up import HOST_AGENT_NAME
+from tests.processes import alive, cmdline, descendants, read_until
 
 BANNER = "== GravityPM Ops is up"
+FS_BACKUP = "gravitypm_fs_backup"
+EDGE = "airflow.providers.edge3.executors.EdgeExecutor"
 
 
 @pytest.fixture
-def up_process(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port), "--free-ports"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    yield proc, port, tmp_path / "state"
-    if proc.poll() is None:
-        proc.kill()
+def start_up(tmp_path):
+    procs = []
+
+    def start(*flags: str):
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port),
+             "--free-ports", *flags],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        procs.append(proc)
+        return proc, port, tmp_path / "state"
+
+    yield start
+    for proc in procs:  # a failed test: stop the way a user would, so no orphan keeps running
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
-def test_up_runs_the_suite_and_one_sigint_stops_everything(up_process):
-    proc, port, state = up_process
+def run_fs_backup(api: AirflowAPI) -> dict[str, dict]:
+    """Trigger gravitypm_fs_backup over the REST API; its task instances by task id."""
+    api.unpause(FS_BACKUP)
+    run_id = api.trigger(FS_BACKUP)
+    assert api.wait_for_run(FS_BACKUP, run_id)["state"] == "success"
+    tis = api.get(f"/api/v2/dags/{FS_BACKUP}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    return {ti["task_id"]: ti for ti in tis}
+
+
+def stop_with_one_sigint(proc, started: set[int], state) -> None:
+    proc.send_signal(signal.SIGINT)
+    stopping = time.monotonic()
+    rest = proc.stdout.read()
+    print(f"stopped in {time.monotonic() - stopping:.1f}s")
+    assert proc.wait(timeout=120) == 0, rest
+    assert "nothing left running" in rest
+    assert [pid for pid in started if alive(pid)] == []
+    assert not (state / "up.pid").exists()
+
+
+def test_up_runs_the_split_suite_host_tasks_on_the_edge_worker_and_one_sigint_stops_everything(start_up):
+    proc, port, state = start_up()
     output = read_until(proc, "== running;", timeout=300)
+    print(next(line.strip() for line in output.splitlines() if "started in" in line))  # the start-up time
 
     assert BANNER in output and f"http://127.0.0.1:{port}" in output and "login: admin / " in output
+    assert f"split: host tasks run on the Edge worker {HOST_AGENT_NAME}" in output
     assert "smoke run success" in output, output
     api = AirflowAPI(f"http://127.0.0.1:{port}", password=AirflowAPI.standalone_password(state / "airflow"))
     dags = {d["dag_id"] for d in api.get("/api/v2/dags?limit=100")["dags"]}
     assert "gravitypm_morning_checklist" in dags
     assert not any(d.startswith("example_") for d in dags)  # examples off
-    assert api.get("/api/v2/importErrors")["total_entries"] == 0
+    assert api.get("/api/v2/importErrors")["total_entries"] == 0  # the DAGs parse with the Edge executor named
     pools = {p["name"]: p["slots"] for p in api.get("/api/v2/pools")["pools"]}
     assert pools.get("gravitypm_db") == 1 and "gravitypm_host" in pools
     # The smoke run's summary reached the local Slack receiver.
     messages = [json.loads(line) for line in (state / "slack" / "messages.jsonl").read_text().splitlines()]
     assert any("Morning checklist" in m["payload"]["text"] for m in messages)
 
+    # The host agent registered with the API server, serving only the host queue.
+    workers = {w["worker_name"]: w for w in api.get("/edge_worker/ui/worker")["workers"]}
+    assert workers[HOST_AGENT_NAME]["state"] in ("idle", "running") and workers[HOST_AGENT_NAME]["queues"] == [
+        "gravitypm_host"]
+    # The runbook's file backup: the archive is written on the host, retention (S3 only) on the control plane.
+    tis = run_fs_backup(api)
+    archive, retention = tis["archive_to_vault"], tis["apply_retention"]
+    assert (archive["hostname"], archive["executor"], archive["queue"]) == (HOST_AGENT_NAME, EDGE, "gravitypm_host")
+    assert tis["preflight"]["hostname"] == HOST_AGENT_NAME
+    assert retention["executor"] in (None, "LocalExecutor") and retention["hostname"] not in ("", HOST_AGENT_NAME)
+    # The agent ran in an AIRFLOW_HOME of its own (its task logs are there), and none of the stack's
+    # credentials reached its files: it fetched connections through the API server, in memory.
+    agent_home = state / "host-agent"
+    agent_files = [f for f in agent_home.rglob("*") if f.is_file()]
+    assert (agent_home / "airflow.cfg") in agent_files
+    assert any(f.parts[-2] == "task_id=archive_to_vault" for f in agent_files if f.name.endswith(".log")), agent_files
+    stack_secrets = [v for k, v in json.loads((state / "secrets.json").read_text()).items() if k != "mongo_user"]
+    assert [f for f in agent_files if any(v.encode() in f.read_bytes() for v in stack_secrets)] == []
+
     started = descendants(proc.pid)
-    assert len(started) >= 5  # 4 stack services + airflow standalone and its children
-    proc.send_signal(signal.SIGINT)
-    stopping = time.monotonic()
-    rest = proc.stdout.read()
-    print(f"stopped in {time.monotonic() - stopping:.1f}s")
-    assert proc.wait(timeout=90) == 0, rest
-    assert "nothing left running" in rest
-    assert [pid for pid in started if alive(pid)] == []
-    assert not (state / "up.pid").exists()
+    assert len(started) >= 6  # 4 stack services + airflow standalone and its children + the Edge worker
+    assert any("edge worker" in cmdline(pid) for pid in started)
+    stop_with_one_sigint(proc, started, state)
+
+
+def test_up_single_runs_host_tasks_in_the_one_box_without_an_agent(start_up):
+    proc, port, state = start_up("--single", "--no-smoke")
+    output = read_until(proc, "== running;", timeout=300)
+    print(next(line.strip() for line in output.splitlines() if "started in" in line))
+
+    assert "single box: every task runs under the standalone's LocalExecutor" in output
+    api = AirflowAPI(f"http://127.0.0.1:{port}", password=AirflowAPI.standalone_password(state / "airflow"))
+    api.wait_for_dag(FS_BACKUP)
+    assert api.get("/api/v2/importErrors")["total_entries"] == 0
+    tis = run_fs_backup(api)
+    assert {ti["executor"] for ti in tis.values()} <= {None, "LocalExecutor"}
+    assert tis["archive_to_vault"]["hostname"] == tis["apply_retention"]["hostname"] != HOST_AGENT_NAME
+
+    started = descendants(proc.pid)
+    assert not any("edge worker" in cmdline(pid) for pid in started)
+    stop_with_one_sigint(proc, started, state)
+
