@@ -93,10 +93,12 @@ def console_app():
 
     @app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=PlainTextResponse)
     def metrics():
-        from gravitypm_ops.housekeeping.metadb import api_server_figures  # the API server has DB access
+        from gravitypm_ops.console.agents import read_host_agents  # the API server has DB access
+        from gravitypm_ops.housekeeping.metadb import api_server_figures
 
-        return PlainTextResponse(console_metrics.metrics_text(open_vault, now(), read_metadb=api_server_figures),
-                                 media_type=PROMETHEUS_CONTENT_TYPE)
+        text = console_metrics.metrics_text(open_vault, now(), read_metadb=api_server_figures,
+                                            read_agents=read_host_agents)
+        return PlainTextResponse(text, media_type=PROMETHEUS_CONTENT_TYPE)
 
     return app
 

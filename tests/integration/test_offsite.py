@@ -5,7 +5,6 @@ reaches both: server-side copies) and a second moto server process standing in f
 import hashlib
 import json
 import os
-import re
 import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -364,11 +363,12 @@ def test_status_and_freshness_say_whether_the_newest_backup_is_offsite(
     assert summaries["db"] is None
     entry = summaries["logs"]["offsite"]
     assert entry["copied"] is False and entry["latest_id"] == old["backup_id"] and entry["count"] == 1
-    assert 29.9 < entry["age_hours"] < 30.5
+    assert 29.9 < entry["age_hours"] < 31
     findings = {f.subject: f for f in status.freshness_findings(cfg, now)}
-    # "30.0" or "30.1": the copy's age grows while a loaded machine runs the test
+    # The copy's age counts from NOW (taken when the module was imported), so it grows with the suite's run time.
+    age = (now - datetime.fromisoformat(old["finished"])).total_seconds() / 3600
     assert findings["logs off-site"].status == "breach"
-    assert re.fullmatch(r"last off-site copy 30\.[01] h ago \(limit 26 h\)", findings["logs off-site"].detail)
+    assert findings["logs off-site"].detail == f"last off-site copy {age:.1f} h ago (limit 26 h)"
     assert findings["db off-site"].detail == "no off-site copy yet"
 
     Copier(primary, other_region, server_side=False).sync("logs", KEEP_ALL, now)

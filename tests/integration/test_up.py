@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port
 from dev.up import HOST_AGENT_NAME
+from tests.console_pages import parse_exposition
 from tests.processes import alive, cmdline, descendants, read_until
 
 BANNER = "== GravityPM Ops is up"
@@ -90,6 +92,12 @@ def test_up_runs_the_split_suite_host_tasks_on_the_edge_worker_and_one_sigint_st
     workers = {w["worker_name"]: w for w in api.get("/edge_worker/ui/worker")["workers"]}
     assert workers[HOST_AGENT_NAME]["state"] in ("idle", "running") and workers[HOST_AGENT_NAME]["queues"] == [
         "gravitypm_host"]
+    # The ops console's /metrics sees it too (the API server reads the edge provider's table).
+    scrape = urllib.request.Request(api.base_url + "/gravitypm/metrics", headers={"Authorization": f"Bearer {api.token()}"})
+    with urllib.request.urlopen(scrape, timeout=60) as answer:
+        m = parse_exposition(answer.read().decode())
+    assert m[("gravitypm_host_agent_online", (("worker", HOST_AGENT_NAME),))] == 1
+    assert m[("gravitypm_host_agents_online", ())] == 1
     # The runbook's file backup: the archive is written on the host, retention (S3 only) on the control plane.
     tis = run_fs_backup(api)
     archive, retention = tis["archive_to_vault"], tis["apply_retention"]

@@ -204,10 +204,30 @@ def metadb_metrics(metrics: Metrics, read_metadb, now: datetime) -> None:
                     "housekeeping.keep_days).", round((now - to_datetime(figures["oldest_dag_run"])).total_seconds()))
 
 
-def metrics_text(open_vault, now: datetime, read_metadb=None) -> str:
+def agent_metrics(metrics: Metrics, agents: list[dict] | None) -> None:
+    """The host agents (console/agents.py); nothing when the deployment has no Edge executor."""
+    if agents is None:
+        return
+    metrics.add("gravitypm_host_agents_online", "gauge",
+                "Edge workers serving queue gravitypm_host that take jobs now (0: host tasks wait in queued).",
+                sum(1 for a in agents if a["online"]))
+    for agent in agents:
+        labels = {"worker": agent["worker"]}
+        metrics.add("gravitypm_host_agent_online", "gauge", "1 when the host agent takes jobs (starting, idle, running).",
+                    1 if agent["online"] else 0, labels)
+        metrics.add("gravitypm_host_agent_state", "gauge", "1 for the host agent's state (the edge provider's).", 1,
+                    {**labels, "state": agent["state"]})
+        if agent["last_heartbeat"]:
+            metrics.add("gravitypm_host_agent_last_heartbeat_timestamp_seconds", "gauge",
+                        "The host agent's last heartbeat (Unix time).", to_datetime(agent["last_heartbeat"]).timestamp(),
+                        labels)
+
+
+def metrics_text(open_vault, now: datetime, read_metadb=None, read_agents=None) -> str:
     """The whole /metrics body. A vault that cannot be read (or a config that cannot be loaded) gives
     gravitypm_vault_up 0 and the reason in the server log, never an error page: Prometheus keeps scraping.
-    `read_metadb` (the API server passes one) adds Airflow's metadata DB figures."""
+    `read_metadb` and `read_agents` (the API server passes them) add Airflow's metadata DB figures and the
+    host agents."""
     metrics = Metrics()
     try:
         vault = open_vault()
@@ -228,4 +248,11 @@ def metrics_text(open_vault, now: datetime, read_metadb=None) -> str:
     object_error_metrics(metrics, problems + audit_problems)
     if read_metadb is not None:
         metadb_metrics(metrics, read_metadb, now)
+    if read_agents is not None:
+        try:
+            agent_metrics(metrics, read_agents())
+        except Exception as err:  # noqa: BLE001 - the agents' figures must not cost the others
+            from gravitypm_ops.redact import scrub
+
+            log.warning("metrics: host agents unreadable: %s", scrub(f"{type(err).__name__}: {err}"))
     return metrics.text()

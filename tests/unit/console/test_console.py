@@ -326,6 +326,25 @@ def test_metrics_when_the_vault_is_down_say_so_and_nothing_else():
     assert parse_exposition(text) == {("gravitypm_vault_up", ()): 0}
 
 
+def test_host_agent_metrics_say_which_agent_takes_jobs_and_when_it_was_last_heard_from():
+    agents = [
+        {"worker": "gravitypm-host-1", "state": "idle", "online": True, "last_heartbeat": "2026-11-27T09:00:00+00:00"},
+        {"worker": "gravitypm-host-old", "state": "unknown", "online": False, "last_heartbeat": None},
+    ]
+    metrics = console_metrics.Metrics()
+    console_metrics.agent_metrics(metrics, agents)
+    m = parse_exposition(metrics.text())
+    assert m[("gravitypm_host_agents_online", ())] == 1
+    assert m[("gravitypm_host_agent_online", (("worker", "gravitypm-host-1"),))] == 1
+    assert m[("gravitypm_host_agent_online", (("worker", "gravitypm-host-old"),))] == 0
+    assert m[("gravitypm_host_agent_state", (("worker", "gravitypm-host-old"), ("state", "unknown")))] == 1
+    assert m[("gravitypm_host_agent_last_heartbeat_timestamp_seconds", (("worker", "gravitypm-host-1"),))] == (
+        datetime(2026, 11, 27, 9, tzinfo=UTC).timestamp())
+    single_box = console_metrics.Metrics()
+    console_metrics.agent_metrics(single_box, None)  # no Edge executor: no agent figures at all
+    assert single_box.text() == "\n"
+
+
 def test_snapshots_serve_the_old_value_while_one_background_refresh_runs():
     calls, release = [], threading.Event()
 
