@@ -3,7 +3,10 @@ command line and its output, and the figures of a real (SQLite) database."""
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
 import sys
 from datetime import UTC, datetime
 
@@ -27,8 +30,13 @@ def test_an_unblocked_environment_is_used_as_it_is():
     assert env[CONN] == "sqlite:////tmp/x.db"
 
 
-def test_initial_environ_reads_this_process():
-    assert metadb.initial_environ().get("PATH")  # Linux: /proc/self/environ
+def test_initial_environ_is_what_the_process_started_with():
+    # In a fresh interpreter: a pytest-xdist worker's own start-up environment is execnet's business.
+    code = ("import json, os; os.environ['SET_LATER'] = '1'; from gravitypm_ops.housekeeping import metadb; "
+            "e = metadb.initial_environ(); print(json.dumps([e.get('SET_AT_START'), e.get('SET_LATER')]))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SET_AT_START": "yes"},
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert json.loads(out.splitlines()[-1]) == ["yes", None]  # Linux: /proc/self/environ, not os.environ
 
 
 def test_db_clean_command_line():
