@@ -79,6 +79,17 @@ class AirflowAPI:
         run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
 
+    def mark_run(self, dag_id: str, run_id: str, state: str, attempts: int = 5) -> dict:
+        """Set a run's state as the UI's "Mark as" does ("failed" also stops its running tasks).
+        SQLite under load answers 500 ("database is locked") now and then: tried again."""
+        for attempt in range(attempts):
+            try:
+                return self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": state})
+            except urllib.error.HTTPError as err:
+                if err.code != 500 or attempt == attempts - 1:
+                    raise
+                time.sleep(2)
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

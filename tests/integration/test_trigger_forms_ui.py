@@ -117,7 +117,9 @@ def test_every_trigger_form_submits_as_it_opens(airflow_up, chromium, monkeypatc
             assert plan["dry_run"] is True and plan["stop_app"] is False and plan["backup"]["backup_id"] == fs_backup
 
             for dag_id in others:
-                submit(dag_id)
+                # The run exists: that is all this test asks of it. Stopped at once, so that a dozen
+                # backups, drills and checklists do not load the machine or delay the stack's shutdown.
+                api.mark_run(dag_id, submit(dag_id)["dag_run_id"], "failed")
             assert set(created) == set(dag_ids)
             print(f"submitted {len(created)} forms in {time.monotonic() - started:.1f}s")
         except BaseException:
