@@ -1,13 +1,15 @@
 """`make up`: the whole suite on its embedded local stack; Ctrl-C (or `make stop`) stops everything.
 
-    python -m dev.up [--state-dir .state] [--no-smoke] [--single]   start, then wait for Ctrl-C
+    python -m dev.up [--state-dir .state] [--no-smoke] [--single] [--host-agent-timeout MINUTES]
+                                                                      start, then wait for Ctrl-C
     python -m dev.up stop                                             stop a running `up` (SIGINT to it)
 
 The default is the split topology of a production deployment: the control plane (airflow standalone:
 API server, scheduler, dag-processor, triggerer, LocalExecutor, SQLite) plus one host agent, an Edge
 worker (`airflow edge worker -q gravitypm_host -H gravitypm-host-1`) with its own AIRFLOW_HOME and no
 metadata DB, which runs every host task (GRAVITYPM_OPS_HOST_EXECUTOR). `--single` (`make up SINGLE=1`)
-runs everything in the one standalone, like a small single-box install.
+runs everything in the one standalone, like a small single-box install. In split mode
+`gravitypm_host_agent_watch` is unpaused, and the control plane keeps running when the agent exits.
 
 State (Airflow's SQLite DB and password, MongoDB data, Slack messages, the fake host
 tree, logs) lives in the state directory (default .state/, git-ignored) and is reused
@@ -17,6 +19,7 @@ by the next start.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shlex
@@ -34,6 +37,7 @@ from gravitypm_ops.names import HOST_EXECUTOR_ENV, HOST_QUEUE
 DEFAULT_PORTS = {"s3": 9100, "mongo": 27117, "slack": 8765, "host": 8766}
 AIRFLOW_PORT = 8080
 SMOKE_DAG = "gravitypm_morning_checklist"
+WATCH_DAG = "gravitypm_host_agent_watch"  # fails and alerts host tasks left waiting without an agent
 EDGE_EXECUTOR = "airflow.providers.edge3.executors.EdgeExecutor"  # a bare "EdgeExecutor" does not load
 HOST_AGENT_NAME = "gravitypm-host-1"
 
@@ -149,7 +153,8 @@ def smoke_run(api: AirflowAPI, stack: LocalStack) -> bool:
     return run["state"] == "success" and not errors
 
 
-def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bool = False) -> int:
+def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bool = False,
+       host_agent_timeout: int | None = None) -> int:
     pidfile = state / "up.pid"
     if pidfile.exists() and _alive(int(pidfile.read_text())):
         print(f"already running (pid {pidfile.read_text().strip()}); stop it with: make stop")
@@ -167,6 +172,9 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
         print("-- starting the local stack (S3, MongoDB, Slack receiver, production host) …", flush=True)
         stack.start()
         env = airflow_env(state, stack, port)
+        if host_agent_timeout is not None:
+            env["AIRFLOW_VAR_GRAVITYPM_OPS"] = json.dumps(
+                {**json.loads(env["AIRFLOW_VAR_GRAVITYPM_OPS"]), "host_agent_timeout_minutes": host_agent_timeout})
         # Single: an empty setting, so a developer's shell cannot send host tasks to a missing executor.
         env.update({HOST_EXECUTOR_ENV: ""} if single else edge_env(port, jwt_secret(state)))
         write_env_file(state / "stack.env", env)
@@ -205,11 +213,20 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
         )
         if smoke and not smoke_run(api, stack):
             print("!! smoke run did not succeed: look at the run in the UI", flush=True)
+        if not single:  # the split topology's safety net (after the smoke run, which it would slow down)
+            api.wait_for_dag(WATCH_DAG)
+            api.unpause(WATCH_DAG)
         print("== running; Ctrl-C (or `make stop`) stops everything", flush=True)
+        agent_gone = False
         while True:
-            for name, proc in [("airflow", airflow), ("host agent", agent), *stack.procs.items()]:
-                if proc is None:
-                    continue
+            if agent is not None and not agent_gone and agent.poll() is not None:
+                # As in production, the control plane outlives its host agent: host tasks wait, and the watch
+                # fails and reports them after host_agent_timeout_minutes.
+                agent_gone = True
+                print(f"!! host agent {HOST_AGENT_NAME} exited with code {agent.returncode}; the control plane keeps "
+                      f"running (host tasks wait; {WATCH_DAG} reports them). Restart `make up` to bring it back.",
+                      flush=True)
+            for name, proc in [("airflow", airflow), *stack.procs.items()]:
                 if proc.poll() is not None:
                     print(f"!! {name} exited with code {proc.returncode}; stopping everything")
                     return 1
@@ -256,9 +273,14 @@ def main() -> int:
     parser.add_argument("--free-ports", action="store_true", help="pick free ports for the local stack")
     parser.add_argument("--single", action="store_true", help="one box: no Edge worker, host tasks run locally")
     parser.add_argument("--no-smoke", dest="smoke", action="store_false", help="skip the first checklist run")
+    parser.add_argument("--host-agent-timeout", type=int, metavar="MINUTES",
+                        help="config host_agent_timeout_minutes (default 15): host tasks waiting this long with no "
+                             "host agent online are failed and alerted")
     args = parser.parse_args()
     state = args.state_dir.resolve()
-    return stop(state) if args.command == "stop" else up(state, args.smoke, args.port, args.free_ports, args.single)
+    if args.command == "stop":
+        return stop(state)
+    return up(state, args.smoke, args.port, args.free_ports, args.single, args.host_agent_timeout)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ UNATTENDED = [
     "gravitypm_dr_drill",
     "gravitypm_morning_checklist",
     "gravitypm_evening_checklist",
+    "gravitypm_host_agent_watch",  # single box here: nothing to watch, says so, succeeds
     "gravitypm_airflow_housekeeping",  # last: its default keep_days (90) leaves every run above in place
 ]
 NEEDS_A_PERSON = {

@@ -61,7 +61,8 @@ def test_healthy_run_posts_one_summary_and_records_each_check(run_dag, slack, st
     assert result.task_states["fail_run_if_any_check_failed"] == "skipped"
     health = result.xcom("check_service_health")
     assert health["outcome"] == "passed"
-    assert {f["subject"] for f in health["data"]["findings"]} == {"application", "database", "cache"}
+    assert {f["subject"] for f in health["data"]["findings"]} == {"application", "database", "cache", "host agent"}
+    assert "host agent: not used (single box" in health["summary"]  # no Edge executor in dag.test()
     backups = result.xcom("check_backup_age")
     assert backups["outcome"] == "warning"  # no backup yet: a warning, the task stays green
     assert {f["detail"] for f in backups["data"]["findings"]} == {"no backup yet"}

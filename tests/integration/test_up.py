@@ -1,7 +1,9 @@
 """`make up` end to end: the real launcher, airflow standalone, the scheduler, real DAG runs, then one
 SIGINT and nothing left running. By default the split topology (issue 15): host tasks leave the control
-plane for the Edge worker `gravitypm-host-1`; `--single` keeps the one-box mode. The slowest tests
-(~1 min each), and the ones that prove the start command works."""
+plane for the Edge worker `gravitypm-host-1`, and once it is stopped a waiting host task is failed and
+alerted Critical within `host_agent_timeout_minutes` (1 here) while the morning checklist shows the agent
+offline; `--single` keeps the one-box mode. The slowest tests (~1-2.5 min each), and the ones that prove
+the start command works."""
 
 import json
 import os
@@ -21,6 +23,8 @@ from tests.processes import alive, cmdline, descendants, read_until
 
 BANNER = "== GravityPM Ops is up"
 FS_BACKUP = "gravitypm_fs_backup"
+MORNING = "gravitypm_morning_checklist"
+WATCH = "gravitypm_host_agent_watch"
 EDGE = "airflow.providers.edge3.executors.EdgeExecutor"
 
 
@@ -58,6 +62,54 @@ def run_fs_backup(api: AirflowAPI) -> dict[str, dict]:
     return {ti["task_id"]: ti for ti in tis}
 
 
+def slack_texts(state) -> list[str]:
+    return [json.loads(line)["payload"]["text"] for line in (state / "slack" / "messages.jsonl").read_text().splitlines()]
+
+
+def wait_for(what: str, check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+def the_stopped_agent_is_reported(api: AirflowAPI, proc, state) -> None:
+    """The Edge worker stops: the morning checklist's service health fails on it at once, and a host task
+    left waiting is failed and alerted Critical once it has waited host_agent_timeout_minutes (1)."""
+    worker_pid = int((state / "host-agent" / "worker.pid").read_text())
+    assert "edge worker" in cmdline(worker_pid)
+    os.kill(worker_pid, signal.SIGTERM)  # the agent says goodbye: offline at once
+    read_until(proc, f"!! host agent {HOST_AGENT_NAME} exited", timeout=60)  # the control plane keeps running
+    wait_for("agent offline", lambda: {w["worker_name"]: w["state"] for w in api.get("/edge_worker/ui/worker")[
+        "workers"]}.get(HOST_AGENT_NAME) not in ("idle", "running", "starting"), timeout=30)
+    backup_run, morning_run = api.trigger(FS_BACKUP), api.trigger(MORNING)
+    triggered = time.monotonic()
+
+    wait_for("service health judged", lambda: api.task_states(MORNING, morning_run).get("check_service_health") in (
+        "success", "failed"), timeout=60)
+    assert api.task_states(MORNING, morning_run)["check_service_health"] == "failed"
+    findings = {f["subject"]: f for f in api.xcom(MORNING, morning_run, "check_service_health", "item")["data"][
+        "findings"]}
+    assert findings["host agent"]["outcome"] == "failed", findings
+    assert findings["host agent"]["detail"].startswith(f"offline: {HOST_AGENT_NAME} offline, last heartbeat")
+    assert findings["application"]["outcome"] == "passed"
+
+    assert api.task_states(FS_BACKUP, backup_run)["preflight"] in ("scheduled", "queued")  # waiting for an agent
+    time.sleep(max(0.0, 65 - (time.monotonic() - triggered)))  # host_agent_timeout_minutes: 1
+    watch_run = api.trigger(WATCH)  # its */5 schedule may beat us to it: either run does the same
+    assert api.wait_for_run(WATCH, watch_run, timeout=120)["state"] == "success"
+    preflight = api.get(f"/api/v2/dags/{FS_BACKUP}/dagRuns/{backup_run}/taskInstances/preflight")
+    assert preflight["state"] == "failed", preflight
+    assert preflight["note"].startswith(f"Failed by {WATCH}: no host agent online for queue gravitypm_host")
+    critical = [t for t in slack_texts(state) if "*[Critical] No host agent online*" in t]
+    assert len(critical) == 1, critical
+    assert f"`{FS_BACKUP}.preflight` (run `{backup_run}`" in critical[0]
+    assert f"Agents: {HOST_AGENT_NAME} offline, last heartbeat" in critical[0]
+    print(f"agent stopped → Critical in {time.monotonic() - triggered:.0f}s after the host task was triggered")
+
+
 def stop_with_one_sigint(proc, started: set[int], state) -> None:
     proc.send_signal(signal.SIGINT)
     stopping = time.monotonic()
@@ -70,7 +122,7 @@ def stop_with_one_sigint(proc, started: set[int], state) -> None:
 
 
 def test_up_runs_the_split_suite_host_tasks_on_the_edge_worker_and_one_sigint_stops_everything(start_up):
-    proc, port, state = start_up()
+    proc, port, state = start_up("--host-agent-timeout", "1")
     output = read_until(proc, "== running;", timeout=300)
     print(next(line.strip() for line in output.splitlines() if "started in" in line))  # the start-up time
 
@@ -116,6 +168,7 @@ def test_up_runs_the_split_suite_host_tasks_on_the_edge_worker_and_one_sigint_st
     started = descendants(proc.pid)
     assert len(started) >= 6  # 4 stack services + airflow standalone and its children + the Edge worker
     assert any("edge worker" in cmdline(pid) for pid in started)
+    the_stopped_agent_is_reported(api, proc, state)
     stop_with_one_sigint(proc, started, state)
 
 

@@ -171,8 +171,9 @@ CHECKLISTS: dict[str, Checklist] = {
             (
                 Item("check_service_health", "Service health", AUTOMATED, OPS,
                      "`curl -f` each of `health_urls`: failed when one is unreachable or not 2xx "
-                     "(a Critical alert).",
-                     collector="service_health", failure_alert=Severity.CRITICAL),
+                     "(a Critical alert). Also \"host agent online\": in a split deployment, failed when no "
+                     "Edge worker serving gravitypm_host is online; \"not used\" on a single box.",
+                     collector="service_health", options={"host_agent": True}, failure_alert=Severity.CRITICAL),
                 Item("check_disk_space", "Disk space (> 20 % free)", AUTOMATED, OPS,
                      "The filesystems of app_root and logs_dir: failed at or below disk_min_free_percent free.",
                      collector="disk_space"),

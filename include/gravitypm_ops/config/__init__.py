@@ -22,7 +22,7 @@ from gravitypm_ops.config.checklists import parse_checklist_settings
 from gravitypm_ops.config.log_rotation import parse_rotation_settings
 from gravitypm_ops.host.service_control import parse_service_commands
 from gravitypm_ops.names import BACKUP_KINDS, CONFIG_VARIABLE
-from gravitypm_ops.overrides import Checker, apply_overrides, list_of, optional, percent, positive_number
+from gravitypm_ops.overrides import Checker, apply_overrides, list_of, optional, percent, positive_number, whole_number
 from gravitypm_ops.vault.retention import DEFAULT_RETENTION, RetentionPolicy
 
 RUNBOOK_APP_ROOT = "/opt/gravitypm/production"
@@ -89,6 +89,9 @@ class OpsConfig:
     alerts: Mapping[str, Any] = field(default_factory=lambda: parse_alert_settings({}))
     # {"keep_days": 90, "archive": false, "log_keep_days": 30}: Airflow's own clean-up (config/blocks.py).
     housekeeping: Mapping[str, Any] = field(default_factory=lambda: parse_housekeeping_settings({}))
+    # Split deployments: a host task waiting this long with no host agent online is failed, with a
+    # Critical alert (gravitypm_host_agent_watch); before Airflow's own ~30 min requeue-and-fail.
+    host_agent_timeout_minutes: int = 15
 
     @property
     def logs_path(self) -> str:
@@ -225,6 +228,7 @@ _CHECKERS: dict[str, Checker] = {
     ),
     "alerts": parse_alert_settings,
     "housekeeping": parse_housekeeping_settings,
+    "host_agent_timeout_minutes": whole_number(1),
 }
 assert set(_CHECKERS) == {f.name for f in fields(OpsConfig)}, "every config key needs a checker"
 # Sorted: the "known keys" list in the unknown-key error is read by eye.

@@ -3,28 +3,34 @@
 Task code in Airflow 3 has no ORM access: the task supervisor replaces the database URL in the task
 process's environment with `airflow-db-not-allowed:///` (airflow.sdk.execution_time.supervisor
 .block_orm_access). The housekeeping task runs on the control plane's executor (LocalExecutor, the
-scheduler's machine), which was started with the real settings; `control_plane_env` hands those to a
-subprocess: `airflow db clean` itself, and `python -m gravitypm_ops.housekeeping.metadb` for the figures.
-Chosen over an endpoint in the console plugin because the clean can run for minutes (a first clean of a
-big `log` table), which an API server request should not, and because the CLI is the interface Airflow
-documents. In `dag.test()` the task runs unblocked, so the environment is used as it is.
+scheduler's machine), which was started with the real settings; `control_plane_env`
+(airflow/control_plane.py) hands those to a subprocess: `airflow db clean` itself, and
+`python -m gravitypm_ops.housekeeping.metadb` for the figures. Chosen over an endpoint in the console
+plugin because the clean can run for minutes (a first clean of a big `log` table), which an API server
+request should not, and because the CLI is the interface Airflow documents. In `dag.test()` the task runs
+unblocked, so the environment is used as it is.
 
 The API server (the /metrics plugin) has DB access and calls `api_server_figures` in-process.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
-BLOCKED_URL = "airflow-db-not-allowed:///"
-CONN_VARS = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN")
+# The control plane's DB settings for a subprocess (shared with the host agent watch); re-exported here.
+from gravitypm_ops.airflow.control_plane import (  # noqa: F401
+    BLOCKED_URL,
+    CONN_VARS,
+    control_plane_env,
+    initial_environ,
+    print_marked,
+    run_marked,
+)
+from gravitypm_ops.airflow.control_plane import as_utc as _as_utc
 
 # Row counts in the report: the tables that grow with every run (HITL answers included).
 BIG_TABLES = (
@@ -55,46 +61,7 @@ class MetadataCleanError(RuntimeError):
         self.output = output  # the command's output (scrubbed), for the task log
 
 
-# --- the control plane's settings ------------------------------------------------------------------------
-def initial_environ() -> dict[str, str]:
-    """The environment this process was started with (Linux): what the executor was given, before the
-    task supervisor blocked the database URL in os.environ."""
-    try:
-        raw = Path("/proc/self/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if b"=" in item)
-    return {name: value for name, _, value in pairs}
-
-
-def control_plane_env(environ: Mapping[str, str] | None = None, initial: Mapping[str, str] | None = None) -> dict:
-    """The environment for a subprocess that must reach the metadata DB like the scheduler does.
-
-    A blocked URL is replaced by the one the process started with, else dropped, so that airflow.cfg or
-    `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD` / `_SECRET` (left alone by the supervisor) apply."""
-    env = dict(os.environ if environ is None else environ)
-    blocked = [name for name in CONN_VARS if env.get(name) == BLOCKED_URL]
-    if blocked:
-        started = initial_environ() if initial is None else initial
-        for name in blocked:
-            if started.get(name) and started[name] != BLOCKED_URL:
-                env[name] = started[name]
-            else:
-                env.pop(name)
-    package_root = str(Path(__file__).resolve().parents[2])  # so the subprocess imports this package too
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 # --- figures ---------------------------------------------------------------------------------------------
-def _as_utc(value) -> datetime | None:
-    """A timestamp as the driver returns it (SQLite: text; Postgres: aware; MySQL: naive UTC)."""
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def database_bytes(connection) -> int | None:
     """Size of the metadata DB where the backend tells it: Postgres pg_database_size, SQLite the file's
     pages (its size on disk without the WAL), MySQL data + index length; else None."""
@@ -154,22 +121,15 @@ def _probe_main() -> None:
     engine = create_engine(conf.get_mandatory_value("database", "sql_alchemy_conn"))
     try:
         with engine.connect() as connection:
-            print(FIGURES_MARK + json.dumps(figures(connection)), flush=True)
+            print_marked(FIGURES_MARK, figures(connection))
     finally:
         engine.dispose()
 
 
 def probe(env: Mapping[str, str], timeout: float = PROBE_TIMEOUT_SECONDS) -> dict:
     """The figures of the metadata DB the control plane uses (a subprocess with `env`)."""
-    from gravitypm_ops.redact import scrub
-
-    done = subprocess.run([sys.executable, "-m", "gravitypm_ops.housekeeping.metadb"], env=dict(env),
-                          capture_output=True, text=True, timeout=timeout, check=False)
-    marked = [line for line in done.stdout.splitlines() if line.startswith(FIGURES_MARK)]
-    if done.returncode != 0 or not marked:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
-        raise RuntimeError(scrub(f"reading the metadata DB's figures failed (exit {done.returncode}): {tail}"))
-    return json.loads(marked[-1].removeprefix(FIGURES_MARK))
+    return run_marked("gravitypm_ops.housekeeping.metadb", [], env, mark=FIGURES_MARK, timeout=timeout,
+                      what="reading the metadata DB's figures")
 
 
 def api_server_figures() -> dict:

@@ -46,10 +46,11 @@ def combine(parts: list[tuple[str, str]], data: dict, links=None, alert=None) ->
 CHECK_OUTCOMES = {"ok": PASSED, "warning": WARNING, "breach": FAILED}
 
 
-def from_check(result) -> Evidence:
-    """Evidence from a host/checks.py probe: one finding per line, in the outcome vocabulary."""
+def from_check(result, extra: list[dict] = ()) -> Evidence:
+    """Evidence from a host/checks.py probe: one finding per line, in the outcome vocabulary; `extra`
+    findings ({"subject", "outcome", "detail"}) are judged with them."""
     findings = [{"subject": f.subject, "outcome": CHECK_OUTCOMES[f.status], "detail": f.detail}
-                for f in result.findings]
+                for f in result.findings] + list(extra)
     return combine([(f["outcome"], f"{f['subject']}: {f['detail']}") for f in findings], {"findings": findings})
 
 
