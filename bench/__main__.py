@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.dag_parse import parse_dags_isolated
 from bench.db_backup import bench_db_backup
 from bench.dr_drill import bench_dr_drill
+from bench.encryption import bench_encryption
 from bench.fs_backup import bench_fs_backup, bench_fs_scale
 from bench.log_rotation import bench_log_rotation
 from bench.offsite import bench_offsite
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--scale-files", type=int, default=1_000_000, help="small files of the scale run")
     parser.add_argument("--scale-dir", help="where the scale trees are generated (default: the temp dir, on disk)")
     parser.add_argument("--only", choices=["dag_parse", "db_backup", "fs_backup", "verification", "log_rotation",
-                                           "offsite", "dr_drill"], action="append")
+                                           "offsite", "dr_drill", "encryption"], action="append")
     args = parser.parse_args()
     benches = {
         "dag_parse": bench_dag_parse,
@@ -76,6 +77,7 @@ def main() -> None:
         "log_rotation": lambda: bench_log_rotation(files=args.logs_files, size_mb=args.logs_size_mb),
         "offsite": bench_offsite,
         "dr_drill": lambda: bench_dr_drill(fs_size_mb=args.fs_small_size_mb),
+        "encryption": lambda: bench_encryption(fs_size_mb=args.fs_small_size_mb),
     }
     report = {"machine": f"{platform.machine()} {platform.system()} Python {platform.python_version()}"}
     for name, run in benches.items():

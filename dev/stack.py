@@ -144,15 +144,33 @@ class Secrets:
     slack_token: str
     # The HMAC key of the gravitypm_signing_key connection: every local stack signs what it writes.
     signing_key: str = ""
+    # Two age identities whose public keys are the recipients of every encrypted backup: "ops" (the
+    # gravitypm_backup_identity connection) and "recovery" (kept only here, like a key in a safe).
+    age_ops_identity: str = ""
+    age_recovery_identity: str = ""
+
+    @staticmethod
+    def _age_keys() -> dict:
+        from pyrage import x25519
+
+        return {f"age_{role}_identity": str(x25519.Identity.generate()) for role in ("ops", "recovery")}
+
+    @property
+    def age_recipients(self) -> list[str]:
+        """The public keys (encryption_recipients): ops first, then recovery."""
+        from pyrage import x25519
+
+        return [str(x25519.Identity.from_str(i).to_public()) for i in (self.age_ops_identity, self.age_recovery_identity)]
 
     @classmethod
     def load_or_create(cls, path: Path) -> Secrets:
         if path.exists():
             loaded = cls(**json.loads(path.read_text()))
-            if loaded.signing_key:
+            if loaded.signing_key and loaded.age_ops_identity:
                 return loaded
-            # A state dir from before signing: keep its secrets, add a key.
-            made = cls(**{**loaded.__dict__, "signing_key": "hmac-" + secrets.token_hex(32)})
+            # A state dir from before signing or encryption: keep its secrets, add what is missing.
+            made = cls(**{**loaded.__dict__, "signing_key": loaded.signing_key or "hmac-" + secrets.token_hex(32),
+                          **({} if loaded.age_ops_identity else cls._age_keys())})
         else:
             made = cls(
                 mongo_user="gravitypm_ops",
@@ -161,6 +179,7 @@ class Secrets:
                 aws_secret_access_key="aws-" + secrets.token_hex(16),
                 slack_token=SLACK_WEBHOOK_TOKEN_PREFIX + secrets.token_hex(12),
                 signing_key="hmac-" + secrets.token_hex(32),
+                **cls._age_keys(),
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(made.__dict__))
@@ -313,6 +332,8 @@ class LocalStack:
                 "password": s.slack_token,
             },
             "gravitypm_signing_key": {"conn_type": "generic", "password": s.signing_key},
+            # Only the ops identity: the recovery one is for restores by hand (README).
+            "gravitypm_backup_identity": {"conn_type": "generic", "password": s.age_ops_identity},
         }
 
     def signer(self):
@@ -339,6 +360,7 @@ class LocalStack:
             "vault_bucket": self.vault_bucket,
             "vault_prefix": "production",
             "app_root": str(self.app_root),
+            "encryption_recipients": self.secrets.age_recipients,
             "health_urls": {
                 "application": f"{host}/health",
                 "database": f"{host}/health/db",

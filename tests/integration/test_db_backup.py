@@ -149,7 +149,7 @@ def test_the_dag_backs_up_the_seeded_database_and_announces_the_asset(run_dag, s
         json.dumps(result.xcom("apply_retention")), json.dumps(slack.messages()),
     ])
     for secret in (stack.secrets.mongo_password, stack.secrets.aws_secret_access_key, stack.secrets.slack_token,
-                   stack.secrets.signing_key):
+                   stack.secrets.signing_key, stack.secrets.age_ops_identity, stack.secrets.age_recovery_identity):
         assert secret not in haystack
 
 

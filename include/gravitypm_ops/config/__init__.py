@@ -23,6 +23,8 @@ from gravitypm_ops.config.log_rotation import parse_rotation_settings
 from gravitypm_ops.host.service_control import parse_service_commands
 from gravitypm_ops.names import BACKUP_KINDS, CONFIG_VARIABLE
 from gravitypm_ops.overrides import Checker, apply_overrides, list_of, optional, percent, positive_number, whole_number
+from gravitypm_ops.vault.encryption import DEFAULT_KINDS as DEFAULT_ENCRYPT_KINDS
+from gravitypm_ops.vault.encryption import parse_kinds, parse_recipient
 from gravitypm_ops.vault.retention import DEFAULT_RETENTION, RetentionPolicy
 
 RUNBOOK_APP_ROOT = "/opt/gravitypm/production"
@@ -62,6 +64,10 @@ class OpsConfig:
     retention: Mapping[str, RetentionPolicy] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
     # Encryption at rest: SSE-S3 unless a KMS key id is given (then SSE-KMS).
     kms_key_id: str = ""
+    # Client-side encryption (vault/encryption.py): artifacts of these kinds are age-encrypted to the
+    # recipients (age1… public keys); off while there are none.
+    encryption_recipients: tuple[str, ...] = ()
+    encrypt_kinds: tuple[str, ...] = DEFAULT_ENCRYPT_KINDS
     # > 0: every object written gets COMPLIANCE Object Lock retention for this many days.
     object_lock_days: int = 0
     # fs and config archives: {"algorithm": "zstd" | "gzip", "level": n}.
@@ -214,6 +220,8 @@ _CHECKERS: dict[str, Checker] = {
     "retention": _per_kind("retention", _policy, DEFAULT_RETENTION, 'policy, e.g. {"db": {"last": 4, "daily": 7}}'),
     "kms_key_id": optional(_text),
     "object_lock_days": _days,
+    "encryption_recipients": list_of(parse_recipient, "age public keys", example='["age1…"]'),
+    "encrypt_kinds": parse_kinds,
     "compression": _compression,
     "fs_excludes": list_of(_text, "glob patterns", example='["uploads/tmp/**"]'),
     "scratch_database_prefix": _scratch_prefix,

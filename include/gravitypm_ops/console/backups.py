@@ -192,6 +192,23 @@ def _size(manifest: dict) -> int:
     return sum(a["size"] for a in manifest.get("artifacts", []))
 
 
+def encryption_text(manifest: dict) -> str:
+    """"encrypted (age, 2 recipients)" when every artifact is client-side encrypted (the recipient
+    count of the first; "partly" when only some are), else "not client-side encrypted"."""
+    found = [a.get("encryption") for a in manifest.get("artifacts", [])]
+    encrypted = [e for e in found if isinstance(e, dict)]
+    if not encrypted:
+        return "not client-side encrypted"
+    recipients = encrypted[0].get("recipients")
+    count = len(recipients) if isinstance(recipients, list) else 0
+    return (f"{'' if len(encrypted) == len(found) else 'partly '}encrypted "
+            f"({encrypted[0].get('format', '?')}, {count} recipient{'' if count == 1 else 's'})")
+
+
+def _encrypted(manifest: dict) -> bool:
+    return any(isinstance(a.get("encryption"), dict) for a in manifest.get("artifacts", []))
+
+
 def _verification_state(manifest: dict) -> tuple[str, str]:
     """(css class, text) of a backup's newest verification."""
     record = manifest.get("verification")
@@ -289,7 +306,9 @@ def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: 
             parts.append(
                 f'<p class="latest">Newest: <code>{esc(newest["backup_id"])}</code>, '
                 f"age <strong>{esc(fmt_age(age))}</strong>, "
-                f'{esc(fmt_bytes(_size(newest)))}, <span class="badge {css}">{esc(text)}</span> '
+                f'{esc(fmt_bytes(_size(newest)))}, '
+                + (f"{esc(encryption_text(newest))}, " if _encrypted(newest) else "")
+                + f'<span class="badge {css}">{esc(text)}</span> '
                 f'<span class="muted">({len(backups)} backups, '
                 f"{esc(fmt_bytes(sum(map(_size, backups))))} in all)</span></p>"
             )
@@ -313,12 +332,13 @@ def render_backups(by_kind: Mapping[str, list[dict]], status: dict | None, now: 
                     f'<tr><td><code>{esc(m["backup_id"])}</code>{tag}</td><td>{esc(fmt_time(m["finished"]))}</td>'
                     f'<td class="num">{esc(fmt_age((now - to_datetime(m["finished"])).total_seconds()))}</td>'
                     f'<td class="num">{esc(fmt_bytes(_size(m)))}</td>'
+                    f'<td>{esc(encryption_text(m))}</td>'
                     f'<td><span class="badge {css}">{esc(text)}</span></td>'
                     f'<td class="muted">{esc(m.get("dag_id"))} / {esc(m.get("run_id"))}</td></tr>'
                 )
             parts.append(
                 '<table class="backups"><thead><tr><th>backup</th><th>finished</th><th>age</th><th>size</th>'
-                "<th>verification</th><th>DAG run</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+                "<th>encryption</th><th>verification</th><th>DAG run</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
             )
         parts.append("</section>")
     return "".join(parts)

@@ -171,6 +171,13 @@ def check_vault_hygiene(settings: Mapping, prefix: str) -> CheckResult:
         else:
             status, detail = OK, f"manifests and verification records signed (key {key_id})"
         findings.append(Finding("signing", status, detail))
+    if "client_encryption" in settings:  # a warning, not a failure: a new install must still work
+        enc = settings["client_encryption"]
+        findings.append(
+            Finding("client_encryption", OK, f"age, {enc['recipients']} recipients, kinds: {', '.join(enc['kinds'])}")
+            if enc["recipients"] else
+            Finding("client_encryption", WARNING, "backups are not client-side encrypted: whoever can read the bucket "
+                                                  "reads them (set config key encryption_recipients)"))
     rejected = settings.get("rejected_count") or 0
     if rejected:
         findings.append(Finding("unsigned_objects", WARNING,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -38,12 +39,15 @@ def ship_to_vault(vault, files: Iterable[RotatedFile], *, settings: Mapping, log
     try:
         for f in files:
             name = artifact_name(f)
-            with writer.artifact(name, compression="gzip" if f.compressed else "none", format="log") as sink:
-                with open(f.path, "rb") as src:
-                    while data := src.read(8 * CHUNK):
-                        sink.write(data)
-            uploaded = writer.artifacts[-1]
-            if uploaded.sha256 != f.sha256 or uploaded.size != f.size:
+            # Hashed here, not from the upload: an encrypted artifact (encrypt_kinds) stores other bytes.
+            sha, size = hashlib.sha256(), 0
+            with (writer.artifact(name, compression="gzip" if f.compressed else "none", format="log") as sink,
+                  open(f.path, "rb") as src):
+                while data := src.read(8 * CHUNK):
+                    sha.update(data)
+                    size += len(data)
+                    sink.write(data)
+            if sha.hexdigest() != f.sha256 or size != f.size:
                 raise RotationError(f"{f.path} changed while it was shipped; nothing committed")
             entries.append({
                 "artifact": name, "log": f.log, "file": f.name, "sha256": f.sha256, "size": f.size,

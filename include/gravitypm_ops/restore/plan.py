@@ -117,8 +117,16 @@ def check_collection_name(name, what: str) -> None:
 
 def check_artifacts(vault: Vault, manifest: dict, names) -> int:
     """Re-read artifacts and check size + SHA-256 against the manifest, before anything changes."""
+    from gravitypm_ops.vault.encryption import UndecryptableError, check_identities
+
     total = 0
     for name in names:
+        artifact = next((a for a in manifest["artifacts"] if a["name"] == name), None)
+        if artifact is not None and artifact.get("encryption"):
+            try:  # no key, no restore: refuse before the safety backup and the app stop
+                check_identities(artifact, vault.identities())
+            except (UndecryptableError, ValueError) as err:
+                raise RestoreRefused(f"backup {manifest['backup_id']}: {err}") from None
         try:
             total += vault.check_artifact(manifest, name)
         except VaultError as err:

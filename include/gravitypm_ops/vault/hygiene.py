@@ -30,6 +30,8 @@ def bucket_settings(vault: Vault) -> dict:
             lambda r: r.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled"),
             ("ObjectLockConfigurationNotFoundError",),
         ),
+        # Not a bucket setting but the same question (can the bucket alone reveal a backup?): config, no I/O.
+        "client_encryption": {"recipients": len(vault.encryption.recipients), "kinds": list(vault.encryption.kinds)},
     }
 
 

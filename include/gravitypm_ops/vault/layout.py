@@ -71,3 +71,5 @@ class Artifact:
     sha256: str
     compression: str
     format: str
+    # {"format": "age", "recipients": [...]} when client-side encrypted (size and sha256 are then the ciphertext's)
+    encryption: dict | None = None

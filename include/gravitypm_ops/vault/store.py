@@ -14,6 +14,9 @@ Key layout, the same for every kind:
   one part is held in memory. A failed backup aborts its uploads and commits nothing.
 - Encryption at rest on every object (SSE-S3, or SSE-KMS with `kms_key_id`); optional
   Object Lock retention (`object_lock_days`, COMPLIANCE mode) for immutable vaults.
+- Client-side encryption (encryption.py): artifacts of the kinds in `encrypt_kinds` are age-encrypted
+  to `encryption_recipients` on their way up (`BackupWriter.artifact`) and decrypted on the way
+  down (`Vault.open_artifact`); sizes and hashes in the manifest are the stored ciphertext's.
 - Verification records live beside the manifest in `verifications/`, one JSON object per run,
   never overwritten; every manifest the vault hands out carries the newest as `verification`.
 - With a `signer` (connection `gravitypm_signing_key`, see signing.py) manifests, verification
@@ -27,12 +30,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from gravitypm_ops.names import AWS_CONN_ID
+from gravitypm_ops.vault.encryption import DecryptingReader, EncryptingWriter, Encryption, check_identities
 from gravitypm_ops.vault.layout import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA_VERSION,
@@ -71,20 +75,31 @@ class BackupWriter:
         return backup_prefix(self.vault.prefix, self.kind, self.backup_id)
 
     @contextmanager
-    def artifact(self, name: str, *, compression: str, format: str) -> Iterator[ArtifactUpload]:
-        """Stream one artifact: write to the yielded object; on error the upload is aborted."""
+    def artifact(self, name: str, *, compression: str, format: str) -> Iterator[ArtifactUpload | EncryptingWriter]:
+        """Stream one artifact: write (plaintext) to the yielded object; on error the upload is aborted.
+
+        The one place artifacts are written: a kind in `encrypt_kinds` gets an age-encrypting writer
+        in front of the upload, which then hashes and stores ciphertext only.
+        """
+        encryption = self.vault.encryption
         upload = self.vault.upload(self.prefix + name)
+        sink = EncryptingWriter(upload, encryption.recipients) if encryption.applies_to(self.kind) else upload
         self._open.append(upload)
         try:
-            yield upload
+            yield sink
+            if sink is not upload:
+                sink.close()  # the age stream's last chunk
             size, sha, version = upload.complete()
         except BaseException as err:
+            if sink is not upload:
+                sink.abort()
             upload.abort(err)
             raise
         finally:
             self._open.remove(upload)
         self.vault.protect(upload.key, version)
-        self.artifacts.append(Artifact(name, upload.key, size, sha, compression, format))
+        self.artifacts.append(Artifact(name, upload.key, size, sha, compression, format,
+                                       encryption.describe() if sink is not upload else None))
 
     def commit(self, *, source: dict, tools: dict, content: dict, extra: dict | None = None) -> dict:
         """Write manifest.json (never over an existing one): from here on the backup exists."""
@@ -140,10 +155,15 @@ class Vault(ObjectStore):
     """
 
     def __init__(self, bucket: str, prefix: str, s3_client, protection: Protection = Protection(),
-                 signer: Signer | None = None):
+                 signer: Signer | None = None, encryption: Encryption = Encryption(),  # noqa: B008 - frozen
+                 identities: Callable[[], list] | None = None):
         super().__init__(bucket, prefix, s3_client, protection)
         self.signer = signer
         self.rejected: dict[str, str] = {}  # key -> why: documents read and left out (see `rejection`)
+        self.encryption = encryption  # what new artifacts are encrypted to (off without recipients)
+        # The age identities, loaded on the first decryption only (default: connection gravitypm_backup_identity).
+        self._load_identities = identities
+        self._identities: list | None = None
 
     @classmethod
     def from_config(cls, cfg, aws_conn_id: str = AWS_CONN_ID) -> Vault:
@@ -155,7 +175,16 @@ class Vault(ObjectStore):
             s3_client(aws_conn_id),
             Protection(kms_key_id=cfg.kms_key_id, object_lock_days=cfg.object_lock_days),
             signer_from_connection(),
+            Encryption.from_config(cfg),
         )
+
+    def identities(self) -> list:
+        """The age identities that decrypt artifacts, read once, when first needed (never logged)."""
+        if self._identities is None:
+            from gravitypm_ops.vault.encryption import identities_from_connection
+
+            self._identities = (self._load_identities or identities_from_connection)()
+        return self._identities
 
     # --- signatures (signing.py) ------------------------------------------------------------
     def sign(self, doc: dict) -> dict:
@@ -359,12 +388,20 @@ class Vault(ObjectStore):
         self.put(self.status_key, self.sign(status))
         return self.status_key
 
-    def open_artifact(self, manifest: dict, name: str) -> HashingReader:
-        """Stream an artifact down; its size and SHA-256 are checked against the manifest at EOF."""
+    def open_artifact(self, manifest: dict, name: str) -> HashingReader | DecryptingReader:
+        """Stream an artifact down, as plaintext; the stored bytes' size and SHA-256 are checked against
+        the manifest at EOF. An encrypted artifact is decrypted with the identities Airflow holds
+        (UndecryptableError, before any download, when none belongs to its recipients)."""
         artifact = next((a for a in manifest["artifacts"] if a["name"] == name), None)
         if artifact is None:
             raise VaultError(f"backup {manifest['backup_id']} has no artifact {name!r}")
-        return HashingReader(self.open_object(artifact["key"]), artifact)
+        encryption = artifact.get("encryption")
+        if encryption:
+            if encryption.get("format") != "age":
+                raise VaultError(f"{artifact['key']}: unknown encryption format {encryption.get('format')!r}")
+            check_identities(artifact, self.identities())
+        reader = HashingReader(self.open_object(artifact["key"]), artifact)
+        return DecryptingReader(reader, self.identities(), artifact["name"]) if encryption else reader
 
     def check_artifact(self, manifest: dict, name: str, chunk: int = 1 << 20) -> int:
         """Re-read one artifact and check its size and SHA-256 (IntegrityError if they differ).

@@ -2,6 +2,10 @@
 
 For one backup, in order (every check runs; the record names each one that failed):
 - artifacts: each artifact re-read from S3, size and SHA-256 against the manifest (streamed);
+- keys (client-side encrypted backups): an identity Airflow holds (connection
+  gravitypm_backup_identity) opens every encrypted artifact — else the backup "cannot be restored
+  with the keys Airflow holds", which is what a restore test exists to find (the restores below
+  then decrypt for real);
 - db: the archive decodes (structure and per-collection CRCs), then a trial restore into a
   scratch database (never a production one) compared with the manifest — per-collection counts,
   index specs and options — plus a deterministic sample of documents compared byte for byte;
@@ -28,6 +32,7 @@ from datetime import UTC, datetime
 
 from gravitypm_ops.names import is_reserved_database, same_database
 from gravitypm_ops.redact import scrub
+from gravitypm_ops.vault.layout import VaultError
 from gravitypm_ops.vault.store import Vault
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,22 @@ def check_artifacts(vault: Vault, manifest: dict) -> str:
     if failures:
         raise CheckFailed("; ".join(failures))
     return f"{len(manifest['artifacts'])} artifact(s): size and sha256 match"
+
+
+def check_keys(vault: Vault, manifest: dict) -> str:
+    from gravitypm_ops.vault.encryption import check_identities
+
+    encrypted = [a for a in manifest["artifacts"] if a.get("encryption")]
+    failures = []
+    for artifact in encrypted:
+        try:
+            check_identities(artifact, vault.identities())
+        except (VaultError, ValueError) as err:  # no match, or an unusable identity connection
+            failures.append(str(err))
+    if failures:
+        raise CheckFailed("; ".join(dict.fromkeys(failures)))
+    recipients = {r for a in encrypted for r in a["encryption"].get("recipients", [])}
+    return f"{len(encrypted)} encrypted artifact(s) (age, {len(recipients)} recipients): an identity Airflow holds opens each"
 
 
 def _index_specs(indexes: list[dict]) -> dict:
@@ -208,6 +229,8 @@ def verify_backup(
         log.info("verify %s %s: %s — %s", manifest["kind"], manifest["backup_id"], name, status)
 
     run("artifacts", lambda: check_artifacts(vault, manifest))
+    if any(a.get("encryption") for a in manifest["artifacts"]):
+        run("keys", lambda: check_keys(vault, manifest))
     if manifest["kind"] == "db":
         if mongo_client is None:
             checks.append({"name": "trial_restore", "status": "failed", "detail": "no scratch MongoDB", "seconds": 0})
