@@ -13,8 +13,10 @@ interleaved, best of `repeats`:
   file, the index (JSON lines, with a sha256 per file) zstd-compressed into another file —
   what `file_backup.run_backup` does, with local files in place of the vault;
 - restore, native: ``zstd -dc ARCHIVE | tar -xf - -C TARGET``;
-- restore, ours: load the index (path -> sha256), then `extract_archive` of our archive into a
-  fresh target: staging, path checks, every file's sha256 verified, moved into place.
+- restore, ours: load the index, then `extract_archive` of our archive into a fresh target with
+  it and the backup's counts, as the fs restore and verification run it: staging, path checks,
+  every member checked against its index entry (exact mtimes from it), every file's sha256
+  verified, the totals against the counts, moved into place.
 
 Throughput is tree bytes / wall time; a ratio is ours ÷ native (goals, issue #16: backup >= 1.1;
 restore >= 0.9 on the small-file-heavy small tree, >= 1.0 on the large one). Peak RSS is the child's ru_maxrss (the native tools run as its children and do
@@ -169,11 +171,10 @@ def measure(tree: Path, work: Path, repeats: int) -> dict:
 
     def ours_restore() -> None:
         with open(ours_index, "rb") as f:
-            expected = {r["path"]: r["sha256"] for r in read_index(decompressing_reader(f, zstd))
-                        if r["type"] == "file"}
+            index = list(read_index(decompressing_reader(f, zstd)))
         with open(ours_archive, "rb") as f:
             reports["restore"] = extract_archive(decompressing_reader(f, zstd), str(work / "ours-restored"),
-                                                 expected_sha256=expected)
+                                                 index=index, content=reports["backup"])
 
     def native_restore() -> None:
         (work / "native-restored").mkdir()

@@ -111,7 +111,16 @@ def restore_bytes(data: bytes, target: Path, **kwargs) -> dict:
     return extract_archive(io.BytesIO(data), str(target), **kwargs)
 
 
-T0 = 1_700_000_000_123_456_789  # mtimes with nanoseconds: the archive must keep them exactly
+T0 = 1_700_000_000_123_456_789  # mtimes with nanoseconds: the backup (archive + index) must keep them exactly
+
+
+def whole_seconds(found: dict) -> dict:
+    """A snapshot with its mtimes as a ustar header holds them (whole seconds, rounded down), but
+    for those only a pax header can hold (before 1970, after 2242): what a restore without the
+    index (by hand, or `expected_sha256` only) gives for an archive of this writer."""
+    def cut(ns: int) -> int:
+        return ns - ns % 10**9 if 0 <= ns // 10**9 < 8**11 else ns
+    return {path: {**e, "mtime_ns": cut(e["mtime_ns"])} for path, e in found.items()}
 
 
 def make_faithful_tree(src: Path) -> dict:
@@ -277,17 +286,24 @@ def test_round_trip_reproduces_the_tree_exactly(tmp_path, compression):
     assert not any(p.startswith("specials/") for p in records)  # special files are not in the archive
 
     target = tmp_path / "restored"
-    result = restore(archive, target, compression,
-                     expected_sha256={p: r["sha256"] for p, r in records.items() if r["type"] == "file"})
+    result = restore(archive, target, compression, index=list(records.values()), content=report)
     expected = {p: e for p, e in snapshot(src).items() if not p.startswith("specials/")}
-    assert snapshot(target) == expected
-    assert result["verified"] == report["files"] and result["refused"] == [] and result["left_alone"] == []
+    assert snapshot(target) == expected  # the nanoseconds of every mtime too, from the index
+    assert result["verified"] == report["files"] + report["hardlinks"]
+    assert result["refused"] == [] and result["left_alone"] == []
     assert result["ownership"] == ("restored" if IS_ROOT else "not restored (not running as root)")
     assert (target / "sparse.img").stat().st_size == 6 * MiB
 
+    # Hashes only, no index: everything but the mtimes' nanoseconds (a tar header holds seconds)
+    result = restore(archive, tmp_path / "no-index", compression,
+                     expected_sha256={p: r["sha256"] for p, r in records.items() if r["type"] == "file"})
+    assert snapshot(tmp_path / "no-index") == whole_seconds(expected) != expected
+    assert result["verified"] == report["files"]
+
 
 def test_gnu_tar_reads_the_archive_too(tmp_path):
-    """The README's by-hand restore: zstd -dc | tar -x must give the same tree."""
+    """The README's by-hand restore: zstd -dc | tar -x must give the same tree (mtimes in whole
+    seconds: the nanoseconds are in the index, which tar does not read)."""
     if not (shutil.which("tar") and shutil.which("zstd")):
         pytest.skip("GNU tar / zstd not installed")
     src = tmp_path / "src"
@@ -298,7 +314,7 @@ def test_gnu_tar_reads_the_archive_too(tmp_path):
     subprocess.run(f"zstd -dc '{archive}' | tar -xf - -C '{target}'", shell=True, check=True,
                    capture_output=True)
     expected = {p: e for p, e in snapshot(src).items() if not p.startswith("specials/")}
-    assert snapshot(target) == expected
+    assert snapshot(target) == whole_seconds(expected)
 
 
 def test_roots_outside_the_main_root_keep_their_absolute_path(tmp_path):
@@ -941,3 +957,101 @@ def test_files_land_in_their_own_directories_when_the_archive_jumps_between_them
     assert (target / "a").is_dir() and not (target / "a").is_symlink()
     assert [r["path"] for r in report["refused"]] == ["a"]
     assert os.listdir(outside) == ["victim"] and (outside / "victim").read_text() == "original"
+
+
+# --- mtimes: whole seconds in the header, nanoseconds in the index (issue 16) ----------------
+
+
+def test_no_pax_header_only_for_an_mtime_and_the_restore_takes_the_nanoseconds_from_the_index(tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.txt").write_text("a")
+    (src / "b.txt").write_text("b")
+    os.symlink("a.txt", src / "d" / "link")
+    for i, path in enumerate((src / "d" / "a.txt", src / "d" / "link", src / "b.txt", src / "d")):
+        os.utime(path, ns=(T0, T0 + i * 1_000_001), follow_symlinks=False)
+    archive, index, report = backup(tmp_path, [Root(str(src), ".")])
+    with open(archive, "rb") as f:
+        tar_data = decompressing_reader(f, ZSTD).read()
+    with tarfile.open(fileobj=io.BytesIO(tar_data)) as tar:
+        members = tar.getmembers()
+    assert len(members) == 4 and all(m.pax_headers == {} for m in members)  # no extended header at all
+    assert tar_data.count(b"ustar\x0000") == 4  # one header block per member
+    assert {m.mtime for m in members} == {T0 // 10**9}
+    records = index_records(index)
+    assert sorted(r["mtime_ns"] for r in records) == [T0 + i * 1_000_001 for i in range(4)]
+
+    restore(archive, tmp_path / "t", index=records, content=report)
+    assert snapshot(tmp_path / "t") == snapshot(src)
+    restore(archive, tmp_path / "no-index")
+    assert snapshot(tmp_path / "no-index") == whole_seconds(snapshot(src)) != snapshot(src)
+
+
+def pax_mtime_archive() -> tuple[bytes, list[dict]]:
+    """An archive as this writer made them before issue 16 (a pax mtime with the nanoseconds on
+    every member, the same in the index), and its index."""
+    from gravitypm_ops.formats.tar.write import _pax_time
+
+    times = {"d": T0 + 3_000_003, "d/a.txt": T0, "d/link": T0 + 1_000_001, "b.txt": T0 + 2_000_002,
+             "old.txt": -1_500_000_000}
+    members = [(entry("d", tarfile.DIRTYPE, mode=0o750), None), (entry("d/a.txt", mode=0o640), b"aaa"),
+               (entry("d/link", tarfile.SYMTYPE, linkname="a.txt"), None), (entry("b.txt"), b"bb"),
+               (entry("old.txt"), b"before 1970")]
+    index = []
+    for info, data in members:
+        ns = times[info.name]
+        info.mtime, info.pax_headers = ns // 10**9 if ns > 0 else 0, {"mtime": _pax_time(ns).decode()}
+        kind = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink"}.get(info.type, "file")
+        record = {"path": info.name, "type": kind, "mode": info.mode, "mtime_ns": ns}
+        if data is not None:
+            record.update(size=len(data), sha256=sha(data))
+        if kind == "symlink":
+            record["target"] = info.linkname
+        index.append(record)
+    return tar_bytes(members), index
+
+
+def test_an_archive_with_pax_mtimes_restores_exactly_as_before(tmp_path):
+    archive, index = pax_mtime_archive()
+    assert archive.count(b"mtime=") == 5
+    expected = {"d": T0 + 3_000_003, "d/a.txt": T0, "d/link": T0 + 1_000_001, "b.txt": T0 + 2_000_002,
+                "old.txt": -1_500_000_000}
+    for name, kwargs in (("with-index", {"index": index, "strict": True}), ("without", {})):
+        restore_bytes(archive, tmp_path / name, **kwargs)
+        found = snapshot(tmp_path / name)
+        assert {p: e["mtime_ns"] for p, e in found.items()} == expected
+        assert stat.S_IMODE(found["d/a.txt"]["mode"]) == 0o640 and stat.S_IMODE(found["d"]["mode"]) == 0o750
+        assert (tmp_path / name / "d" / "a.txt").read_bytes() == b"aaa"
+
+
+MTIME_DISAGREEMENTS = {
+    # pax mtimes are exact: the index must say the same to the nanosecond
+    "pax: one ns apart": (True, lambda ns: ns + 1),
+    # a ustar header holds whole seconds: the index's must lie within that second
+    "ustar: a second later": (False, lambda ns: ns // 10**9 * 10**9 + 10**9),
+    "ustar: earlier": (False, lambda ns: ns // 10**9 * 10**9 - 1),
+    "not a number": (False, lambda ns: str(ns)),
+    "a float": (False, lambda ns: float(ns)),
+    "past int64": (False, lambda ns: 1 << 63),
+}
+
+
+@pytest.mark.parametrize("pax, change", MTIME_DISAGREEMENTS.values(), ids=MTIME_DISAGREEMENTS.keys())
+def test_an_mtime_the_index_disagrees_with_is_refused_whole(tmp_path, pax, change):
+    if pax:
+        archive, index = pax_mtime_archive()
+    else:
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "b.txt").write_text("bb")
+        os.utime(src / "b.txt", ns=(T0, T0))
+        path, _, _ = backup(tmp_path, [Root(str(src), ".")], ZSTD)
+        with open(path, "rb") as f:
+            archive = decompressing_reader(f, ZSTD).read()
+        index = [{"path": "b.txt", "type": "file", "size": 2, "sha256": sha(b"bb"), "mtime_ns": T0}]
+    restore_bytes(archive, tmp_path / "honest", index=index)  # as written, it restores
+    assert os.stat(tmp_path / "honest" / "b.txt").st_mtime_ns == T0 + 2_000_002 * pax
+    index = [{**r, "mtime_ns": change(r["mtime_ns"])} if r["path"] == "b.txt" else r for r in index]
+    with pytest.raises(RestoreError, match="'b.txt'.*mtime differs from the index"):
+        restore_bytes(archive, tmp_path / "t", index=index)
+    assert not (tmp_path / "t").exists()

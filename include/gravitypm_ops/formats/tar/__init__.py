@@ -4,7 +4,10 @@ Backup (`archive_tree`) writes two streams at once and never stages either:
 
 - a POSIX **pax** tar stream (readable by GNU tar, bsdtar and Python's tarfile): ustar headers,
   plus a pax extended header where ustar cannot hold a value — long or non-ASCII paths and link
-  targets, sub-second mtimes (nanoseconds, as ``mtime=<s>.<ns>``), sizes >= 8 GiB, large ids.
+  targets, mtimes before 1970 or after 2242 (as ``mtime=<s>.<ns>``), sizes >= 8 GiB, large ids.
+  Headers carry whole-second mtimes; the exact nanoseconds are in the index, from which the
+  restore sets them (a by-hand ``tar -x`` gives whole seconds). Archives written before issue 16
+  carry a pax mtime on every member: they restore exactly as before.
   Owner/group *names* are left empty: ownership is numeric. Hard links are ``LNKTYPE`` entries
   naming the first path of the inode. Regular files (sparse ones too) are stored as plain data.
 - a **file index**, one JSON object per line and per archive entry, in archive order::

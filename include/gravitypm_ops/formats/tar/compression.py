@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import zstandard
 
 from gravitypm_ops.formats.streaming import BackgroundCompressor, BackgroundGzip, prefetch
-from gravitypm_ops.formats.tar.common import CHUNK, RestoreError
+from gravitypm_ops.formats.tar.common import CHUNK, STREAM_CHUNK, RestoreError
 
 log = logging.getLogger(__name__)
 # Decompressed bytes are handed from the decompression thread to the reader in chunks this big:
 # each hand-over is a GIL round trip between two busy threads, so fewer, larger ones (measured:
 # 1 MiB chunks cost the reader ~0.3 ms of lock hand-over each). At most OUT_DEPTH + 2 are held
 # (~12 MiB, flat in the archive size).
-OUT_CHUNK, OUT_DEPTH = 2 << 20, 4
+OUT_CHUNK, OUT_DEPTH = STREAM_CHUNK, 4
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import zstandard
 from gravitypm_ops.formats.tar.common import CHUNK, CappedList, RestoreError, join_arcname
 from gravitypm_ops.formats.tar.read import (
     FILE_TYPES,
+    MTIME_NS_LIMIT,
     NO_DATA_TYPES,
     REFUSED_TYPES,
     Member,
@@ -29,10 +30,23 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = ".gravitypm-restore-"
 
 
-def _write_all(fd: int, data) -> None:
-    with memoryview(data) as view:
-        while view:
-            view = view[os.write(fd, view) :]
+def _write_all(fd: int, data: memoryview) -> None:
+    written = os.write(fd, data) if data else 0  # one call, nearly always
+    while written < len(data):
+        written += os.write(fd, data[written:])
+
+
+def _umask() -> int:
+    """The process umask, read without setting it (os.umask would, racing other threads);
+    0o777 when unknown, so every file gets its fchmod."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
 
 
 class _Selection:
@@ -74,18 +88,24 @@ _CONTENT_COUNTS = {"file": "files", "dir": "dirs", "symlink": "symlinks", "hardl
 
 class _IndexCheck:
     """The archive must be exactly what its index (and the manifest's content) says, entry for
-    entry: same paths, types, link targets, sizes (hashes are checked as files are written).
+    entry: same paths, types, link targets, sizes, mtimes (hashes are checked as files are written).
     Checked on each header before any of its data is read, so a member that claims more bytes
     than its index entry (a decompression bomb) is refused before a byte of it is written.
-    Any disagreement is a RestoreError: the backup is refused whole."""
+    Any disagreement is a RestoreError: the backup is refused whole.
+
+    mtimes: the writer leaves the nanoseconds to the index (a ustar header holds whole seconds,
+    issue 16), so an index mtime within the header's second is the exact one and the member takes
+    it; a pax mtime (older archives, times ustar cannot hold) must equal it. Index records without
+    mtime_ns (hand-made indexes) leave the header's."""
 
     def __init__(self, index: Iterable[Mapping], content: Mapping | None):
-        self.entries: dict[str, tuple] = {}  # path -> (type, size, sha256, target): compact, one per entry
+        self.entries: dict[str, tuple] = {}  # path -> (type, size, sha256, target, mtime_ns): compact
         for record in index:
             path = record.get("path")
             if not isinstance(path, str) or path in self.entries:
                 raise RestoreError(f"the file index is corrupt: bad or repeated path {str(path)[:200]!r}")
-            self.entries[path] = (record.get("type"), record.get("size"), record.get("sha256"), record.get("target"))
+            self.entries[path] = (record.get("type"), record.get("size"), record.get("sha256"), record.get("target"),
+                                  record.get("mtime_ns"))
         self.seen: set[str] = set()
         self.content = {k: v for k, v in (content or {}).items()
                         if k in ("bytes", *_CONTENT_COUNTS.values()) and type(v) is int}
@@ -104,8 +124,8 @@ class _IndexCheck:
         if path in self.seen:
             raise RestoreError(f"{path!r} is twice in the archive: the backup is refused")
         self.seen.add(path)
-        kind, size, digest, target = entry
-        actual = _KINDS.get(member.type, f"type {member.type!r}")
+        kind, size, digest, target, mtime_ns = entry
+        actual = _KINDS.get(member.type) or f"type {member.type!r}"
         if actual != kind:
             raise RestoreError(f"{path!r} is a {actual} in the archive, a {kind} in the index: the backup is refused")
         if kind in ("symlink", "hardlink") and member.linkname != target:
@@ -124,6 +144,11 @@ class _IndexCheck:
                 raise RestoreError(f"the archive holds more than the {self.content['bytes']} bytes of files "
                                    "the manifest records: the backup is refused")
         self.totals[_CONTENT_COUNTS[kind]] += 1
+        if mtime_ns is not None and mtime_ns != member.mtime_ns:
+            late = mtime_ns - member.mtime_ns if type(mtime_ns) is int else -1
+            if not (member.mtime_whole_seconds and 0 <= late < 10**9 and abs(mtime_ns) < MTIME_NS_LIMIT):
+                raise RestoreError(f"{path!r}: the archive's mtime differs from the index's: the backup is refused")
+            member.mtime_ns = mtime_ns
         return path
 
     def digest(self, path: str) -> str | None:
@@ -158,6 +183,7 @@ class _Stager:
         self.root, self.selection, self.expected, self.index = root, selection, expected_sha256, index
         self.as_root = os.geteuid() == 0
         self.ids = (os.geteuid(), os.getegid())  # what new files get anyway: no chown needed
+        self.umask = _umask()  # files are created with their mode: chmod only what the umask took away
         self.dirs_made = {""}  # staging-relative directories known to be real directories we made
         self.dir_meta: list[tuple[str, int, int, int, int]] = []  # applied after the move, deepest first
         self.counts = dict.fromkeys(("files", "dirs", "symlinks", "hardlinks", "bytes", "verified"), 0)
@@ -188,7 +214,7 @@ class _Stager:
         checked = self.index.check(member) if self.index is not None else None  # before any data is read
         try:
             rel = checked if checked is not None else safe_relpath(member.name)
-            if not rel or not self.selection.wants(rel):
+            if not rel or (self.selection.paths is not None and not self.selection.wants(rel)):
                 rel = None  # not restored ("." is the target itself, left as it is)
             elif is_file:
                 self.file(tar, member, rel)
@@ -246,8 +272,10 @@ class _Stager:
             pass
         return path
 
-    def create(self, rel: str) -> int:
-        """A new staging file for `rel`, replacing an earlier entry of that name; never follows links.
+    def create(self, rel: str, mode: int) -> int:
+        """A new staging file for `rel` (permission bits `mode`, less the umask), replacing an
+        earlier entry of that name; never follows links. The staging directory is private (0700):
+        nobody else can open the file before it is complete, whatever its mode.
 
         Opened relative to its parent directory's descriptor, kept open while the archive's
         entries stay in that directory (tar order): no path walk per file. The parent is a
@@ -261,13 +289,14 @@ class _Stager:
             self.parent = (parent, fd)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            return os.open(name, flags, 0o600, dir_fd=self.parent[1])
+            return os.open(name, flags, mode, dir_fd=self.parent[1])
         except FileExistsError:
-            return os.open(self.clear(rel), flags, 0o600)
+            return os.open(self.clear(rel), flags, mode)
 
     # -- entry kinds --
     def file(self, tar: TarReader, member: Member, rel: str) -> None:
-        fd = self.create(rel)
+        mode = member.mode & 0o777  # an O_WRONLY descriptor writes whatever mode the new file has
+        fd = self.create(rel, mode)
         self.pending_data = False
         # Written and hashed here, not in a writer thread: each hand-over to a thread costs a
         # GIL round trip, more than a small file's few syscalls (measured: 2x slower on many
@@ -283,7 +312,11 @@ class _Stager:
             else:
                 for data in tar.data(member.size):
                     _write_all(fd, data)
-            self.set_meta(fd, member)
+            if mode & self.umask:
+                os.fchmod(fd, mode)
+            if self.as_root and (member.uid, member.gid) != self.ids:
+                os.fchown(fd, member.uid, member.gid)
+            os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
         finally:
             os.close(fd)
         self.counts["files"] += 1
@@ -297,12 +330,6 @@ class _Stager:
         if digest != expected:
             raise RestoreError(f"{rel!r}: restored bytes have sha256 {digest[:16]}…, the index says {expected[:16]}…")
         self.counts["verified"] += 1
-
-    def set_meta(self, fd: int, member) -> None:
-        os.fchmod(fd, member.mode & 0o777)
-        if self.as_root and (member.uid, member.gid) != self.ids:
-            os.fchown(fd, member.uid, member.gid)
-        os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
 
     def directory(self, member, rel: str) -> None:
         self.make_dirs(rel)
@@ -447,12 +474,13 @@ def extract_archive(
 
     - `paths`: restore only these archive paths (a file, or a directory and all below it).
     - `index`: the backup's file index records (see the package docstring). The archive must
-      agree with it entry for entry — every member listed with the same type, link target and
-      size (checked on the header, before any data is written: a member bigger than its entry
-      is refused at once), every file's sha256 as listed, no entry twice, no index entry
+      agree with it entry for entry — every member listed with the same type, link target,
+      size and mtime (checked on the header, before any data is written: a member bigger than
+      its entry is refused at once), every file's sha256 as listed, no entry twice, no index entry
       missing — and, with `content` (the manifest's content), the totals of bytes, files,
       dirs, symlinks and hard links must be the manifest's. The whole archive is checked
-      whatever `paths` selects. Takes the place of `expected_sha256`.
+      whatever `paths` selects. Takes the place of `expected_sha256`. Exact (nanosecond) mtimes
+      come from it: without it, an archive of this writer restores whole-second mtimes.
     - `before_commit` runs after staging, before anything moves (e.g. the artifact hash check).
     - `strict`: any refused entry fails the whole restore before anything moves (an archive
       with unsafe entries is crafted or corrupt: restore none of it into production).

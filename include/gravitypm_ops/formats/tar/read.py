@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from gravitypm_ops.formats.tar.common import CHUNK, USTAR, RestoreError
+from gravitypm_ops.formats.tar.common import STREAM_CHUNK, USTAR, RestoreError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,13 @@ MAX_ID = (1 << 32) - 2  # uid_t/gid_t; (uid_t)-1 means "leave unchanged" to chow
 MAX_MODE = 0o7777777  # the 7 octal digits of the ustar field (file-type bits included by some tars)
 MTIME_NS_LIMIT = 1 << 63  # os.utime takes int64 nanoseconds: about ±292 years around 1970
 _DECIMAL = re.compile(r"[0-9]{1,20}", re.ASCII)  # int() would also take " 12", "+1", "1_0", "١٢"
+# The numeric fields (mode, uid, gid, size, mtime, checksum) laid out as honest writers (this one,
+# GNU tar, tarfile) write them: zero-padded octal digits, NUL (the checksum: six digits, NUL,
+# space). One match checks all six, one unpack cuts them out; any other form takes the
+# field-by-field path (_number).
+_PLAIN_NUMBERS = re.compile(rb"[0-7]{7}\0[0-7]{7}\0[0-7]{7}\0[0-7]{11}\0[0-7]{11}\0[0-7]{6}\0 ")
+_NUMBER_FIELDS = struct.Struct("100x7sx7sx7sx11sx11sx6s")
+_OCTAL = (8,) * 6
 _PAX_TIME = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]*))?", re.ASCII)
 
 
@@ -49,7 +57,7 @@ def _pax_time_ns(text: str, name: str = "?") -> int:
     return -ns if sign else ns
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     name: str
     type: bytes  # the ustar typeflag
@@ -59,6 +67,7 @@ class Member:
     size: int
     mtime_ns: int
     linkname: str
+    mtime_whole_seconds: bool = False  # from the ustar field: the exact time may be up to 1 s later
 
 
 FILE_TYPES = (b"0", b"\0", b"7")  # regular, old-style regular, contiguous
@@ -146,7 +155,7 @@ class TarReader:
 
     def _fill(self) -> bool:
         if not self._view:
-            self._view = memoryview(self._read(CHUNK))
+            self._view = memoryview(self._read(STREAM_CHUNK))
         return bool(self._view)
 
     def _take(self, n: int) -> bytes:
@@ -162,10 +171,18 @@ class TarReader:
             n -= len(part)
         return b"".join(parts)
 
-    def data(self, size: int) -> Iterator[memoryview]:
-        """The current member's bytes as slices of the stream's chunks (no copies), then its padding."""
+    def data(self, size: int) -> Iterable[memoryview]:
+        """The current member's bytes as slices of the stream's chunks (no copies); its padding
+        is consumed with them."""
         if not 0 <= size <= MAX_SIZE:  # a negative size would never count down to 0
             raise RestoreError(f"corrupt archive: {self._last!r}: impossible size {size}")
+        padded = size + -size % 512
+        if padded <= len(self._view):  # a small file, whole in the chunk at hand: no generator
+            data, self._view = self._view[:size], self._view[padded:]
+            return (data,)
+        return self._chunks(size)
+
+    def _chunks(self, size: int) -> Iterator[memoryview]:
         left = size
         while left:
             if not self._fill():
@@ -194,11 +211,13 @@ class TarReader:
             if block == _ZERO_BLOCK:
                 return None
             fields = USTAR.unpack(block)
-            _check_sum(block, fields[6], label)
+            plain = _PLAIN_NUMBERS.match(block, 100) is not None
+            numbers = list(map(int, _NUMBER_FIELDS.unpack_from(block), _OCTAL)) if plain else None
+            _check_sum(block, numbers[5] if numbers else _number(fields[6], "checksum", label), label)
             kind = fields[7]
-            size = _checked(_number(fields[4], "size", label), "size", label, 0, MAX_SIZE)
+            size = _checked(numbers[3] if numbers else _number(fields[4], "size", label), "size", label, 0, MAX_SIZE)
             if kind not in (b"x", b"g", b"L", b"K"):
-                member = _member(fields, size, pax, long_name, long_link)
+                member = _member(fields, numbers, size, pax, long_name, long_link)
                 self._last = member.name
                 return member
             if size > _META_LIMIT:
@@ -231,16 +250,23 @@ class _Label:
         return repr(str(self))
 
 
-def _check_sum(block: bytes, stored_field: bytes, name: str) -> None:
-    stored = _number(stored_field, "checksum", name)
-    unsigned = sum(block) - sum(stored_field) + 256  # the checksum field counts as 8 spaces
+def _byte_sum(block: bytes) -> int:
+    """sum(block) of a 512-byte block, 3x faster: adler32's low 16 bits are 1 + the byte sum
+    modulo 65521, and 256 bytes sum to at most 65280, so each half's is exact."""
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+
+
+def _check_sum(block: bytes, stored: int, name: str) -> None:
+    unsigned = _byte_sum(block) - sum(block[148:156]) + 256  # the checksum field counts as 8 spaces
     if stored != unsigned and stored != sum(struct.unpack("148b8x356b", block)) + 256:  # old tars: signed
         raise RestoreError(f"corrupt archive: header checksum mismatch (header of {name!r})")
 
 
-def _member(fields: tuple, size: int, pax: dict, long_name: str | None, long_link: str | None) -> Member:
-    """A member from its ustar fields (see USTAR), overridden by pax records and GNU long names;
-    every number checked against what a real file can have."""
+def _member(fields: tuple, numbers: list[int] | None, size: int, pax: dict, long_name: str | None,
+            long_link: str | None) -> Member:
+    """A member from its ustar fields (see USTAR; `numbers`: mode, uid, gid, size, mtime, checksum
+    already read when they are plain octal), overridden by pax records and GNU long names; every
+    number checked against what a real file can have."""
     name, mode, uid, gid, _, mtime, _, kind, link, magic, version, _, _, _, _, prefix = fields
     if "path" in pax:
         name = pax["path"]
@@ -250,20 +276,33 @@ def _member(fields: tuple, size: int, pax: dict, long_name: str | None, long_lin
         name = _text(name)
         if magic + version == b"ustar\x0000" and prefix[:1] != b"\0":  # POSIX ustar splits long names
             name = _text(prefix) + "/" + name
-    if kind == b"S" or any(key.startswith("GNU.sparse") for key in pax):
+    if kind == b"S" or (pax and any(key.startswith("GNU.sparse") for key in pax)):
         raise RestoreError(f"{name!r}: archive has sparse-format entries, which this restore does not support")
     if kind == b"\0" and name.endswith("/"):
         kind = b"5"  # pre-POSIX tars mark directories by the trailing slash only
-    if "size" in pax:
-        size = _checked(_pax_int(pax, "size", name), "size", name, 0, MAX_SIZE)
-    ids = {}
-    for key, field in (("uid", uid), ("gid", gid)):
-        value = _pax_int(pax, key, name) if key in pax else _number(field, key, name)
-        ids[key] = _checked(value, key, name, 0, MAX_ID)
-    mtime_ns = _pax_time_ns(pax["mtime"], name) if "mtime" in pax else _number(mtime, "mtime", name) * 10**9
+    if numbers is not None:
+        mode, uid, gid, _, mtime, _ = numbers
+    if pax:
+        if "size" in pax:
+            size = _checked(_pax_int(pax, "size", name), "size", name, 0, MAX_SIZE)
+        if "uid" in pax:
+            uid = _pax_int(pax, "uid", name)
+        if "gid" in pax:
+            gid = _pax_int(pax, "gid", name)
+    # A ustar field overridden by pax is never read (numbers is None: `uid` is still its raw bytes).
+    uid = _checked(uid if type(uid) is int else _number(uid, "uid", name), "uid", name, 0, MAX_ID)
+    gid = _checked(gid if type(gid) is int else _number(gid, "gid", name), "gid", name, 0, MAX_ID)
+    whole_seconds = "mtime" not in pax
+    if whole_seconds:
+        mtime_ns = (mtime if type(mtime) is int else _number(mtime, "mtime", name)) * 10**9
+    else:
+        mtime_ns = _pax_time_ns(pax["mtime"], name)
     _checked(mtime_ns, "mtime (ns)", name, -MTIME_NS_LIMIT + 1, MTIME_NS_LIMIT - 1)
-    return Member(
-        name=name, type=kind, mode=_checked(_number(mode, "mode", name), "mode", name, 0, MAX_MODE), size=size,
-        uid=ids["uid"], gid=ids["gid"], mtime_ns=mtime_ns,
-        linkname=pax.get("linkpath", long_link if long_link is not None else _text(link)),
-    )
+    mode = _checked(mode if type(mode) is int else _number(mode, "mode", name), "mode", name, 0, MAX_MODE)
+    if "linkpath" in pax:
+        link = pax["linkpath"]
+    elif long_link is not None:
+        link = long_link
+    else:
+        link = _text(link) if link[:1] != b"\0" else ""
+    return Member(name, kind, mode, uid, gid, size, mtime_ns, link, whole_seconds)

@@ -75,8 +75,11 @@ def _tar_header(name: str, kind: str, mode: int, uid: int, gid: int, size: int, 
         fields[key] = value if fits else 0
         if not fits:
             records.append(_pax_record(key, str(value).encode()))
+    # ustar holds whole, positive seconds. The nanoseconds are in the index, which the restore
+    # checks every member against and sets the exact mtime from: a pax header per member only for
+    # them doubled the headers a restore parses (issue 16). Outside ustar's range, pax keeps it exact.
     seconds = mtime_ns // 10**9
-    if mtime_ns % 10**9 or not 0 <= seconds < 8**11:  # ustar holds whole, positive seconds
+    if not 0 <= seconds < 8**11:
         records.append(_pax_record("mtime", _pax_time(mtime_ns)))
     mtime = seconds if 0 <= seconds < 8**11 else 0
     main = _ustar(raw_name[:100], _TYPEFLAG[kind], mode, fields["uid"], fields["gid"], fields["size"], mtime,
