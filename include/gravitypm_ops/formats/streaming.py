@@ -21,7 +21,7 @@ from isal import isal_zlib
 _DONE = object()
 
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+def put_unless_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
     """Put unless the other side gave up; returns False once `stop` is set."""
     while not stop.is_set():
         try:
@@ -30,6 +30,16 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
         except queue.Full:
             continue
     return False
+
+
+def get_unless_stopped(q: queue.Queue, stop: threading.Event, stopped):
+    """Get unless the other side gave up; `stopped` once `stop` is set."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return stopped
 
 
 def prefetch(items: Iterable, *, batch: int = 500, depth: int = 4) -> Iterator:
@@ -43,14 +53,14 @@ def prefetch(items: Iterable, *, batch: int = 500, depth: int = 4) -> Iterator:
             for item in items:
                 chunk.append(item)
                 if len(chunk) >= batch:
-                    if not _put(q, chunk, stop):
+                    if not put_unless_stopped(q, chunk, stop):
                         return
                     chunk = []
-            if chunk and not _put(q, chunk, stop):
+            if chunk and not put_unless_stopped(q, chunk, stop):
                 return
-            _put(q, _DONE, stop)
+            put_unless_stopped(q, _DONE, stop)
         except BaseException as err:  # handed to the consumer, raised there
-            _put(q, err, stop)
+            put_unless_stopped(q, err, stop)
 
     worker = threading.Thread(target=pump, name="prefetch", daemon=True)
     worker.start()
@@ -105,7 +115,7 @@ class BackgroundCompressor:
     def write(self, data) -> int:
         if self._error is not None:
             raise self._error
-        if not _put(self._q, bytes(data), self._stop):  # a copy: the caller may reuse its buffer
+        if not put_unless_stopped(self._q, bytes(data), self._stop):  # a copy: the caller may reuse its buffer
             raise self._error or RuntimeError("compression worker stopped")
         return len(data)
 
@@ -116,7 +126,7 @@ class BackgroundCompressor:
         if self.closed:
             return
         self.closed = True
-        _put(self._q, _DONE, self._stop)
+        put_unless_stopped(self._q, _DONE, self._stop)
         self._worker.join()
         if self._error is not None:
             raise self._error

@@ -20,6 +20,7 @@ import queue
 import threading
 from dataclasses import dataclass
 
+from gravitypm_ops.formats.streaming import get_unless_stopped, put_unless_stopped
 from gravitypm_ops.names import BACKUP_KINDS
 from gravitypm_ops.vault.layout import VaultError
 
@@ -154,27 +155,6 @@ def check_identities(artifact: dict, identities: list) -> None:
 _EOF = object()
 
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put unless the other side gave up; False once `stop` is set."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue, stop: threading.Event):
-    """Get unless the other side gave up; _EOF once `stop` is set."""
-    while not stop.is_set():
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-    return _EOF
-
-
 class _Stopped(Exception):
     """The other side of a stream gave up (its own error is the one reported)."""
 
@@ -204,7 +184,7 @@ class EncryptingWriter:
     # the reader pyrage pulls plaintext from (worker thread)
     def read(self, n: int = -1) -> bytes:
         if not self._pending:
-            item = _get(self._q, self._stop)
+            item = get_unless_stopped(self._q, self._stop, _EOF)
             if item is _EOF:
                 if self._stop.is_set():
                     raise _Stopped()
@@ -247,7 +227,7 @@ class EncryptingWriter:
 
     def _hand_over(self) -> None:
         chunk, self._buffer = bytes(self._buffer), bytearray()
-        if not _put(self._q, chunk, self._stop):
+        if not put_unless_stopped(self._q, chunk, self._stop):
             raise self._failure()
 
     def _failure(self) -> BaseException:
@@ -264,7 +244,7 @@ class EncryptingWriter:
         self.closed = True
         if self._buffer:
             self._hand_over()
-        _put(self._q, _EOF, self._stop)
+        put_unless_stopped(self._q, _EOF, self._stop)
         self._worker.join()
         if self._stop.is_set():
             raise self._failure()
@@ -313,7 +293,7 @@ class DecryptingReader:
                 out += data
                 if len(out) >= outer._buffer_size:
                     chunk, out = bytes(out), bytearray()
-                    if not _put(outer._q, chunk, outer._stop):
+                    if not put_unless_stopped(outer._q, chunk, outer._stop):
                         raise _Stopped()
                 return len(data)
 
@@ -322,7 +302,7 @@ class DecryptingReader:
 
         try:
             decrypt_io(Source(), Sink(), self._identities)
-            if out and not _put(self._q, bytes(out), self._stop):
+            if out and not put_unless_stopped(self._q, bytes(out), self._stop):
                 return
         # pyrage raises DecryptError for the header (no identity matches), OSError for a payload chunk
         # that fails authentication (cut off or altered); the source's own errors were kept above.
@@ -334,7 +314,7 @@ class DecryptingReader:
                                else VaultError(f"{self._name}: age decryption failed, cut off or altered ({message[:200]})"))
         except BaseException as err:  # noqa: BLE001 - handed to the reading thread, raised there
             self._error = self._error or err
-        _put(self._q, _EOF, self._stop)
+        put_unless_stopped(self._q, _EOF, self._stop)
 
     def readable(self) -> bool:
         return True
