@@ -1,8 +1,10 @@
 """`make up`: the whole suite on its embedded local stack; Ctrl-C (or `make stop`) stops everything.
 
-    python -m dev.up [--state-dir .state] [--no-smoke] [--single] [--host-agent-timeout MINUTES]
+    python -m dev.up [--state-dir .state] [--no-smoke] [--single] [--offsite] [--host-agent-timeout MINUTES]
                                                                       start, then wait for Ctrl-C
     python -m dev.up stop                                             stop a running `up` (SIGINT to it)
+    python -m dev.up agent --name gravitypm-host-2                  one more host agent against a running
+                                                                      split `up` (a DR host), until Ctrl-C
 
 The default is the split topology of a production deployment: the control plane (airflow standalone:
 API server, scheduler, dag-processor, triggerer, LocalExecutor, SQLite) plus one host agent, an Edge
@@ -10,6 +12,10 @@ worker (`airflow edge worker -q gravitypm_host -H gravitypm-host-1`) with its ow
 metadata DB, which runs every host task (GRAVITYPM_OPS_HOST_EXECUTOR). `--single` (`make up SINGLE=1`)
 runs everything in the one standalone, like a small single-box install. In split mode
 `gravitypm_host_agent_watch` is unpaused, and the control plane keeps running when the agent exits.
+`--offsite` adds an off-site vault (a second bucket on the same S3 server, connection gravitypm_aws_offsite).
+`agent` starts another Edge worker like gravitypm-host-1 (its own AIRFLOW_HOME under .state/hosts/<name>/,
+and a fresh empty tree .state/hosts/<name>/opt/gravitypm/production: one file system serves every local
+host, so a DR host's tree is a directory of its own, which split mode allows as an fs restore target).
 
 State (Airflow's SQLite DB and password, MongoDB data, Slack messages, the fake host
 tree, logs) lives in the state directory (default .state/, git-ignored) and is reused
@@ -40,6 +46,7 @@ SMOKE_DAG = "gravitypm_morning_checklist"
 WATCH_DAG = "gravitypm_host_agent_watch"  # fails and alerts host tasks left waiting without an agent
 EDGE_EXECUTOR = "airflow.providers.edge3.executors.EdgeExecutor"  # a bare "EdgeExecutor" does not load
 HOST_AGENT_NAME = "gravitypm-host-1"
+OFFSITE_SUFFIX = "-offsite"  # the off-site bucket of --offsite: <vault bucket>-offsite
 
 
 class Stop(Exception):
@@ -86,12 +93,12 @@ def edge_env(port: int, secret: str) -> dict[str, str]:
     }
 
 
-def host_agent_env(state: Path, port: int, secret: str) -> dict[str, str]:
+def host_agent_env(home: Path, port: int, secret: str) -> dict[str, str]:
     """The host agent gets only the DAG files, the API URL and the JWT secret: no connections, no Variables
     (tasks fetch them from the API server) and no metadata DB: its AIRFLOW_HOME is never migrated, and the
     task processes it starts have ORM access blocked by the task SDK."""
     return {
-        **repo_airflow_env(state / "host-agent"),
+        **repo_airflow_env(home),
         **edge_env(port, secret),
         "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),  # 8793 may be the standalone's
@@ -113,24 +120,85 @@ def forget_stale_host_agent(airflow_home: Path) -> None:
             pass
 
 
-def start_host_agent(state: Path, stack: LocalStack, port: int, secret: str) -> subprocess.Popen:
-    argv = [str(BIN / "airflow"), "edge", "worker", "-q", HOST_QUEUE, "-H", HOST_AGENT_NAME,
-            "--pid", str(state / "host-agent" / "worker.pid")]
-    (state / "host-agent").mkdir(parents=True, exist_ok=True)
-    return spawn(argv, stack.logs_dir / "host-agent.log", host_agent_env(state, port, secret))
+def start_host_agent(home: Path, log: Path, port: int, secret: str, name: str = HOST_AGENT_NAME) -> subprocess.Popen:
+    argv = [str(BIN / "airflow"), "edge", "worker", "-q", HOST_QUEUE, "-H", name, "--pid", str(home / "worker.pid")]
+    home.mkdir(parents=True, exist_ok=True)
+    return spawn(argv, log, host_agent_env(home, port, secret))
 
 
-def wait_for_host_agent(api: AirflowAPI, alive, timeout: float = 120.0) -> None:
+def wait_for_host_agent(api: AirflowAPI, alive, name: str = HOST_AGENT_NAME, timeout: float = 120.0) -> None:
     """Until the worker has registered and reports itself idle or running (the edge provider's UI API)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
             raise RuntimeError("the host agent exited during start-up")
         workers = api.get("/edge_worker/ui/worker").get("workers", [])
-        if any(w["worker_name"] == HOST_AGENT_NAME and w["state"] in ("idle", "running") for w in workers):
+        if any(w["worker_name"] == name and w["state"] in ("idle", "running") for w in workers):
             return
         time.sleep(1)
-    raise TimeoutError(f"host agent {HOST_AGENT_NAME} not online within {timeout:.0f}s")
+    raise TimeoutError(f"host agent {name} not online within {timeout:.0f}s")
+
+
+def dr_hosts_dir(state: Path) -> Path:
+    """Where `agent` puts the extra hosts (each: its AIRFLOW_HOME and its tree); fs restores may target it."""
+    return state / "hosts"
+
+
+def offsite_env(stack: LocalStack, cfg: dict) -> dict[str, str]:
+    """An off-site vault on the stack's S3 server: a second bucket, reached with the primary's credentials
+    (so copies are server-side, as between two regions of one account)."""
+    bucket = stack.vault_bucket + OFFSITE_SUFFIX
+    s3 = stack.s3_client()
+    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    cfg["offsite_bucket"] = bucket
+    return {"AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE": json.dumps(stack.connections()["gravitypm_aws"])}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The settings write_env_file wrote (`export K=V` lines)."""
+    pairs = (shlex.split(line.removeprefix("export "))[0].split("=", 1)
+             for line in path.read_text().splitlines() if line.startswith("export "))
+    return dict(pairs)
+
+
+def agent(state: Path, name: str) -> int:
+    """One more host agent against the running split `up` of this state dir, e.g. the new host of a disaster
+    recovery: an Edge worker started exactly like gravitypm-host-1, with its own AIRFLOW_HOME and a fresh tree.
+    Runs until Ctrl-C / SIGTERM; the worker then says goodbye (offline at once)."""
+    pidfile, env_file = state / "up.pid", state / "stack.env"
+    if not (pidfile.exists() and _alive(int(pidfile.read_text()))) or not env_file.exists():
+        print(f"no `make up` running for {state}: start it first")
+        return 1
+    env = read_env_file(env_file)
+    if not env.get(HOST_EXECUTOR_ENV):
+        print("this `up` runs single-box (--single): it has no Edge executor for a host agent")
+        return 1
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    home = dr_hosts_dir(state) / name
+    tree = home / "opt" / "gravitypm" / "production"
+    tree.mkdir(parents=True, exist_ok=True)
+    port = int(env["AIRFLOW__API__PORT"])
+    api = AirflowAPI(f"http://127.0.0.1:{port}", password=AirflowAPI.standalone_password(state / "airflow"))
+    proc = None
+    try:
+        print(f"-- starting the host agent (Edge worker {name}, queue {HOST_QUEUE}) …", flush=True)
+        proc = start_host_agent(home / "agent", state / "logs" / f"host-agent-{name}.log", port,
+                                env["AIRFLOW__API_AUTH__JWT_SECRET"], name)
+        wait_for_host_agent(api, alive=lambda: proc.poll() is None, name=name)
+        print(f"== host agent {name} online; tree {tree} (home {home / 'agent'}); Ctrl-C stops it", flush=True)
+        while proc.poll() is None:
+            time.sleep(1)
+        print(f"!! host agent {name} exited with code {proc.returncode}", flush=True)
+        return 1
+    except Stop:
+        return 0
+    finally:
+        if proc is not None:
+            stop_process(proc, grace=30)
+        print(f"-- host agent {name} stopped", flush=True)
 
 
 def write_env_file(path: Path, env: dict[str, str]) -> None:
@@ -154,7 +222,7 @@ def smoke_run(api: AirflowAPI, stack: LocalStack) -> bool:
 
 
 def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bool = False,
-       host_agent_timeout: int | None = None) -> int:
+       host_agent_timeout: int | None = None, offsite: bool = False) -> int:
     pidfile = state / "up.pid"
     if pidfile.exists() and _alive(int(pidfile.read_text())):
         print(f"already running (pid {pidfile.read_text().strip()}); stop it with: make stop")
@@ -172,9 +240,14 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
         print("-- starting the local stack (S3, MongoDB, Slack receiver, production host) …", flush=True)
         stack.start()
         env = airflow_env(state, stack, port)
+        cfg = json.loads(env["AIRFLOW_VAR_GRAVITYPM_OPS"])
         if host_agent_timeout is not None:
-            env["AIRFLOW_VAR_GRAVITYPM_OPS"] = json.dumps(
-                {**json.loads(env["AIRFLOW_VAR_GRAVITYPM_OPS"]), "host_agent_timeout_minutes": host_agent_timeout})
+            cfg["host_agent_timeout_minutes"] = host_agent_timeout
+        if offsite:
+            env.update(offsite_env(stack, cfg))
+        if not single:  # the trees of hosts started with `python -m dev.up agent` (a DR host's fresh tree)
+            cfg["restore_allowed_roots"] = [str(stack.app_root), str(dr_hosts_dir(state))]
+        env["AIRFLOW_VAR_GRAVITYPM_OPS"] = json.dumps(cfg)
         # Single: an empty setting, so a developer's shell cannot send host tasks to a missing executor.
         env.update({HOST_EXECUTOR_ENV: ""} if single else edge_env(port, jwt_secret(state)))
         write_env_file(state / "stack.env", env)
@@ -194,15 +267,18 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
         api.password = AirflowAPI.standalone_password(state / "airflow")
         if not single:
             print(f"-- starting the host agent (Edge worker {HOST_AGENT_NAME}, queue {HOST_QUEUE}) …", flush=True)
-            agent = start_host_agent(state, stack, port, env["AIRFLOW__API_AUTH__JWT_SECRET"])
+            agent = start_host_agent(state / "host-agent", stack.logs_dir / "host-agent.log", port,
+                                     env["AIRFLOW__API_AUTH__JWT_SECRET"])
             wait_for_host_agent(api, alive=lambda: agent.poll() is None)
+        offsite_line = f", off-site bucket {cfg['offsite_bucket']}" if offsite else ""
         topology = ("single box: every task runs under the standalone's LocalExecutor" if single else
                     f"split: host tasks run on the Edge worker {HOST_AGENT_NAME} (home {state / 'host-agent'})")
         print(
             f"\n== GravityPM Ops is up\n"
             f"   Airflow UI:     http://127.0.0.1:{port}   login: admin / {api.password}\n"
             f"   Slack messages: {stack.url('slack')}/\n"
-            f"   S3 (moto):      {stack.url('s3')}  bucket {stack.vault_bucket}\n"
+            f"   S3 (moto):      {stack.url('s3')}  bucket {stack.vault_bucket}"
+            f"{offsite_line}\n"
             f"   MongoDB:        127.0.0.1:{stack.ports['mongo']} (credentials in {state / 'secrets.json'})\n"
             f"   topology:       {topology}\n"
             f"   host tree:      {stack.app_root}\n"
@@ -267,7 +343,7 @@ def stop(state: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", choices=["up", "stop"], default="up")
+    parser.add_argument("command", nargs="?", choices=["up", "stop", "agent"], default="up")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("GRAVITYPM_OPS_STATE", REPO / ".state")))
     parser.add_argument("--port", type=int, default=AIRFLOW_PORT)
     parser.add_argument("--free-ports", action="store_true", help="pick free ports for the local stack")
@@ -276,11 +352,15 @@ def main() -> int:
     parser.add_argument("--host-agent-timeout", type=int, metavar="MINUTES",
                         help="config host_agent_timeout_minutes (default 15): host tasks waiting this long with no "
                              "host agent online are failed and alerted")
+    parser.add_argument("--offsite", action="store_true", help="an off-site vault too (a second bucket)")
+    parser.add_argument("--name", default="gravitypm-host-2", help="agent: the Edge worker's host name")
     args = parser.parse_args()
     state = args.state_dir.resolve()
     if args.command == "stop":
         return stop(state)
-    return up(state, args.smoke, args.port, args.free_ports, args.single, args.host_agent_timeout)
+    if args.command == "agent":
+        return agent(state, args.name)
+    return up(state, args.smoke, args.port, args.free_ports, args.single, args.host_agent_timeout, args.offsite)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,12 @@ the start command works."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
-import pytest
-
 from dev.airflow_api import AirflowAPI
-from dev.stack import REPO, free_port
 from dev.up import HOST_AGENT_NAME
+from tests import up_launcher
 from tests.console_pages import parse_exposition
 from tests.processes import alive, cmdline, descendants, read_until
 
@@ -26,31 +22,7 @@ FS_BACKUP = "gravitypm_fs_backup"
 MORNING = "gravitypm_morning_checklist"
 WATCH = "gravitypm_host_agent_watch"
 EDGE = "airflow.providers.edge3.executors.EdgeExecutor"
-
-
-@pytest.fixture
-def start_up(tmp_path):
-    procs = []
-
-    def start(*flags: str):
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port),
-             "--free-ports", *flags],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        procs.append(proc)
-        return proc, port, tmp_path / "state"
-
-    yield start
-    for proc in procs:  # a failed test: stop the way a user would, so no orphan keeps running
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+start_up = up_launcher.start_up  # the fixture (shared with test_dr_backup_site.py)
 
 
 def run_fs_backup(api: AirflowAPI) -> dict[str, dict]:

@@ -1,0 +1,47 @@
+"""`start_up`: the fixture that starts `python -m dev.up` (the real `make up` launcher) in a state dir of its
+own, for the end-to-end tests of test_up.py and test_dr_backup_site.py (each file can then run beside the
+other under pytest-xdist). Import it into a test module: `from tests.up_launcher import start_up`."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from dev.stack import REPO, free_port
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without Airflow or suite settings: `up` makes its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
+
+
+def stop_with_sigint(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Stop the way a user would (Ctrl-C), so no orphan keeps running."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def start_up(tmp_path):
+    """start(*flags) -> (the `up` process, its Airflow port, its state dir); stopped with SIGINT afterwards."""
+    procs = []
+
+    def start(*flags: str):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port),
+             "--free-ports", *flags],
+            cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        procs.append(proc)
+        return proc, port, tmp_path / "state"
+
+    yield start
+    for proc in procs:  # a failed test: nothing is left running
+        stop_with_sigint(proc)
