@@ -29,6 +29,18 @@ for name in list(os.environ):
         del os.environ[name]
 
 
+# The files that take minutes (each starts `make up`, a browser or every DAG's CLI test), longest first:
+# pytest-xdist hands out files in collection order, so the two workers end together instead of one
+# finishing a long file alone at the end.
+SLOW_FILES = ("test_up.py", "test_trigger_forms_ui.py", "test_cli_dags_test.py", "test_dr_backup_site.py",
+              "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The local stack (S3, MongoDB, Slack receiver, production host), up for the whole session."""
