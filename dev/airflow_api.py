@@ -21,15 +21,23 @@ class AirflowAPI:
         path = Path(airflow_home) / "simple_auth_manager_passwords.json.generated"
         return json.loads(path.read_text()).get(username) if path.exists() else None
 
-    def _request(self, method: str, path: str, body=None, auth: bool = True):
+    def _request(self, method: str, path: str, body=None, auth: bool = True, attempts: int = 5):
+        """One API call. The local stack's SQLite metadata DB answers 500 ("database is locked") now and
+        then under load, having changed nothing: the call is tried again, up to `attempts` times."""
         headers = {"Content-Type": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token()}"
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            raw = resp.read()
-            return json.loads(raw) if raw else None
+        for attempt in range(attempts):
+            req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    raw = resp.read()
+                    return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as err:
+                if err.code != 500 or attempt == attempts - 1:
+                    raise
+                time.sleep(2)
 
     def token(self) -> str:
         if self._token is None:
@@ -79,16 +87,9 @@ class AirflowAPI:
         run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
 
-    def mark_run(self, dag_id: str, run_id: str, state: str, attempts: int = 5) -> dict:
-        """Set a run's state as the UI's "Mark as" does ("failed" also stops its running tasks).
-        SQLite under load answers 500 ("database is locked") now and then: tried again."""
-        for attempt in range(attempts):
-            try:
-                return self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": state})
-            except urllib.error.HTTPError as err:
-                if err.code != 500 or attempt == attempts - 1:
-                    raise
-                time.sleep(2)
+    def mark_run(self, dag_id: str, run_id: str, state: str) -> dict:
+        """Set a run's state as the UI's "Mark as" does ("failed" also stops its running tasks)."""
+        return self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": state})
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> dict:
         deadline = time.monotonic() + timeout
