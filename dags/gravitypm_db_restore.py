@@ -19,7 +19,9 @@ Triggered by hand from the trigger form. The steps are the runbook's, with guard
 4. **stop_app** → **restore** → **start_app**: `docker compose … stop app` (the `service_commands`
    config key), the restore (staged collections, artifact SHA-256 checked, then swapped in all or
    none, counts checked against the manifest), and `start app` again, which runs even when the
-   restore failed.
+   restore failed. stop_app and start_app run on the host (its agent); `needs_stop` / `needs_start`
+   skip them when the plan stops nothing (a non-production target), so such a restore runs with no
+   host agent online (disaster recovery from the backup site).
 5. **validate**: the `health_urls` answer 2xx; per-collection counts next to the manifest.
 6. **report**: one Slack message with the outcome; on failure it names the safety backup to
    roll back to (restore it by id).
@@ -133,29 +135,47 @@ def gravitypm_db_restore():
 
         return take_safety_backup(the_plan, context)
 
+    # The app is stopped and started on the host, by the host agent; whether that is needed is decided here,
+    # on the control plane, so a restore with nothing to stop (a non-production target) needs no agent.
+    @task.branch(**NO_RETRY)
+    def needs_stop(**context):
+        from gravitypm_ops.restore.tasks import choose_stop
+
+        return choose_stop(context)
+
     @task(**host_placement(), **NO_RETRY)  # service control runs on the host (docker compose)
     def stop_app(the_plan: dict, **context):
         from gravitypm_ops.restore.tasks import stop_app
 
         return stop_app(the_plan, context)
 
-    @task(pool=DB_POOL, execution_timeout=timedelta(hours=4), **NO_RETRY)
-    def restore(the_plan: dict):
-        from gravitypm_ops.restore.tasks import restore_db
+    # After the branch either stop_app ran or was skipped; skipped everywhere (a dry run, a reject) skips this.
+    # The plan is pulled, not passed: as an argument it would be an upstream success that runs this anyway.
+    @task(pool=DB_POOL, execution_timeout=timedelta(hours=4), trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+          **NO_RETRY)
+    def restore(**context):
+        from gravitypm_ops.restore.tasks import pulled_plan, restore_db
 
-        return restore_db(the_plan)
+        return restore_db(pulled_plan(context))
 
-    @task(**host_placement(), trigger_rule=TriggerRule.ALL_DONE)
+    @task.branch(trigger_rule=TriggerRule.ALL_DONE, **NO_RETRY)  # also when the restore failed
+    def needs_start(**context):
+        from gravitypm_ops.restore.tasks import choose_start
+
+        return choose_start(context)
+
+    @task(**host_placement(), **NO_RETRY)
     def start_app(**context):
         from gravitypm_ops.restore.tasks import start_app
 
         return start_app(context)
 
-    @task(retries=3, retry_delay=timedelta(seconds=20))  # the app needs a moment to come up
-    def validate(the_plan: dict):
-        from gravitypm_ops.restore.tasks import validate
+    @task(retries=3, retry_delay=timedelta(seconds=20),  # the app needs a moment to come up
+          trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)  # start_app is skipped when nothing stopped
+    def validate(**context):
+        from gravitypm_ops.restore.tasks import pulled_plan, validate
 
-        return validate(the_plan)
+        return validate(pulled_plan(context))
 
     @task(trigger_rule=TriggerRule.ALL_DONE, **NO_RETRY)
     def report(**context):
@@ -166,16 +186,18 @@ def gravitypm_db_restore():
     the_plan = plan()
     branch = decide(the_plan)
     safety = safety_backup(the_plan)
+    stop_branch = needs_stop()
     stopped = stop_app(the_plan)
-    restored = restore(the_plan)
+    restored = restore()
+    start_branch = needs_start()
     started = start_app()
-    validated = validate(the_plan)
+    validated = validate()
     done = report()
     branch >> [approve, safety, done]
-    approve >> safety >> stopped >> restored >> started >> validated >> done
+    approve >> safety >> stop_branch >> [stopped, restored]
+    stopped >> restored >> start_branch >> started >> validated >> done
     restored >> validated  # validate only what was restored
-    started >> done  # the report waits for the app start, also when validation never ran
-    [the_plan, safety, stopped, restored, started, validated] >> fail_run_if_any_check_failed()
-
+    [the_plan, safety, stop_branch, stopped, restored, start_branch, started, validated] >> (
+        fail_run_if_any_check_failed())
 
 gravitypm_db_restore()

@@ -120,9 +120,8 @@ def test_dry_run_shows_the_plan_and_changes_nothing(run_dag, setup):
     assert plan["backup"]["backup_id"] == setup.backup["backup_id"] and plan["backup"]["verified"] is True
     assert plan["production"] is True and plan["collections"] == ["projects", "tasks"]
     assert plan["documents"] == {"projects": 40, "tasks": 60}
-    for step in ("approve", "safety_backup", "stop_app", "restore", "validate"):
+    for step in ("approve", "safety_backup", "stop_app", "restore", "start_app", "validate"):
         assert result.task_states[step] == "skipped", step
-    assert result.xcom("start_app")["not_needed"]
     assert setup.counts() == before and setup.safety_backups() == []
     assert result.xcom("report")["outcome"] == "dry run: nothing changed"
 
@@ -134,7 +133,11 @@ def test_a_subset_of_collections_into_another_database_needs_no_confirm_and_keep
 
         assert result.state == "success", result.task_states
         assert setup.counts(other) == {"tasks": 60}
-        assert result.xcom("stop_app")["not_needed"] and result.xcom("start_app")["not_needed"]
+        # Nothing to stop: the host tasks are skipped by control-plane branches, so this restore needs no
+        # host agent (DR from the backup site, test_dr_backup_site.py).
+        assert result.task_states["needs_stop"] == result.task_states["needs_start"] == "success"
+        assert result.task_states["stop_app"] == result.task_states["start_app"] == "skipped"
+        assert result.task_states["restore"] == result.task_states["validate"] == "success"
         assert result.task_states["safety_backup"] == "success"
         assert result.xcom("safety_backup") is None  # the target was empty: nothing to keep
     finally:
@@ -165,7 +168,7 @@ def test_bad_requests_are_refused_before_anything_changes(stack, run_dag, setup,
     assert result.task_states["plan"] == "failed"
     assert message in capfd.readouterr().out
     assert setup.counts() == before and setup.safety_backups() == []
-    assert result.task_states["stop_app"] == "upstream_failed" and result.xcom("start_app")["not_needed"]
+    assert result.task_states["stop_app"] == "upstream_failed" and result.task_states["start_app"] == "skipped"
     assert result.xcom("report")["outcome"] == "refused: nothing changed"
     assert app_health(stack) == 200
 
@@ -210,7 +213,7 @@ def test_an_altered_artifact_is_refused_by_the_plan_before_the_safety_backup_and
     assert result.state == "failed" and result.task_states["plan"] == "failed"
     assert "does not match its manifest" in capfd.readouterr().out
     assert result.task_states["safety_backup"] == "upstream_failed" and setup.safety_backups() == []
-    assert result.task_states["stop_app"] == "upstream_failed" and result.xcom("start_app")["not_needed"]
+    assert result.task_states["stop_app"] == "upstream_failed" and result.task_states["start_app"] == "skipped"
     assert setup.counts() == before and app_health(stack) == 200
     assert result.xcom("report")["outcome"] == "refused: nothing changed"
 

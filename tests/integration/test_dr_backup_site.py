@@ -2,9 +2,9 @@
 host's agent is gone and its backups exist only in the off-site vault. Through the REST API: the DR drill
 (source off-site) succeeds on the control plane alone; an fs restore waits for a host until a new host's agent
 (`python -m dev.up agent --name gravitypm-host-2`, a second Edge worker with a fresh, empty tree) registers and
-runs it: the files land in the new tree; a DB restore of the off-site copy into a new database succeeds, its
-restore step on the control plane. (Its stop_app / start_app steps are host tasks even when, as here, they have
-nothing to do: it too waits for an agent; DEPLOY.md says so.)
+runs it: the files land in the new tree. A DB restore of the off-site copy into a new database succeeds while
+no agent is online: a non-production target stops nothing, so its host steps (stop_app / start_app) are
+skipped by the control plane's branches and every step that runs runs there.
 
 The primary vault stays up: the drill's audit chain lives there (record_audit fails, by design, without it;
 test_dr_drill.py covers that case). The backups themselves are deleted from the primary after the off-site
@@ -154,10 +154,27 @@ def test_the_backup_site_alone_drills_restores_the_db_and_restores_files_onto_a_
     assert {k: c["backup_id"] for k, c in report["components"].items()} == {k: m["backup_id"] for k, m in made.items()}
     assert report["bucket"] == "gravitypm-vault-offsite"  # the evidence is where the restores came from
 
+    # The DB restore of the off-site copy into a new database: on the control plane alone.
+    assert api.wait_for_run(DB_RESTORE, db_restore, timeout=180)["state"] == "success", \
+        api.task_states(DB_RESTORE, db_restore)
+    lap("db restore done")
+    assert online_agents(api) == set()  # it never needed one
+    db_states = api.task_states(DB_RESTORE, db_restore)
+    assert db_states["stop_app"] == db_states["start_app"] == "skipped", db_states
+    db_tis = task_instances(api, DB_RESTORE, db_restore)
+    ran = {task for task, ti in db_tis.items() if ti["state"] == "success"}
+    assert {"plan", "safety_backup", "restore", "validate", "report"} <= ran
+    assert all(db_tis[task]["executor"] in (None, "LocalExecutor") for task in ran), db_tis
+    assert api.xcom(DB_RESTORE, db_restore, "plan")["backup"]["backup_id"] == made["db"]["backup_id"]
+    backed_up = {c: meta["documents"] for c, meta in made["db"]["content"]["databases"][SOURCE_DB].items()
+                 if meta["type"] == "collection"}
+    dr_db = mongo_client()[DR_DATABASE]
+    assert {c: dr_db[c].count_documents({}) for c in dr_db.list_collection_names()} == backed_up
+    assert backed_up == {"projects": 40, "tasks": 60}
+
     # The fs restore's first step looks at the target host's files: it has waited for a host agent all along.
     assert wait_for_state(api, FS_RESTORE, fs_restore, "plan", WAITING, timeout=60)
     assert online_agents(api) == set()
-    print(f"while no agent is online: {DB_RESTORE} {api.task_states(DB_RESTORE, db_restore)}")
     assert not new_tree.exists()  # the new host starts from nothing
 
     agent = start_agent(state, NEW_HOST)
@@ -182,18 +199,6 @@ def test_the_backup_site_alone_drills_restores_the_db_and_restores_files_onto_a_
         assert {path: source.get(path) for path in restored} == restored
         assert "uploads/avatars/u001.png" in restored
 
-        # The DB restore of the off-site copy into a new database, on the control plane.
-        assert api.wait_for_run(DB_RESTORE, db_restore, timeout=180)["state"] == "success", \
-            api.task_states(DB_RESTORE, db_restore)
-        lap("db restore done")
-        db_tis = task_instances(api, DB_RESTORE, db_restore)
-        assert db_tis["restore"]["hostname"] != NEW_HOST and db_tis["restore"]["executor"] in (None, "LocalExecutor")
-        assert api.xcom(DB_RESTORE, db_restore, "plan")["backup"]["backup_id"] == made["db"]["backup_id"]
-        backed_up = {c: meta["documents"] for c, meta in made["db"]["content"]["databases"][SOURCE_DB].items()
-                     if meta["type"] == "collection"}
-        dr_db = mongo_client()[DR_DATABASE]
-        assert {c: dr_db[c].count_documents({}) for c in dr_db.list_collection_names()} == backed_up
-        assert backed_up == {"projects": 40, "tasks": 60}
     finally:
         up_launcher.stop_with_sigint(agent)
     assert agent.returncode == 0

@@ -12,6 +12,7 @@ from gravitypm_ops.verification.verify import verify_backup
 from tests.upstream_races import blame_upstream_defer_race
 
 DAG = "gravitypm_db_restore"
+CHANGES = ("safety_backup", "stop_app", "restore", "start_app", "validate")
 
 
 @pytest.mark.flaky(reruns=1, only_rerun=["UpstreamDeferRace"])  # Airflow's defer race only (tests/upstream_races.py)
@@ -46,6 +47,8 @@ def test_a_production_restore_waits_for_approval_and_records_the_approver(stack,
         assert [m for m in standalone.vault.list_backups("db") if m.get("purpose") == "safety"] == []
         report = api.xcom(DAG, rejected, "report")
         assert report["outcome"] == "rejected by the approver: nothing changed", report
+        states = api.task_states(DAG, rejected)  # no trigger rule lets a step run after a Reject
+        assert {t: states[t] for t in CHANGES} == dict.fromkeys(CHANGES, "skipped"), states
 
         # Approve: restored, and the report names the approver.
         approved = api.trigger(DAG, conf)
@@ -57,5 +60,7 @@ def test_a_production_restore_waits_for_approval_and_records_the_approver(stack,
         assert db.items.count_documents({}) == 25
         report = api.xcom(DAG, approved, "report")
         assert report["outcome"] == "restored"
+        states = api.task_states(DAG, approved)
+        assert {t: states[t] for t in CHANGES} == dict.fromkeys(CHANGES, "success"), states  # production: app stopped
         assert report["approval"]["decision"] == "Approve" and report["approval"]["by"] == "admin"
         assert report["safety_backup"]

@@ -108,7 +108,7 @@ def test_every_trigger_form_submits_as_it_opens(airflow_up, chromium, monkeypatc
                 states = api.task_states(dag_id, run["dag_run_id"])
                 ran = {t: s for t, s in states.items() if t in CHANGES and s not in (None, "skipped", "upstream_failed")}
                 assert ran == {}, f"{dag_id}: a dry run ran {ran} ({states})"
-                if states.get("start_app") == "success":  # it runs always; it starts only what the run stopped
+                if states.get("start_app") == "success":  # the fs restore runs it always; it starts only what was stopped
                     assert api.xcom(dag_id, run["dag_run_id"], "start_app").get("not_needed") is True
                 print(f"{dag_id}: dry run {run['state']}, tasks {states}")
             fs_run = created["gravitypm_fs_restore"]["dag_run_id"]

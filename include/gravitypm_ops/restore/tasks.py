@@ -93,9 +93,26 @@ def take_safety_backup(plan: dict, context) -> dict | None:
     return None if manifest is None else manifest_summary(manifest)
 
 
+def pulled_plan(context) -> dict:
+    return context["ti"].xcom_pull(task_ids="plan")
+
+
+def choose_stop(context) -> str:
+    """The branch before the restore: stop the app first (a host task) or go straight to the restore."""
+    return "stop_app" if pulled_plan(context)["stop_app"] else "restore"
+
+
+def choose_start(context) -> str | None:
+    """The branch after the restore, whatever its outcome: start the app only if this run tried to stop it."""
+    if context["ti"].xcom_pull(task_ids="stop_app", key=STOPPED_KEY):
+        return "start_app"
+    log.info("this run did not stop the app: nothing to start")
+    return None
+
+
 def stop_app(plan: dict, context) -> dict:
-    """Stop the app when the plan says so. Not stopping is a success, not a skip: the restore
-    after it must still run (a skip would cascade)."""
+    """Stop the app when the plan says so. In the fs restore not stopping is a success, not a skip: the
+    restore after it must still run (a skip would cascade); the DB restore branches around it instead."""
     from gravitypm_ops.host.service_control import run_service_action
 
     if not plan["stop_app"]:
