@@ -28,9 +28,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	echo "$(CURDIR)/include" > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/gravitypm_ops_include.pth"
 	touch $(STAMP)
 
-# The split topology (control plane + an Edge worker as the host agent); `make up SINGLE=1`: one box.
+# The split topology (control plane + an Edge worker as the host agent); `make up SINGLE=1`: one box;
+# `make up METADB=sqlite`: Airflow's metadata in SQLite instead of the stack's own Postgres.
 up: $(STAMP)
-	$(VENV)/bin/python -m dev.up $(if $(SINGLE),--single)
+	$(VENV)/bin/python -m dev.up $(if $(SINGLE),--single) $(if $(METADB),--metadb $(METADB))
 
 stop: $(STAMP)
 	$(VENV)/bin/python -m dev.up stop

@@ -7,7 +7,7 @@
                                                                       split `up` (a DR host), until Ctrl-C
 
 The default is the split topology of a production deployment: the control plane (airflow standalone:
-API server, scheduler, dag-processor, triggerer, LocalExecutor, SQLite) plus one host agent, an Edge
+API server, scheduler, dag-processor, triggerer, LocalExecutor; metadata DB per --metadb) plus one host agent, an Edge
 worker (`airflow edge worker -q gravitypm_host -H gravitypm-host-1`) with its own AIRFLOW_HOME and no
 metadata DB, which runs every host task (GRAVITYPM_OPS_HOST_EXECUTOR). `--single` (`make up SINGLE=1`)
 runs everything in the one standalone, like a small single-box install. In split mode
@@ -17,7 +17,10 @@ runs everything in the one standalone, like a small single-box install. In split
 and a fresh empty tree .state/hosts/<name>/opt/gravitypm/production: one file system serves every local
 host, so a DR host's tree is a directory of its own, which split mode allows as an fs restore target).
 
-State (Airflow's SQLite DB and password, MongoDB data, Slack messages, the fake host
+`--metadb postgres` keeps Airflow's metadata in a Postgres cluster the project starts and stops itself
+(dev/postgres.py, data in .state/postgres); `--metadb sqlite` in .state/airflow/airflow.db (see docs/metadb.md).
+
+State (Airflow's metadata DB and password, MongoDB data, Slack messages, the fake host
 tree, logs) lives in the state directory (default .state/, git-ignored) and is reused
 by the next start.
 """
@@ -30,13 +33,14 @@ import os
 import secrets
 import shlex
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from dev.airflow_api import AirflowAPI
+from dev.postgres import DEFAULT_PORT as POSTGRES_PORT
+from dev.postgres import Postgres
 from dev.stack import BIN, REPO, LocalStack, free_port, repo_airflow_env, spawn, stop_process
 from gravitypm_ops.names import HOST_EXECUTOR_ENV, HOST_QUEUE
 
@@ -47,6 +51,8 @@ WATCH_DAG = "gravitypm_host_agent_watch"  # fails and alerts host tasks left wai
 EDGE_EXECUTOR = "airflow.providers.edge3.executors.EdgeExecutor"  # a bare "EdgeExecutor" does not load
 HOST_AGENT_NAME = "gravitypm-host-1"
 OFFSITE_SUFFIX = "-offsite"  # the off-site bucket of --offsite: <vault bucket>-offsite
+METADBS = ("sqlite", "postgres")
+DEFAULT_METADB = "postgres"  # SQLite locks under the suite's load in the split topology: docs/metadb.md
 
 
 class Stop(Exception):
@@ -106,18 +112,26 @@ def host_agent_env(home: Path, port: int, secret: str) -> dict[str, str]:
     }
 
 
-def forget_stale_host_agent(airflow_home: Path) -> None:
+def sqlite_conn(airflow_home: Path) -> str:
+    """Airflow's default metadata DB (no setting needed): SQLite in AIRFLOW_HOME."""
+    return f"sqlite:///{airflow_home / 'airflow.db'}"
+
+
+def forget_stale_host_agent(sql_alchemy_conn: str) -> None:
     """After a crash the DB still lists the agent as online, and the API server refuses a second worker of
     that name (409) until the scheduler marks it unknown (~150 s). No `up` of this state dir is running
     (the pid file says so), so that entry is stale: mark it offline, as a clean stop would have."""
-    db = airflow_home / "airflow.db"
-    if not db.exists():
-        return
-    with sqlite3.connect(db) as conn:
-        try:
-            conn.execute("UPDATE edge_worker SET state = 'offline' WHERE worker_name = ?", (HOST_AGENT_NAME,))
-        except sqlite3.OperationalError:  # no edge tables yet: the first split start
-            pass
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(sql_alchemy_conn)
+    try:
+        if not sqlalchemy.inspect(engine).has_table("edge_worker"):  # the first split start
+            return
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("UPDATE edge_worker SET state = 'offline' WHERE worker_name = :name"),
+                         {"name": HOST_AGENT_NAME})
+    finally:
+        engine.dispose()
 
 
 def start_host_agent(home: Path, log: Path, port: int, secret: str, name: str = HOST_AGENT_NAME) -> subprocess.Popen:
@@ -222,7 +236,7 @@ def smoke_run(api: AirflowAPI, stack: LocalStack) -> bool:
 
 
 def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bool = False,
-       host_agent_timeout: int | None = None, offsite: bool = False) -> int:
+       host_agent_timeout: int | None = None, offsite: bool = False, metadb: str = DEFAULT_METADB) -> int:
     pidfile = state / "up.pid"
     if pidfile.exists() and _alive(int(pidfile.read_text())):
         print(f"already running (pid {pidfile.read_text().strip()}); stop it with: make stop")
@@ -234,12 +248,17 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
     signal.signal(signal.SIGTERM, _raise_stop)
 
     stack = LocalStack(state, ports={} if free_ports else dict(DEFAULT_PORTS))
+    postgres = Postgres(state, **({} if free_ports else {"port": POSTGRES_PORT})) if metadb == "postgres" else None
     airflow = agent = None
     started = time.monotonic()
     try:
         print("-- starting the local stack (S3, MongoDB, Slack receiver, production host) …", flush=True)
         stack.start()
         env = airflow_env(state, stack, port)
+        if postgres is not None:
+            print(f"-- starting Postgres (metadata DB, data in {postgres.data_dir}) …", flush=True)
+            postgres.start()
+            env.update(postgres.airflow_env())
         cfg = json.loads(env["AIRFLOW_VAR_GRAVITYPM_OPS"])
         if host_agent_timeout is not None:
             cfg["host_agent_timeout_minutes"] = host_agent_timeout
@@ -259,7 +278,7 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
             env=full_env, check=True, capture_output=True,
         )
         if not single:
-            forget_stale_host_agent(state / "airflow")
+            forget_stale_host_agent(postgres.sql_alchemy_conn() if postgres is not None else sqlite_conn(state / "airflow"))
         print("-- starting airflow standalone …", flush=True)
         airflow = spawn([str(BIN / "airflow"), "standalone"], stack.logs_dir / "airflow.log", env)
         api = AirflowAPI(f"http://127.0.0.1:{port}")
@@ -271,6 +290,8 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
                                      env["AIRFLOW__API_AUTH__JWT_SECRET"])
             wait_for_host_agent(api, alive=lambda: agent.poll() is None)
         offsite_line = f", off-site bucket {cfg['offsite_bucket']}" if offsite else ""
+        metadb_line = (f"Postgres 127.0.0.1:{postgres.port} (data {postgres.data_dir}, log "
+                       f"{postgres.log_path})" if postgres is not None else f"SQLite {state / 'airflow' / 'airflow.db'}")
         topology = ("single box: every task runs under the standalone's LocalExecutor" if single else
                     f"split: host tasks run on the Edge worker {HOST_AGENT_NAME} (home {state / 'host-agent'})")
         print(
@@ -281,6 +302,7 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
             f"{offsite_line}\n"
             f"   MongoDB:        127.0.0.1:{stack.ports['mongo']} (credentials in {state / 'secrets.json'})\n"
             f"   topology:       {topology}\n"
+            f"   metadata DB:    {metadb_line}\n"
             f"   host tree:      {stack.app_root}\n"
             f"   logs:           {stack.logs_dir}/\n"
             f"   airflow CLI:    source {state / 'stack.env'}\n"
@@ -302,7 +324,8 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
                 print(f"!! host agent {HOST_AGENT_NAME} exited with code {agent.returncode}; the control plane keeps "
                       f"running (host tasks wait; {WATCH_DAG} reports them). Restart `make up` to bring it back.",
                       flush=True)
-            for name, proc in [("airflow", airflow), *stack.procs.items()]:
+            for name, proc in [("airflow", airflow), *stack.procs.items(),
+                               *([("postgres", postgres.proc)] if postgres is not None else [])]:
                 if proc.poll() is not None:
                     print(f"!! {name} exited with code {proc.returncode}; stopping everything")
                     return 1
@@ -317,6 +340,8 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
         if airflow is not None:
             stop_process(airflow, grace=30)
         stack.stop()
+        if postgres is not None:  # after Airflow, its only client
+            postgres.stop()
         pidfile.unlink(missing_ok=True)
         print("-- stopped; nothing left running", flush=True)
 
@@ -353,6 +378,9 @@ def main() -> int:
                         help="config host_agent_timeout_minutes (default 15): host tasks waiting this long with no "
                              "host agent online are failed and alerted")
     parser.add_argument("--offsite", action="store_true", help="an off-site vault too (a second bucket)")
+    parser.add_argument("--metadb", choices=METADBS, default=DEFAULT_METADB,
+                        help=f"Airflow's metadata DB (default {DEFAULT_METADB}; docs/metadb.md): a Postgres cluster "
+                             "started and stopped with the stack (data in <state-dir>/postgres), or SQLite")
     parser.add_argument("--name", default="gravitypm-host-2", help="agent: the Edge worker's host name")
     args = parser.parse_args()
     state = args.state_dir.resolve()
@@ -360,7 +388,8 @@ def main() -> int:
         return stop(state)
     if args.command == "agent":
         return agent(state, args.name)
-    return up(state, args.smoke, args.port, args.free_ports, args.single, args.host_agent_timeout, args.offsite)
+    return up(state, args.smoke, args.port, args.free_ports, args.single, args.host_agent_timeout, args.offsite,
+              args.metadb)
 
 
 if __name__ == "__main__":

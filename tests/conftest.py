@@ -33,7 +33,7 @@ for name in list(os.environ):
 # pytest-xdist hands out files in collection order, so the two workers end together instead of one
 # finishing a long file alone at the end.
 SLOW_FILES = ("test_up.py", "test_trigger_forms_ui.py", "test_cli_dags_test.py", "test_dr_backup_site.py",
-              "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
+              "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py", "test_metadb_postgres.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -25,15 +25,41 @@ BLOCKED_URL = "airflow-db-not-allowed:///"
 CONN_VARS = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN")
 
 
+ANCESTORS_SEARCHED = 4  # task process -> LocalExecutor worker -> scheduler (-> airflow standalone)
+
+
 def initial_environ() -> dict[str, str]:
-    """The environment this process was started with (Linux): what the executor was given, before the
-    task supervisor blocked the database URL in os.environ."""
+    """The environment the executor was given, before the task supervisor blocked the database URL in
+    os.environ (Linux /proc): this process's start environment, or, when that holds no database URL, the
+    nearest ancestor's that does. A LocalExecutor worker (the task's supervisor) names itself with
+    setproctitle, which writes over its start environment, and the task process forked from it inherits
+    that; the scheduler that started the worker keeps its own. Found by running on Postgres: on SQLite
+    the fallback (airflow.cfg's default) happened to be the same file."""
+    pid = own = os.getpid()
+    for _ in range(ANCESTORS_SEARCHED):
+        env = _start_environ(pid)
+        if any(env.get(name) and env[name] != BLOCKED_URL for name in CONN_VARS):
+            return env
+        pid = _parent_pid(pid)
+        if pid <= 1:
+            break
+    return _start_environ(own)
+
+
+def _start_environ(pid: int) -> dict[str, str]:
     try:
-        raw = Path("/proc/self/environ").read_bytes()
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return {}
     pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if b"=" in item)
     return {name: value for name, _, value in pairs}
+
+
+def _parent_pid(pid: int) -> int:
+    try:  # /proc/<pid>/stat: "pid (comm) state ppid ...", comm may hold spaces and parentheses
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def control_plane_env(environ: Mapping[str, str] | None = None, initial: Mapping[str, str] | None = None) -> dict:

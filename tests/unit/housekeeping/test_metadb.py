@@ -39,6 +39,31 @@ def test_initial_environ_is_what_the_process_started_with():
     assert json.loads(out.splitlines()[-1]) == ["yes", None]  # Linux: /proc/self/environ, not os.environ
 
 
+WORKER_THEN_TASK = """
+import json, os, setproctitle
+setproctitle.setproctitle("airflow worker -- LocalExecutor: " + "x" * 4000)  # as Airflow names it: over its environ
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "airflow-db-not-allowed:///"  # the supervisor's block
+child = os.fork()
+if child == 0:  # the task process, forked from the worker
+    from gravitypm_ops.housekeeping import metadb
+    env = metadb.control_plane_env()
+    print(json.dumps([env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")]), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_the_url_is_found_when_the_workers_process_title_wrote_over_its_environment():
+    """A LocalExecutor worker's setproctitle overwrites its /proc environ (and its forked task's copy); the
+    scheduler above it still has the URL. Seen on Postgres, where airflow.cfg's fallback is a wrong DB."""
+    url = "postgresql+psycopg2://airflow:pw@db:5432/airflow"
+    scheduler = {**os.environ, CONN: url}  # this subprocess plays the scheduler that starts the worker
+    code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {WORKER_THEN_TASK!r}], check=True)"
+    out = subprocess.run([sys.executable, "-c", code], env=scheduler, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert json.loads(out.splitlines()[-1]) == [url]
+
+
 def test_db_clean_command_line():
     cutoff = datetime(2026, 9, 1, tzinfo=UTC)
     argv = metadb.db_clean_argv(cutoff, skip_archive=True, dry_run=False)
