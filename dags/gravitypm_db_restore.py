@@ -200,4 +200,5 @@ def gravitypm_db_restore():
     [the_plan, safety, stop_branch, stopped, restored, start_branch, started, validated] >> (
         fail_run_if_any_check_failed())
 
+
 gravitypm_db_restore()
