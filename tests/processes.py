@@ -53,6 +53,13 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def postgres_pids(data_dir) -> list[int]:
+    """Every live process serving this Postgres data dir (the postmaster's children carry no -D: they are
+    found through it)."""
+    leaders = [int(p) for p in os.listdir("/proc") if p.isdigit() and f"-D {data_dir} " in cmdline(int(p)) + " "]
+    return [pid for pid in {*leaders, *(c for pid in leaders for c in descendants(pid))} if alive(pid)]
+
+
 def find_or_install(binary: str, package: str, what: str) -> str:
     """The path of `binary`; when missing, Debian `package` is installed with apt-get (as root, or with
     password-less sudo), so a clean clone's `make test` gets it without a step of its own."""

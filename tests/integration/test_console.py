@@ -41,7 +41,8 @@ def test_checklists_page_shows_real_records_filters_them_and_verifies_the_chains
     assert page.all_text.count("chain verified") == 2
     assert "review_access_logs: evidence <ok>" in page.all_text and "ana" in page.all_text
 
-    day2 = (T0 + timedelta(days=2)).date().isoformat()
+    # The day of W48's records (T0 + 2 days + 2 h): after 22:00 UTC that is the day after T0 + 2 days.
+    day2 = (T0 + timedelta(days=2, hours=2)).date().isoformat()
     status, html = console_views.checklists_view({"since": day2, "until": day2, "checklist": "weekly_maintenance"},
                                            lambda: vault, now)
     assert status == 200 and Page(html).rows == ["passed", "warning"]

@@ -8,30 +8,24 @@ the start command works."""
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 
 from dev.airflow_api import AirflowAPI
-from dev.up import HOST_AGENT_NAME
+from dev.stack import BIN
+from dev.up import HOST_AGENT_NAME, read_env_file
 from tests import up_launcher
 from tests.console_pages import parse_exposition
-from tests.processes import alive, cmdline, descendants, read_until
+from tests.processes import cmdline, descendants, postgres_pids, read_until
 
 BANNER = "== GravityPM Ops is up"
-FS_BACKUP = "gravitypm_fs_backup"
+FS_BACKUP = up_launcher.FS_BACKUP
 MORNING = "gravitypm_morning_checklist"
 WATCH = "gravitypm_host_agent_watch"
 EDGE = "airflow.providers.edge3.executors.EdgeExecutor"
-start_up = up_launcher.start_up  # the fixture (shared with test_dr_backup_site.py)
-
-
-def run_fs_backup(api: AirflowAPI) -> dict[str, dict]:
-    """Trigger gravitypm_fs_backup over the REST API; its task instances by task id."""
-    api.unpause(FS_BACKUP)
-    run_id = api.trigger(FS_BACKUP)
-    assert api.wait_for_run(FS_BACKUP, run_id)["state"] == "success"
-    tis = api.get(f"/api/v2/dags/{FS_BACKUP}/dagRuns/{run_id}/taskInstances")["task_instances"]
-    return {ti["task_id"]: ti for ti in tis}
+start_up = up_launcher.start_up  # the fixture (shared with test_up_single.py and test_dr_backup_site.py)
+run_fs_backup, stop_with_one_sigint = up_launcher.run_fs_backup, up_launcher.stop_with_one_sigint
 
 
 def slack_texts(state) -> list[str]:
@@ -82,15 +76,16 @@ def the_stopped_agent_is_reported(api: AirflowAPI, proc, state) -> None:
     print(f"agent stopped → Critical in {time.monotonic() - triggered:.0f}s after the host task was triggered")
 
 
-def stop_with_one_sigint(proc, started: set[int], state) -> None:
-    proc.send_signal(signal.SIGINT)
-    stopping = time.monotonic()
-    rest = proc.stdout.read()
-    print(f"stopped in {time.monotonic() - stopping:.1f}s")
-    assert proc.wait(timeout=120) == 0, rest
-    assert "nothing left running" in rest
-    assert [pid for pid in started if alive(pid)] == []
-    assert not (state / "up.pid").exists()
+def the_metadata_db_is_the_stacks_postgres(output: str, state) -> None:
+    """`make up`'s default metadata DB (docs/metadb.md): the stack's own Postgres, never a SQLite fallback; the
+    `airflow` CLI with the settings `up` hands a shell reads it through a _CMD (no password in stack.env)."""
+    assert "metadata DB:    Postgres 127.0.0.1:" in output, output
+    env = {**up_launcher.clean_env(), **read_env_file(state / "stack.env")}
+    conn = subprocess.run([str(BIN / "airflow"), "config", "get-value", "database", "sql_alchemy_conn"], env=env,
+                          capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    assert conn.startswith("postgresql+psycopg2://airflow:") and "@127.0.0.1:" in conn
+    assert (state / "postgres_password").read_text() not in (state / "stack.env").read_text()
+    assert not (state / "airflow" / "airflow.db").exists()
 
 
 def test_up_runs_the_split_suite_host_tasks_on_the_edge_worker_and_one_sigint_stops_everything(start_up):
@@ -101,6 +96,7 @@ def test_up_runs_the_split_suite_host_tasks_on_the_edge_worker_and_one_sigint_st
     assert BANNER in output and f"http://127.0.0.1:{port}" in output and "login: admin / " in output
     assert f"split: host tasks run on the Edge worker {HOST_AGENT_NAME}" in output
     assert "smoke run success" in output, output
+    the_metadata_db_is_the_stacks_postgres(output, state)
     api = AirflowAPI(f"http://127.0.0.1:{port}", password=AirflowAPI.standalone_password(state / "airflow"))
     dags = {d["dag_id"] for d in api.get("/api/v2/dags?limit=100")["dags"]}
     assert "gravitypm_morning_checklist" in dags
@@ -140,24 +136,7 @@ def test_up_runs_the_split_suite_host_tasks_on_the_edge_worker_and_one_sigint_st
     started = descendants(proc.pid)
     assert len(started) >= 6  # 4 stack services + airflow standalone and its children + the Edge worker
     assert any("edge worker" in cmdline(pid) for pid in started)
+    assert postgres_pids(state / "postgres") and set(postgres_pids(state / "postgres")) <= started
     the_stopped_agent_is_reported(api, proc, state)
     stop_with_one_sigint(proc, started, state)
-
-
-def test_up_single_runs_host_tasks_in_the_one_box_without_an_agent(start_up):
-    proc, port, state = start_up("--single", "--no-smoke")
-    output = read_until(proc, "== running;", timeout=300)
-    print(next(line.strip() for line in output.splitlines() if "started in" in line))
-
-    assert "single box: every task runs under the standalone's LocalExecutor" in output
-    api = AirflowAPI(f"http://127.0.0.1:{port}", password=AirflowAPI.standalone_password(state / "airflow"))
-    api.wait_for_dag(FS_BACKUP)
-    assert api.get("/api/v2/importErrors")["total_entries"] == 0
-    tis = run_fs_backup(api)
-    assert {ti["executor"] for ti in tis.values()} <= {None, "LocalExecutor"}
-    assert tis["archive_to_vault"]["hostname"] == tis["apply_retention"]["hostname"] != HOST_AGENT_NAME
-
-    started = descendants(proc.pid)
-    assert not any("edge worker" in cmdline(pid) for pid in started)
-    stop_with_one_sigint(proc, started, state)
-
+    assert "database system is shut down" in (state / "logs" / "postgres.log").read_text()  # a clean shutdown
