@@ -2,8 +2,8 @@
 SIGINT and nothing left running. By default the split topology (issue 15): host tasks leave the control
 plane for the Edge worker `gravitypm-host-1`, and once it is stopped a waiting host task is failed and
 alerted Critical within `host_agent_timeout_minutes` (1 here) while the morning checklist shows the agent
-offline; `--single` keeps the one-box mode. The slowest tests (~1-2.5 min each), and the ones that prove
-the start command works."""
+offline; the metadata DB is the stack's own Postgres. `--single` (the one-box mode): test_up_single.py.
+The slowest test (~3 min), and the one that proves the start command works."""
 
 import json
 import os
