@@ -846,6 +846,22 @@ def honest_archive_and_index():
     return members, index
 
 
+def test_the_index_reads_every_record_as_json_does_and_refuses_what_json_refuses():
+    """read_index decodes with msgspec (issue 16) and hands msgspec's refusals to json.loads:
+    the records, and the errors, must be json's exactly."""
+    records = [
+        {"path": os.fsdecode(b"latin1-\xe9.txt"), "type": "file", "size": 3},  # a lone surrogate: msgspec refuses it
+        {"path": "caf\u00e9/\U0001f600", "mtime_ns": 2**63 - 1, "huge": 2**70, "ratio": 1.5e308},
+        {"path": "nul\u0000name", "target": None, "flag": True},
+    ]
+    text = b"\n\n".join(json.dumps(r).encode() for r in records) + b"\n  \n"
+    assert list(read_index(io.BytesIO(text))) == records == [json.loads(json.dumps(r)) for r in records]
+    assert list(read_index(io.BytesIO(b'{"f": 1e400}'))) == [{"f": float("inf")}]  # json's reading, not an error
+    for corrupt in (b'{"path": "a"} {"path": "b"}\n', b'{"path": "a",\n', b'{"a": NaN!}\n', b"\xff\n"):
+        with pytest.raises(ValueError):  # json.JSONDecodeError / UnicodeDecodeError, as before
+            list(read_index(io.BytesIO(corrupt)))
+
+
 def test_an_archive_that_agrees_with_its_index_restores(tmp_path):
     members, index = honest_archive_and_index()
     report = restore_bytes(tar_bytes(members), tmp_path / "t", index=index, strict=True)
