@@ -6,7 +6,8 @@ For each size a fresh MongoDB (mongoeco, seeded server-side: its inserts are slo
     to read every byte out of MongoDB), and
   - the backup: the same collection dumped, archived, gzip'd, hashed and uploaded to the vault
     (the code gravitypm_db_backup runs), committed with its manifest.
-Targets (issue #3): backup / scan <= 1.2, and peak RSS flat across sizes.
+Goals (issue 16): backup / scan <= 1.10 (best of REPEATS each, interleaved), and peak RSS flat
+across sizes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pathlib import Path
 from dev.stack import BIN, REPO, free_port, spawn, stop_process, wait_for_port
 
 SIZES = (60_000, 180_000)  # both past one 8 MiB upload part of gzip output
-REPEATS = 3
+# Best of 5: from run to run the bench server's CPU for the same scan moves by +-15 %, more than
+# the 10 % the goal allows; best of 3 read 1.00-1.25 on unchanged code (2026-12-01/02).
+REPEATS = 5
 GOAL = 1.10  # backup wall / raw cursor scan
 
 
