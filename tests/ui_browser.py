@@ -55,11 +55,14 @@ class Browser:
         self.send("Page.enable")
         self.send("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(self.downloads))
 
-    def send(self, method: str, **params) -> dict:
+    def send(self, method: str, *, reply_within: float = 30.0, **params) -> dict:
+        """A DevTools command and its reply (`reply_within` seconds at most; CDP's own params
+        go in `params`)."""
         number = next(self.ids)
         self.ws.send(json.dumps({"id": number, "method": method, "params": params}))
+        deadline = time.monotonic() + reply_within
         while True:  # events arriving meanwhile are not needed: state is polled with evaluate()
-            message = json.loads(self.ws.recv(timeout=30))
+            message = json.loads(self.ws.recv(timeout=max(deadline - time.monotonic(), 0.01)))
             if message.get("id") == number:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -130,8 +133,11 @@ def airflow_up(tmp_path):
 
 def log_in(browser: "Browser", base: str, state: Path, path: str) -> None:
     """Open `path` of the UI and log in through Airflow's own form as `make up`'s admin; it sends us on to `path`."""
-    browser.send("Page.navigate", url=f"{base}{path}")
-    browser.wait_for("location.pathname.startsWith('/auth/login') && !!document.forms.length")
+    # The first page of a freshly started API server: Page.navigate answers once its response
+    # arrives, which took over 30 s on a loaded fresh-clone CI run (2026-12-02, beside another
+    # `make up` test on the 2 cores): wait as long as the stack is allowed to start.
+    browser.send("Page.navigate", url=f"{base}{path}", reply_within=120)
+    browser.wait_for("location.pathname.startsWith('/auth/login') && !!document.forms.length", timeout=120)
     browser.type_into("input[name=username]", "admin")
     browser.type_into("input[name=password]", AirflowAPI.standalone_password(state / "airflow"))
     browser.evaluate("document.querySelector('button[type=submit]').click()")
