@@ -194,7 +194,7 @@ def seconds(a: str | None, b: str | None) -> float | None:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
-def measure(api: CountingAPI, state: Path, minutes: float, drain_minutes: float, load: list) -> dict:
+def measure(api: CountingAPI, minutes: float, drain_minutes: float) -> dict:
     dags = every_page(api, "/api/v2/dags", "dags")
     for dag in dags:
         if dag["is_paused"]:
@@ -268,7 +268,7 @@ def main() -> None:
     api = CountingAPI(f"http://127.0.0.1:{port}", password=AirflowAPI.standalone_password(state / "airflow"))
     try:
         report = {"metadb": args.metadb, "startup_s": round(startup_s, 1),
-                  **measure(api, state, args.minutes, args.drain_minutes, load)}
+                  **measure(api, args.minutes, args.drain_minutes)}
     finally:
         stop_sampling.set()
         proc.send_signal(signal.SIGINT)
