@@ -31,8 +31,7 @@ for name in list(os.environ):
 
 # The files that take minutes (each starts `make up`, a browser or every DAG's CLI test), longest first:
 # pytest-xdist hands out files in collection order (--no-loadscope-reorder in pytest.ini), so the two
-# workers end together instead of one
-# finishing a long file alone at the end.
+# workers end together instead of one finishing a long file alone at the end.
 SLOW_FILES = ("test_up.py", "test_trigger_forms_ui.py", "test_cli_dags_test.py", "test_up_single.py",
               "test_dr_backup_site.py", "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
 
