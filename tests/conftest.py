@@ -29,11 +29,13 @@ for name in list(os.environ):
         del os.environ[name]
 
 
-# The files that take minutes (each starts `make up`, a browser or every DAG's CLI test), longest first:
+# The files that take minutes (each starts `make up`, a browser or every DAG's CLI test), first:
 # pytest-xdist hands out files in collection order (--no-loadscope-reorder in pytest.ini), so the two
-# workers end together instead of one finishing a long file alone at the end.
-SLOW_FILES = ("test_up.py", "test_trigger_forms_ui.py", "test_cli_dags_test.py", "test_up_single.py",
-              "test_dr_backup_site.py", "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
+# workers end together instead of one finishing a long file alone at the end. The first two go to the
+# two workers at once: not two `make up` stacks starting together on two cores (a CI run that did saw
+# load 13 and a test_up wait time out), so the CLI test, on the session's stack, is second.
+SLOW_FILES = ("test_up.py", "test_cli_dags_test.py", "test_trigger_forms_ui.py", "test_dr_backup_site.py",
+              "test_up_single.py", "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -131,8 +133,8 @@ class DagRunResult:
 class Standalone:
     """A running `airflow standalone` (real scheduler, API server, triggerer) on the test stack."""
 
-    def __init__(self, api, prefix: str, database: str, vault):
-        self.api, self.prefix, self.database, self.vault = api, prefix, database, vault
+    def __init__(self, api, prefix: str, database: str, vault, log: Path):
+        self.api, self.prefix, self.database, self.vault, self.log = api, prefix, database, vault, log
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +168,7 @@ def standalone(stack, tmp_path_factory):
         api = AirflowAPI(f"http://127.0.0.1:{port}")
         api.wait_healthy(alive=lambda: proc.poll() is None)
         api.password = AirflowAPI.standalone_password(home / "airflow")
-        yield Standalone(api, prefix, database, Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer()))
+        vault = Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
+        yield Standalone(api, prefix, database, vault, home / "airflow.log")
     finally:
         stop_process(proc, grace=30)

@@ -8,7 +8,7 @@ import pytest
 
 from gravitypm_ops.checklists.audit import AuditLog
 from gravitypm_ops.checklists.catalog import CHECKLISTS
-from tests.upstream_races import blame_upstream_defer_race
+from tests.upstream_races import blame_upstream_defer_race, wait_until_defer_exit_drained
 
 WEEKLY, MONTHLY = "gravitypm_weekly_maintenance", "gravitypm_monthly_maintenance"
 QUARTERLY, DRILL = "gravitypm_quarterly_maintenance", "gravitypm_dr_drill"
@@ -20,12 +20,13 @@ def checklists_on(standalone):
     for dag_id in (WEEKLY, MONTHLY, QUARTERLY, DRILL):
         standalone.api.wait_for_dag(dag_id)
         standalone.api.unpause(dag_id)
-    return standalone.api, AuditLog(standalone.vault)
+    return standalone.api, AuditLog(standalone.vault), standalone.log
 
 
-def answer(api, run_id: str, task_id: str, option: str, comment: str) -> None:
-    """Answer like the UI does. The client tries a 500 ("database is locked") again; a 409 then means
-    the earlier attempt was stored after all."""
+def answer(api, log, run_id: str, task_id: str, option: str, comment: str) -> None:
+    """Answer like the UI does, once the scheduler has taken in the deferring try's exit (tests/upstream_races.py).
+    The client tries a 500 ("database is locked") again; a 409 then means the earlier attempt was stored after all."""
+    wait_until_defer_exit_drained(log, WEEKLY, run_id, task_id)
     try:
         api.answer(WEEKLY, run_id, task_id, option, {"comment": comment})
     except urllib.error.HTTPError as err:
@@ -35,7 +36,7 @@ def answer(api, run_id: str, task_id: str, option: str, comment: str) -> None:
 
 @pytest.mark.flaky(reruns=1, only_rerun=["UpstreamDeferRace"])  # Airflow's defer race only (tests/upstream_races.py)
 def test_answers_are_recorded_with_the_responder_and_a_timeout_is_missed(checklists_on):
-    api, audit = checklists_on
+    api, audit, log = checklists_on
     # All at once (each DAG allows one active run): the weekly one is answered; nobody answers the
     # monthly and quarterly ones, whose human items time out after ~14 s. The quarterly DR test runs
     # the real drill, which fails on this empty vault.
@@ -51,9 +52,9 @@ def test_answers_are_recorded_with_the_responder_and_a_timeout_is_missed(checkli
         assert "p95 response time < 500 ms" in prompt["body"]  # the instructions …
         assert "Evidence gathered automatically" in prompt["body"] and "application" in prompt["body"]  # … and evidence
         assert "Done" in prompt["options"] and "comment" in prompt["params"]
-        answer(api, answered, "review_monitoring_dashboards", "Done", "All dashboards green, p95 310 ms")
+        answer(api, log, answered, "review_monitoring_dashboards", "Done", "All dashboards green, p95 310 ms")
         api.wait_for_prompt(WEEKLY, answered, "test_failover_procedures")
-        answer(api, answered, "test_failover_procedures", "Waived (say why)", "Staging is down for the DB upgrade")
+        answer(api, log, answered, "test_failover_procedures", "Waived (say why)", "Staging is down for the DB upgrade")
         run = api.wait_for_run(WEEKLY, answered, timeout=240)
 
         weekly = [r for r in audit.records("weekly_maintenance") if r["run_id"] == answered]

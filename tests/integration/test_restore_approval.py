@@ -9,7 +9,7 @@ import pytest
 from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.verification.verify import verify_backup
-from tests.upstream_races import blame_upstream_defer_race
+from tests.upstream_races import blame_upstream_defer_race, wait_until_defer_exit_drained
 
 DAG = "gravitypm_db_restore"
 CHANGES = ("safety_backup", "stop_app", "restore", "start_app", "validate")
@@ -40,6 +40,7 @@ def test_a_production_restore_waits_for_approval_and_records_the_approver(stack,
         prompt = api.wait_for_prompt(DAG, rejected, "approve")
         assert standalone.database in prompt["subject"] and backup["backup_id"] in prompt["body"]
         assert prompt["options"] == ["Approve", "Reject"]
+        wait_until_defer_exit_drained(standalone.log, DAG, rejected, "approve")  # as a person: not at once
         api.answer(DAG, rejected, "approve", "Reject")
         run = api.wait_for_run(DAG, rejected)
         assert run["state"] == "success", (api.task_states(DAG, rejected), api.xcom(DAG, rejected, "report"))
@@ -54,6 +55,7 @@ def test_a_production_restore_waits_for_approval_and_records_the_approver(stack,
         approved = api.trigger(DAG, conf)
         runs.append((DAG, approved))
         api.wait_for_prompt(DAG, approved, "approve")
+        wait_until_defer_exit_drained(standalone.log, DAG, approved, "approve")
         api.answer(DAG, approved, "approve", "Approve")
         run = api.wait_for_run(DAG, approved)
         assert run["state"] == "success", api.task_states(DAG, approved)

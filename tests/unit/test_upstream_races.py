@@ -1,8 +1,11 @@
-"""The re-run guard turns a failure into UpstreamDeferRace only when Airflow logged a state mismatch."""
+"""The re-run guard turns a failure into UpstreamDeferRace only when Airflow logged a state mismatch; the wait
+before an answer ends on the scheduler's line for that task's deferring try, and only on it."""
+
+import threading
 
 import pytest
 
-from tests.upstream_races import UpstreamDeferRace, blame_upstream_defer_race
+from tests.upstream_races import UpstreamDeferRace, blame_upstream_defer_race, wait_until_defer_exit_drained
 
 
 class EventLogs:
@@ -39,3 +42,33 @@ def test_a_passing_test_asks_nothing():
     with blame_upstream_defer_race(api) as runs:
         runs.append(("d", "r1"))
     assert api.queries == []
+
+
+# As the scheduler logs it in `airflow standalone`'s output (Airflow 3.3).
+EVENT = ("scheduler  | 2026-12-02T06:39:59.805018Z [info     ] Received executor event with state success for task "
+         "instance TaskInstanceKey(dag_id='{dag}', task_id='{task}', run_id='{run}', try_number=1, map_index=-1) "
+         "[airflow.jobs.scheduler_job_runner.SchedulerJobRunner]\n")
+
+
+def test_the_wait_ends_once_the_scheduler_logs_the_tasks_executor_event(tmp_path):
+    log = tmp_path / "airflow.log"
+    log.write_text(EVENT.format(dag="d", task="approve", run="r0") + EVENT.format(dag="d", task="plan", run="r1"))
+
+    def scheduler_takes_it_in() -> None:
+        with log.open("a") as out:
+            out.write(EVENT.format(dag="d", task="approve", run="r1"))
+
+    later = threading.Timer(1.0, scheduler_takes_it_in)
+    later.start()
+    try:
+        wait_until_defer_exit_drained(log, "d", "r1", "approve", timeout=30)
+    finally:
+        later.join()
+    assert "task_id='approve', run_id='r1'" in log.read_text()  # it waited for the line written later
+
+
+def test_the_wait_does_not_end_on_another_run_or_task(tmp_path):
+    log = tmp_path / "airflow.log"
+    log.write_text(EVENT.format(dag="d", task="approve", run="r0") + EVENT.format(dag="d", task="plan", run="r1"))
+    with pytest.raises(TimeoutError, match="d.approve r1"):
+        wait_until_defer_exit_drained(log, "d", "r1", "approve", timeout=1)
