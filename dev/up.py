@@ -53,6 +53,9 @@ HOST_AGENT_NAME = "gravitypm-host-1"
 OFFSITE_SUFFIX = "-offsite"  # the off-site bucket of --offsite: <vault bucket>-offsite
 METADBS = ("sqlite", "postgres")
 DEFAULT_METADB = "postgres"  # SQLite locks under the suite's load in the split topology: docs/metadb.md
+# On stop (Ctrl-C, `make stop`), Airflow and the host agent get this long to let running tasks finish;
+# then the rest of their process group is terminated. The UI tests, whose runs are left unfinished, pass less.
+STOP_GRACE_SECONDS = 30.0
 
 
 class Stop(Exception):
@@ -236,7 +239,8 @@ def smoke_run(api: AirflowAPI, stack: LocalStack) -> bool:
 
 
 def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bool = False,
-       host_agent_timeout: int | None = None, offsite: bool = False, metadb: str = DEFAULT_METADB) -> int:
+       host_agent_timeout: int | None = None, offsite: bool = False, metadb: str = DEFAULT_METADB,
+       stop_grace: float = STOP_GRACE_SECONDS) -> int:
     pidfile = state / "up.pid"
     if pidfile.exists() and _alive(int(pidfile.read_text())):
         print(f"already running (pid {pidfile.read_text().strip()}); stop it with: make stop")
@@ -336,9 +340,9 @@ def up(state: Path, smoke: bool, port: int, free_ports: bool = False, single: bo
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the clean-up
         print("\n-- stopping …", flush=True)
         if agent is not None:  # first, while the API server can still record it offline
-            stop_process(agent, grace=30)
+            stop_process(agent, grace=stop_grace)
         if airflow is not None:
-            stop_process(airflow, grace=30)
+            stop_process(airflow, grace=stop_grace)
         stack.stop()
         if postgres is not None:  # after Airflow, its only client
             postgres.stop()
@@ -381,6 +385,9 @@ def main() -> int:
     parser.add_argument("--metadb", choices=METADBS, default=DEFAULT_METADB,
                         help=f"Airflow's metadata DB (default {DEFAULT_METADB}; docs/metadb.md): a Postgres cluster "
                              "started and stopped with the stack (data in <state-dir>/postgres), or SQLite")
+    parser.add_argument("--stop-grace", type=float, default=STOP_GRACE_SECONDS, metavar="SECONDS",
+                        help=f"on stop, how long running tasks may take to finish before they are terminated "
+                             f"(default {STOP_GRACE_SECONDS:g})")
     parser.add_argument("--name", default="gravitypm-host-2", help="agent: the Edge worker's host name")
     args = parser.parse_args()
     state = args.state_dir.resolve()
@@ -389,7 +396,7 @@ def main() -> int:
     if args.command == "agent":
         return agent(state, args.name)
     return up(state, args.smoke, args.port, args.free_ports, args.single, args.host_agent_timeout, args.offsite,
-              args.metadb)
+              args.metadb, args.stop_grace)
 
 
 if __name__ == "__main__":

@@ -115,12 +115,13 @@ def chromium():
 @pytest.fixture
 def airflow_up(tmp_path):
     """`make up`'s launcher (as test_up.py runs it) without its smoke run: the console needs no DAG run.
-    Stopped with one SIGINT, as a user would."""
+    Stopped with one SIGINT, as a user would, with a short grace: the runs the forms started are not
+    waited for (test_up.py tests the stop with the default grace)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port), "--free-ports",
-         "--no-smoke"],
+         "--no-smoke", "--stop-grace", "5"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
