@@ -29,13 +29,13 @@ for name in list(os.environ):
         del os.environ[name]
 
 
-# The files that take minutes (each starts `make up`, a browser or every DAG's CLI test), first:
+# The files that take minutes (each starts `make up`, a browser or every DAG's CLI test), longest first:
 # pytest-xdist hands out files in collection order (--no-loadscope-reorder in pytest.ini), so the two
-# workers end together instead of one finishing a long file alone at the end. The first two go to the
-# two workers at once: not two `make up` stacks starting together on two cores (a CI run that did saw
-# load 13 and a test_up wait time out), so the CLI test, on the session's stack, is second.
-SLOW_FILES = ("test_up.py", "test_cli_dags_test.py", "test_trigger_forms_ui.py", "test_dr_backup_site.py",
-              "test_up_single.py", "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
+# workers end together instead of one finishing a long file alone at the end. The first two start two
+# `make up` stacks together (load ~13 on two cores: their tests' waits allow for it). Putting the CLI
+# test second instead cost 160-300 s more worker time in two CI runs: the stacks then overlapped later.
+SLOW_FILES = ("test_up.py", "test_trigger_forms_ui.py", "test_cli_dags_test.py", "test_up_single.py",
+              "test_dr_backup_site.py", "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -7,7 +7,6 @@ Shared by tests/integration/test_console_ui.py and test_trigger_forms_ui.py: imp
 
 import itertools
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port, spawn, stop_process
 from tests.processes import find_or_install, read_until
+from tests.up_launcher import clean_env
 
 
 def find_or_install_chromium() -> str:
@@ -118,11 +118,10 @@ def airflow_up(tmp_path):
     Stopped with one SIGINT, as a user would, with a short grace: the runs the forms started are not
     waited for (test_up.py tests the stop with the default grace)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port), "--free-ports",
          "--no-smoke", "--stop-grace", "5"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         read_until(proc, "== running;", timeout=300)
