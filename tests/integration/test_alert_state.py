@@ -15,6 +15,7 @@ from gravitypm_ops.backup import files as backup_files
 from gravitypm_ops.backup import mongo as backup_mongo
 from gravitypm_ops.config import parse_config
 from gravitypm_ops.log_rotation.files import RotatedFile
+from gravitypm_ops.log_rotation.tasks import DISK_ALERT
 from gravitypm_ops.log_rotation.ship import ship_to_vault
 from gravitypm_ops.vault.store import Vault
 
@@ -173,6 +174,24 @@ def test_the_logs_disk_warning_is_posted_once_and_recovered_once(run_dag, slack,
     assert calm.xcom("check_disk_space")["status"] == "ok"
     [recovered] = [t for t in slack.texts() if "logs filesystem" in t]
     assert "logs filesystem recovered*: back under 99.999% used" in recovered and "2 run(s)" in recovered
+
+
+def test_a_bucket_writer_cannot_silence_a_firing_alert(run_dag, stack, slack, prefix, tmp_path, caplog):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    over = {"vault_prefix": prefix, "logs_dir": str(logs), "disk_min_free_percent": 99}  # this disk is > 1 % used
+    assert run_dag("gravitypm_log_rotation", over).xcom("check_disk_space")["status"] == "breach"
+    stored = alert_state(stack, prefix, DISK_ALERT)
+    assert stored["status"] == "firing" and stack.signer().problem(stored) == ""  # signed by the task
+
+    # Without the key, "resolved" (or "posted just now") breaks the signature: the state is left out.
+    silenced = {**stored, "status": "resolved"}
+    stack.s3_client().put_object(Bucket=stack.vault_bucket, Key=f"{prefix}/alerts/{DISK_ALERT}.json",
+                                 Body=json.dumps(silenced).encode())
+    assert run_dag("gravitypm_log_rotation", over).xcom("check_disk_space")["status"] == "breach"
+    assert len([t for t in slack.texts() if "logs filesystem is over" in t]) == 2  # posted again, not silenced
+    assert "stored state left out (bad signature" in caplog.text
+    assert stack.signer().problem(alert_state(stack, prefix, DISK_ALERT)) == ""  # and signed anew
 
 
 def test_a_checklist_critical_alert_is_posted_once_and_recovered_once(run_dag, slack, prefix, tmp_path,

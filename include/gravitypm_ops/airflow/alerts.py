@@ -105,16 +105,19 @@ def send_slack(text: str, conn_id: str = SLACK_CONN_ID) -> None:
 
 # --- alerting on a change of state (alert_state.py) ---------------------------------------------------
 def _alert_book(cfg, store):
+    """The vault's alert states, signed with the vault's signer (a plain object store and the
+    signing connection when the caller has no vault at hand)."""
     from gravitypm_ops.airflow.alert_state import AlertBook
 
-    if store is None:  # a plain object store: the alert state needs no backup signer
-        from gravitypm_ops.names import AWS_CONN_ID
-        from gravitypm_ops.vault.objects import ObjectStore, s3_client
-        from gravitypm_ops.vault.streams import Protection
+    if store is not None:
+        return AlertBook(store, store.signer)
+    from gravitypm_ops.names import AWS_CONN_ID
+    from gravitypm_ops.vault.objects import ObjectStore, s3_client
+    from gravitypm_ops.vault.signing import signer_from_connection
+    from gravitypm_ops.vault.streams import Protection
 
-        store = ObjectStore(cfg.vault_bucket, cfg.vault_prefix, s3_client(AWS_CONN_ID),
-                            Protection(kms_key_id=cfg.kms_key_id))
-    return AlertBook(store)
+    store = ObjectStore(cfg.vault_bucket, cfg.vault_prefix, s3_client(AWS_CONN_ID), Protection(kms_key_id=cfg.kms_key_id))
+    return AlertBook(store, signer_from_connection())
 
 
 def _why(err: BaseException) -> str:
@@ -152,7 +155,7 @@ def fire(key: str, text: str, *, reason: str, cfg=None, store=None, facts: dict 
         state = book.read(key)
     except Exception as err:  # noqa: BLE001 - any reason: post the alert anyway
         log.warning("alert %s: state unreadable (%s); posting it without de-duplication", key, _why(err))
-    decision = alert_state.on_firing(state, signature=alert_state.signature(reason), now=now,
+    decision = alert_state.on_firing(state, fingerprint=alert_state.fingerprint(reason), now=now,
                                      repeat_hours=repeat_hours, facts={"reason": scrub(reason)[:400], **(facts or {})})
     if decision.send == alert_state.REMINDER:
         runs = decision.state["count"]

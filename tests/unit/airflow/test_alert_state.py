@@ -1,5 +1,7 @@
-"""The alert decision (issue 14 item 11): Alertmanager's semantics, pure, with an explicit clock."""
+"""The alert decision (issue 14 item 11): Alertmanager's semantics, pure, with an explicit clock; and the
+book that keeps each alert's state in the vault, signed so a bucket writer cannot silence it."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,18 +12,19 @@ from gravitypm_ops.airflow.alert_state import (
     REMINDER,
     RESOLVED,
     AlertBook,
+    fingerprint,
     normalise,
     on_clear,
     on_firing,
-    signature,
 )
+from gravitypm_ops.vault.signing import Signer
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 FRESHNESS = "AirflowFailException: backup_age: fs: no backup yet; logs: no backup yet"
 
 
 def fire(state, now, sig=None, repeat_hours=4.0, **facts):
-    return on_firing(state, signature=sig or signature(FRESHNESS), now=now, repeat_hours=repeat_hours, facts=facts)
+    return on_firing(state, fingerprint=sig or fingerprint(FRESHNESS), now=now, repeat_hours=repeat_hours, facts=facts)
 
 
 def test_first_firing_posts_and_records_since_and_count():
@@ -61,7 +64,7 @@ def test_repeat_hours_is_the_configured_interval():
 
 def test_failing_a_different_way_is_a_change_of_state():
     state = fire(None, T0).state
-    other = signature("AirflowFailException: backup_age: logs: no backup yet")
+    other = fingerprint("AirflowFailException: backup_age: logs: no backup yet")
     decision = fire(state, T0 + timedelta(minutes=5), sig=other)
     assert decision.send == FIRING
     assert decision.state["since"] == (T0 + timedelta(minutes=5)).isoformat() and decision.state["count"] == 1
@@ -99,8 +102,8 @@ def test_a_damaged_state_errs_on_the_side_of_a_reminder():
      "lease a1b2c3d4e5f60718 held by 9b2e6f10-1c2d-4e3f-8a9b-0c1d2e3f4a5b"),
     ("`/var/log/app`: 91.3% used, needs > 20% free", "`/var/log/app`: 95% used, needs > 20% free"),
 ])
-def test_the_same_failure_with_other_numbers_ids_and_times_has_the_same_signature(first, second):
-    assert signature(first) == signature(second)
+def test_the_same_failure_with_other_numbers_ids_and_times_has_the_same_fingerprint(first, second):
+    assert fingerprint(first) == fingerprint(second)
 
 
 @pytest.mark.parametrize("first, second", [
@@ -108,8 +111,8 @@ def test_the_same_failure_with_other_numbers_ids_and_times_has_the_same_signatur
     ("MongoDB (gravitypm_mongo) unusable: connection refused", "MongoDB (gravitypm_mongo) unusable: Authentication failed"),
     ("ValueError: bad input", "KeyError: bad input"),
 ])
-def test_a_different_failure_has_a_different_signature(first, second):
-    assert signature(first) != signature(second)
+def test_a_different_failure_has_a_different_fingerprint(first, second):
+    assert fingerprint(first) != fingerprint(second)
 
 
 def test_normalise_keeps_the_words():
@@ -125,3 +128,80 @@ def test_alert_keys_stay_inside_the_alerts_folder():
     assert book.key_of("task/gravitypm_db_backup/preflight") == "production/alerts/task/gravitypm_db_backup/preflight.json"
     assert book.key_of("task/d/group.t[2]") == "production/alerts/task/d/group.t_2_.json"
     assert book.key_of("/../../x y") == "production/alerts/_/_/x_y.json"
+
+
+class DictStore:
+    """An object store's two JSON calls the book uses, over a dict (the bucket, as a hostile writer sees it)."""
+
+    prefix = "production"
+
+    def __init__(self):
+        self.objects: dict[str, dict] = {}
+
+    def read_json(self, key):
+        return self.objects.get(key)
+
+    def put(self, key, body):
+        self.objects[key] = body
+
+
+KEY = "task/gravitypm_backup_verification/audit_freshness"
+SIGNER = Signer(["k" * 32])
+
+
+def firing_book() -> tuple[AlertBook, DictStore]:
+    store = DictStore()
+    book = AlertBook(store, SIGNER)
+    book.write(KEY, fire(None, T0, last_run="r1").state)
+    return book, store
+
+
+def test_a_signed_state_reads_back_as_written_without_its_signature():
+    book, store = firing_book()
+    stored = store.objects[book.key_of(KEY)]
+    assert SIGNER.problem(stored) == "" and stored["key"] == KEY
+    state = book.read(KEY)
+    assert "signature" not in state and state["status"] == FIRING and state["key"] == KEY
+    assert fire(state, T0 + timedelta(minutes=5)).send is None  # de-duplicated as before
+
+
+@pytest.mark.parametrize("tamper, why", [
+    (lambda state: {**state, "last_sent": (T0 + timedelta(days=30)).isoformat()}, "bad signature"),  # "posted" later
+    (lambda state: {**state, "status": RESOLVED}, "bad signature"),  # silenced as resolved
+    (lambda state: {k: v for k, v in state.items() if k != "signature"}, "not signed"),
+    (lambda state: Signer(["x" * 32]).sign(state), "which Airflow does not hold"),  # a key of the writer's own
+    (lambda state: ["not", "an", "object"], "not a JSON object"),
+])
+def test_a_state_rewritten_in_the_bucket_is_left_out_and_the_alert_posts(tamper, why, caplog):
+    book, store = firing_book()
+    store.objects[book.key_of(KEY)] = tamper(store.objects[book.key_of(KEY)])
+    with caplog.at_level(logging.WARNING):
+        assert book.read(KEY) is None
+    assert why in caplog.text and "judged as never fired" in caplog.text
+    assert fire(book.read(KEY), T0 + timedelta(minutes=5)).send == FIRING  # loud, not silent
+
+
+def test_a_signed_state_of_another_alert_copied_over_this_one_is_left_out(caplog):
+    book, store = firing_book()
+    other = "task/gravitypm_db_backup/preflight"
+    book.write(other, {**fire(None, T0).state, "status": RESOLVED})
+    store.objects[book.key_of(KEY)] = store.objects[book.key_of(other)]
+    assert book.read(KEY) is None and "written for another alert" in caplog.text
+    assert book.read(other)["status"] == RESOLVED
+
+
+def test_without_a_signer_states_are_plain_json_as_before():
+    store = DictStore()
+    book = AlertBook(store)
+    book.write(KEY, fire(None, T0).state)
+    assert "signature" not in store.objects[book.key_of(KEY)]
+    assert book.read(KEY)["status"] == FIRING
+
+
+def test_a_state_stored_before_signing_keeps_its_fingerprint_under_the_old_name():
+    store = DictStore()
+    book = AlertBook(store)
+    state = fire(None, T0).state
+    store.objects[book.key_of(KEY)] = {**{k: v for k, v in state.items() if k != "fingerprint"},
+                                       "signature": state["fingerprint"], "key": KEY}
+    assert fire(book.read(KEY), T0 + timedelta(minutes=5)).send is None  # the same failure: not posted again
