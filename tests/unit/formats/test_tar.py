@@ -939,6 +939,15 @@ def test_a_big_file_with_the_wrong_hash_fails_the_restore_and_leaves_the_target_
     assert snapshot(target)["d/big2.bin"]["sha256"] == digests["d/big2.bin"]
 
 
+@pytest.mark.parametrize("bad", ["g" * 64, "f" * 63, 0, ["f" * 64]])
+def test_an_index_sha256_that_is_no_sha256_refuses_the_backup_before_anything_is_written(tmp_path, bad):
+    archive, records = big_file_backup(tmp_path)
+    tampered = [{**r, "sha256": bad} if r["path"] == "d/big1.bin" else r for r in records]
+    with pytest.raises(RestoreError, match="index is corrupt: 'd/big1.bin' has no valid sha256"):
+        restore(archive, tmp_path / "target", index=tampered)
+    assert not (tmp_path / "target").exists()
+
+
 def test_a_failing_write_is_a_restore_error_naming_the_file(tmp_path):
     archive, records = big_file_backup(tmp_path)
     target = tmp_path / "target"

@@ -86,6 +86,19 @@ _KINDS = {b"5": "dir", b"2": "symlink", b"1": "hardlink", **dict.fromkeys(FILE_T
 _CONTENT_COUNTS = {"file": "files", "dir": "dirs", "symlink": "symlinks", "hardlink": "hardlinks"}
 
 
+def _digest(path: str, sha256) -> bytes | None:
+    """An index record's sha256 (hex) as its 32 bytes; RestoreError if it is not one."""
+    if sha256 is None:
+        return None
+    try:
+        digest = bytes.fromhex(sha256) if type(sha256) is str and len(sha256) == 64 else b""
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise RestoreError(f"the file index is corrupt: {path[:200]!r} has no valid sha256")
+    return digest
+
+
 class _IndexCheck:
     """The archive must be exactly what its index (and the manifest's content) says, entry for
     entry: same paths, types, link targets, sizes, mtimes (hashes are checked as files are written).
@@ -99,14 +112,17 @@ class _IndexCheck:
     mtime_ns (hand-made indexes) leave the header's."""
 
     def __init__(self, index: Iterable[Mapping], content: Mapping | None):
-        self.entries: dict[str, tuple] = {}  # path -> (type, size, sha256, target, mtime_ns): compact
+        # Compact, as it grows with the file count (~400 bytes a file, issue 16): path -> (type, size,
+        # sha256 as 32 bytes, target, mtime_ns, ordinal), and one "seen" byte per ordinal, not a set of paths.
+        self.entries: dict[str, tuple] = {}
         for record in index:
             path = record.get("path")
             if not isinstance(path, str) or path in self.entries:
                 raise RestoreError(f"the file index is corrupt: bad or repeated path {str(path)[:200]!r}")
-            self.entries[path] = (record.get("type"), record.get("size"), record.get("sha256"), record.get("target"),
-                                  record.get("mtime_ns"))
-        self.seen: set[str] = set()
+            self.entries[path] = (record.get("type"), record.get("size"), _digest(path, record.get("sha256")),
+                                  record.get("target"), record.get("mtime_ns"), len(self.entries))
+        self.seen = bytearray(len(self.entries))
+        self.seen_count = 0
         self.content = {k: v for k, v in (content or {}).items()
                         if k in ("bytes", *_CONTENT_COUNTS.values()) and type(v) is int}
         self.totals = dict.fromkeys(("bytes", *_CONTENT_COUNTS.values()), 0)
@@ -121,10 +137,11 @@ class _IndexCheck:
         entry = self.entries.get(path)
         if entry is None:
             raise RestoreError(f"{path!r} is in the archive but not in the index: the backup is refused")
-        if path in self.seen:
+        kind, size, digest, target, mtime_ns, ordinal = entry
+        if self.seen[ordinal]:
             raise RestoreError(f"{path!r} is twice in the archive: the backup is refused")
-        self.seen.add(path)
-        kind, size, digest, target, mtime_ns = entry
+        self.seen[ordinal] = 1
+        self.seen_count += 1
         actual = _KINDS.get(member.type) or f"type {member.type!r}"
         if actual != kind:
             raise RestoreError(f"{path!r} is a {actual} in the archive, a {kind} in the index: the backup is refused")
@@ -132,7 +149,7 @@ class _IndexCheck:
             raise RestoreError(f"{path!r}: the archive's link target differs from the index's: the backup is refused")
         if kind == "hardlink":
             first = self.entries.get(target)
-            if target not in self.seen or first is None or first[0] != "file" or first[1:3] != (size, digest):
+            if first is None or not self.seen[first[5]] or first[0] != "file" or first[1:3] != (size, digest):
                 raise RestoreError(f"{path!r}: hard link to {target!r}, which the index does not list as a file "
                                    "of that size and content: the backup is refused")
         if kind == "file":
@@ -151,14 +168,14 @@ class _IndexCheck:
             member.mtime_ns = mtime_ns
         return path
 
-    def digest(self, path: str) -> str | None:
+    def digest(self, path: str) -> bytes | None:
         entry = self.entries.get(path)
         return entry[2] if entry else None
 
     def finish(self) -> None:
         """After the whole archive: nothing of the index missing, totals as the manifest says."""
-        if len(self.seen) != len(self.entries):
-            missing = sorted(p for p in self.entries if p not in self.seen)
+        if self.seen_count != len(self.entries):
+            missing = sorted(p for p, entry in self.entries.items() if not self.seen[entry[5]])
             raise RestoreError(f"{len(missing)} entr(y/ies) of the index not in the archive: {missing[:20]}: "
                                "the backup is refused")
         wrong = {k: (self.totals[k], v) for k, v in self.content.items() if self.totals[k] != v}
@@ -308,7 +325,7 @@ class _Stager:
                 for data in tar.data(member.size):
                     sha.update(data)
                     _write_all(fd, data)
-                self.verify(rel, sha.hexdigest())
+                self.verify(rel, sha.digest())
             else:
                 for data in tar.data(member.size):
                     _write_all(fd, data)
@@ -322,13 +339,17 @@ class _Stager:
         self.counts["files"] += 1
         self.counts["bytes"] += member.size
 
-    def verify(self, rel: str, digest: str) -> None:
+    def verify(self, rel: str, digest: bytes) -> None:
         """Check a staged file's sha256 against the index; RestoreError if it differs or is not listed."""
-        expected = self.index.digest(rel) if self.index is not None else self.expected.get(rel)
+        if self.index is not None:
+            expected, actual = self.index.digest(rel), digest  # bytes
+        else:
+            expected, actual = self.expected.get(rel), digest.hex()
         if expected is None:
             raise RestoreError(f"{rel!r} is in the archive but not in the index: refusing to restore unverified")
-        if digest != expected:
-            raise RestoreError(f"{rel!r}: restored bytes have sha256 {digest[:16]}…, the index says {expected[:16]}…")
+        if actual != expected:
+            shown = expected.hex() if isinstance(expected, bytes) else str(expected)
+            raise RestoreError(f"{rel!r}: restored bytes have sha256 {digest.hex()[:16]}…, the index says {shown[:16]}…")
         self.counts["verified"] += 1
 
     def directory(self, member, rel: str) -> None:
