@@ -108,8 +108,10 @@ class AlertBook:
         for this alert (raises when the store cannot answer)."""
         state = self.store.read_json(self.key_of(alert_key))
         if self.signer is None:
-            if isinstance(state, dict) and isinstance(state.get(SIGNATURE_FIELD), str):  # written before signing
-                state["fingerprint"] = state.pop(SIGNATURE_FIELD)  # existed: the fingerprint's old name
+            if isinstance(state, dict):  # a signature from when signing was on is dropped, not kept stale
+                old_name = state.pop(SIGNATURE_FIELD, None)
+                if isinstance(old_name, str):  # written before signing existed: the fingerprint's old name
+                    state["fingerprint"] = old_name
             return state
         if state is None:
             return None

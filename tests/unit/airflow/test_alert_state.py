@@ -198,6 +198,15 @@ def test_without_a_signer_states_are_plain_json_as_before():
     assert book.read(KEY)["status"] == FIRING
 
 
+def test_with_signing_turned_off_a_signed_state_is_read_and_rewritten_without_its_signature():
+    book, store = firing_book()
+    unsigned = AlertBook(store)
+    state = unsigned.read(KEY)
+    assert "signature" not in state and state["fingerprint"] == fingerprint(FRESHNESS)
+    unsigned.write(KEY, state)
+    assert "signature" not in store.objects[book.key_of(KEY)]
+
+
 def test_a_state_stored_before_signing_keeps_its_fingerprint_under_the_old_name():
     store = DictStore()
     book = AlertBook(store)

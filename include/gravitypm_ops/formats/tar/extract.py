@@ -112,7 +112,7 @@ class _IndexCheck:
     mtime_ns (hand-made indexes) leave the header's."""
 
     def __init__(self, index: Iterable[Mapping], content: Mapping | None):
-        # Compact, as it grows with the file count (~400 bytes a file, issue 16): path -> (type, size,
+        # Compact, as it grows with the file count (~280 bytes a file, BENCHMARKS.md): path -> (type, size,
         # sha256 as 32 bytes, target, mtime_ns, ordinal), and one "seen" byte per ordinal, not a set of paths.
         self.entries: dict[str, tuple] = {}
         for record in index:
