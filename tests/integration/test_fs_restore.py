@@ -173,8 +173,9 @@ def test_a_backup_of_the_other_kind_is_refused(run_dag, setup, capfd):
     assert f"no committed fs backup {config_backup['backup_id']!r}" in capfd.readouterr().out
 
 
-def crafted_backup(setup, index_paths=("innocent.txt",)) -> dict:
-    """A committed backup whose archive tries to write outside its target."""
+def crafted_backup(setup, index_paths=("innocent.txt",), index_text: str | None = None) -> dict:
+    """A committed backup whose archive tries to write outside its target (and whose index is
+    `index_text`, when given)."""
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in (("innocent.txt", b"hello\n"), ("../../escaped.txt", b"pwned\n")):
@@ -183,7 +184,7 @@ def crafted_backup(setup, index_paths=("innocent.txt",)) -> dict:
             tar.addfile(info, io.BytesIO(data))
     index = "".join(json.dumps({"path": path, "type": "file", "size": 6,
                                 "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}) + "\n"
-                    for path in index_paths)
+                    for path in index_paths) if index_text is None else index_text
     writer = setup.vault.begin_backup("fs", dag_id="attacker", run_id=uuid.uuid4().hex, run_after=T0 + timedelta(hours=1))
     for name, payload in (("files.tar.zst", tar_bytes.getvalue()), ("index.jsonl.zst", index.encode())):
         with writer.artifact(name, compression="zstd", format="x") as out:
@@ -224,6 +225,16 @@ def test_an_index_with_an_escaping_path_is_refused_by_the_plan_before_the_app_st
     assert not (setup.elsewhere / "escaped.txt").exists() and not (setup.elsewhere.parent / "escaped.txt").exists()
 
 
+def test_an_index_record_that_is_no_json_object_is_refused_by_the_plan(setup):
+    from gravitypm_ops.restore.plan import RestoreRefused, plan_file_restore
+
+    evil = crafted_backup(setup, index_text='{"path": "innocent.txt", "type": "file", "size": 6}\n["innocent.txt"]\n')
+    params = {"kind": "fs", "backup_id": evil["backup_id"], "target_path": str(setup.elsewhere), "dry_run": True,
+              "paths": [], "mirror": False, "allow_unverified": True}
+    with pytest.raises(RestoreRefused, match=r"index is corrupt: a record is not a JSON object \(\['innocent.txt'\]\)"):
+        plan_file_restore(setup.cfg, setup.vault, params, datetime.now(UTC))
+
+
 def test_the_dry_run_never_reads_through_a_symlink_in_the_target(run_dag, setup, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -257,12 +268,16 @@ def test_a_restore_that_does_not_fit_the_target_filesystem_is_refused_by_the_pla
     assert snapshot(setup.root) == before
 
 
-def test_a_restore_holds_no_list_of_the_index_memory_grows_by_its_compact_check_only(stack, tmp_path):
+def test_a_restore_and_its_plan_hold_little_of_the_index_per_file(stack, tmp_path):
     """restore_files streams the index into the extractor's compact check instead of loading its records
-    first as well: ~280 bytes a file instead of ~710 (0.3 instead of 0.7 GB for a million files)."""
+    first as well: ~280 bytes a file instead of ~710 (0.3 instead of 0.7 GB for a million files). The
+    plan, which holds the records, keeps only the fields it reads."""
     import tracemalloc
 
     from gravitypm_ops.restore.apply import restore_files
+    from gravitypm_ops.restore.plan import plan_file_restore
+
+    plan_peaks = {}
 
     def peak_per_restore(files: int) -> int:
         root = tmp_path / f"app-{files}"
@@ -273,8 +288,18 @@ def test_a_restore_holds_no_list_of_the_index_memory_grows_by_its_compact_check_
             (root / f"d{i // 500:03d}" / f"file-{i:06d}.txt").write_bytes(b"x")
         prefix = f"fsmem-{uuid.uuid4().hex[:8]}"
         vault = Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
-        cfg = parse_config({**stack.ops_config(), "vault_prefix": prefix, "app_root": str(root)})
+        cfg = parse_config({**stack.ops_config(), "vault_prefix": prefix, "app_root": str(root),
+                            "restore_allowed_roots": [str(tmp_path)]})
         manifest = backup_files.run_backup("fs", cfg, vault, dag_id="t", run_id=uuid.uuid4().hex, run_after=T0)
+        tracemalloc.start()
+        try:  # the plan's dry run, which holds the index's records (cut to what it reads)
+            planned = plan_file_restore(cfg, vault, {"kind": "fs", "backup_id": manifest["backup_id"], "dry_run": True,
+                                                     "target_path": str(tmp_path / f"planned-{files}"), "paths": [],
+                                                     "mirror": False, "allow_unverified": True}, datetime.now(UTC))
+            plan_peaks[files] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert planned["changes"]["created"]["count"] == files + 1 + files // 500  # files, big.bin, directories
         plan = {"backup": {"kind": "fs", "backup_id": manifest["backup_id"]}, "target_path": str(tmp_path / f"out-{files}"),
                 "paths": None, "mirror": False}
         tracemalloc.start()
@@ -289,4 +314,6 @@ def test_a_restore_holds_no_list_of_the_index_memory_grows_by_its_compact_check_
     small, large = peak_per_restore(1_000), peak_per_restore(9_000)
     # Measured: ~280 bytes; ~400 with a set of seen paths and hex digests, ~710 with the records loaded first.
     per_file = (large - small) / 8_000
+    plan_per_file = (plan_peaks[9_000] - plan_peaks[1_000]) / 8_000  # measured: ~545 bytes; ~645 uncut
+    assert plan_per_file < 600, f"plan peak {plan_peaks}"
     assert per_file < 350, f"restore peak {small / 2**20:.1f} MiB (1k files), {large / 2**20:.1f} MiB (9k)"
