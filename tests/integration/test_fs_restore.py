@@ -277,9 +277,15 @@ def test_a_restore_and_its_plan_hold_little_of_the_index_per_file(stack, tmp_pat
     from gravitypm_ops.restore.apply import restore_files
     from gravitypm_ops.restore.plan import plan_file_restore
 
-    plan_peaks = {}
+    def peak(work):
+        tracemalloc.start()
+        try:
+            return work(), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
 
-    def peak_per_restore(files: int) -> int:
+    def peaks(files: int) -> tuple[int, int]:
+        """(the plan's peak, the restore's peak) for a backup of `files` one-byte files."""
         root = tmp_path / f"app-{files}"
         root.mkdir()
         (root / "big.bin").write_bytes(os.urandom(24 << 20))  # fills the decompression queue: a constant
@@ -290,30 +296,19 @@ def test_a_restore_and_its_plan_hold_little_of_the_index_per_file(stack, tmp_pat
         vault = Vault(stack.vault_bucket, prefix, stack.s3_client(), signer=stack.signer())
         cfg = parse_config({**stack.ops_config(), "vault_prefix": prefix, "app_root": str(root),
                             "restore_allowed_roots": [str(tmp_path)]})
-        manifest = backup_files.run_backup("fs", cfg, vault, dag_id="t", run_id=uuid.uuid4().hex, run_after=T0)
-        tracemalloc.start()
-        try:  # the plan's dry run, which holds the index's records (cut to what it reads)
-            planned = plan_file_restore(cfg, vault, {"kind": "fs", "backup_id": manifest["backup_id"], "dry_run": True,
-                                                     "target_path": str(tmp_path / f"planned-{files}"), "paths": [],
-                                                     "mirror": False, "allow_unverified": True}, datetime.now(UTC))
-            plan_peaks[files] = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        bid = backup_files.run_backup("fs", cfg, vault, dag_id="t", run_id=uuid.uuid4().hex, run_after=T0)["backup_id"]
+        params = {"kind": "fs", "backup_id": bid, "target_path": str(tmp_path / f"planned-{files}"), "paths": [],
+                  "mirror": False, "dry_run": True, "allow_unverified": True}
+        planned, plan_peak = peak(lambda: plan_file_restore(cfg, vault, params, datetime.now(UTC)))
         assert planned["changes"]["created"]["count"] == files + 1 + files // 500  # files, big.bin, directories
-        plan = {"backup": {"kind": "fs", "backup_id": manifest["backup_id"]}, "target_path": str(tmp_path / f"out-{files}"),
+        plan = {"backup": {"kind": "fs", "backup_id": bid}, "target_path": str(tmp_path / f"out-{files}"),
                 "paths": None, "mirror": False}
-        tracemalloc.start()
-        try:
-            report = restore_files(vault, plan)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        report, restore_peak = peak(lambda: restore_files(vault, plan))
         assert report["files"] == report["verified"] == files + 1
-        return peak
+        return plan_peak, restore_peak
 
-    small, large = peak_per_restore(1_000), peak_per_restore(9_000)
-    # Measured: ~280 bytes; ~400 with a set of seen paths and hex digests, ~710 with the records loaded first.
-    per_file = (large - small) / 8_000
-    plan_per_file = (plan_peaks[9_000] - plan_peaks[1_000]) / 8_000  # measured: ~545 bytes; ~645 uncut
-    assert plan_per_file < 600, f"plan peak {plan_peaks}"
-    assert per_file < 350, f"restore peak {small / 2**20:.1f} MiB (1k files), {large / 2**20:.1f} MiB (9k)"
+    (plan_small, small), (plan_large, large) = peaks(1_000), peaks(9_000)
+    # Measured: ~545 bytes a file for the plan (~645 with whole records); ~280 for the restore (~400 with a
+    # set of seen paths and hex digests, ~710 with the records loaded first as well).
+    assert (plan_large - plan_small) / 8_000 < 600, f"plan peak {plan_small / 2**20:.1f} / {plan_large / 2**20:.1f} MiB"
+    assert (large - small) / 8_000 < 350, f"restore peak {small / 2**20:.1f} MiB (1k files), {large / 2**20:.1f} MiB (9k)"

@@ -83,7 +83,7 @@ def restore_files(vault: Vault, plan: dict) -> dict:
     archive = next(a["name"] for a in manifest["artifacts"] if a["name"] != index_name)
     with vault.open_artifact(manifest, index_name) as index_body, vault.open_artifact(manifest, archive) as body:
         # The index is streamed into the extractor's compact check, never held as a list of records
-        # besides it (~650 bytes a file; a restore of a million files held ~1 GB for it).
+        # besides it (that list cost ~650 bytes a file more).
         index = read_index(decompressing_reader(index_body, compression))
         # The decompressor reads `body` in its own thread: drain through it, never beside it.
         tar_in = decompressing_reader(body, compression)

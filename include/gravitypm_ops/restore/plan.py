@@ -429,8 +429,8 @@ def diff_against_disk(index: list[dict], target: str, selected: list[str] | None
     }
 
 
-# What the plan reads of each index record (mode, owner and mtime are the extractor's): a record cut
-# to these takes ~440 bytes instead of ~650, and the plan holds every record of the backup.
+# What the plan reads of each index record (mode, owner and mtime are the extractor's). The plan holds
+# every record of the backup: cut to these, its peak memory is ~545 bytes a file instead of ~645.
 PLAN_FIELDS = ("path", "type", "size", "sha256", "target")
 
 
