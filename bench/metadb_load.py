@@ -41,6 +41,7 @@ from croniter import croniter
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port
+from dev.up import clean_env
 
 BUSY_DAY = datetime(2024, 1, 1, tzinfo=UTC)  # Monday, 1 January: weekly, monthly and quarterly all fire
 CRON = re.compile(r"(\S+ \S+ \S+ \S+ \S+)$")  # the cron of "0 8 * * *" and of "Asset or 0 * * * *"
@@ -99,11 +100,10 @@ def day_plan(dags: list[dict], minutes: float) -> list[tuple[float, str]]:
 
 def start_up(state: Path, metadb: str) -> tuple[subprocess.Popen, int, list[str]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dev.up", "--state-dir", str(state), "--port", str(port), "--free-ports",
          "--no-smoke", "--metadb", metadb],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     output: list[str] = []
     ready = threading.Event()

@@ -173,6 +173,12 @@ def offsite_env(stack: LocalStack, cfg: dict) -> dict[str, str]:
     return {"AIRFLOW_CONN_GRAVITYPM_AWS_OFFSITE": json.dumps(stack.connections()["gravitypm_aws"])}
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without Airflow or suite settings, to launch `up` from a test or a
+    benchmark: `up` makes its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The settings write_env_file wrote (`export K=V` lines)."""
     pairs = (shlex.split(line.removeprefix("export "))[0].split("=", 1)

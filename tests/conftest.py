@@ -34,8 +34,8 @@ for name in list(os.environ):
 # workers end together instead of one finishing a long file alone at the end. The first two start two
 # `make up` stacks together (load ~13 on two cores: their tests' waits allow for it). Putting the CLI
 # test second instead cost 160-300 s more worker time in two CI runs: the stacks then overlapped later.
-SLOW_FILES = ("test_up.py", "test_trigger_forms_ui.py", "test_cli_dags_test.py", "test_up_single.py",
-              "test_dr_backup_site.py", "test_console_ui.py", "test_checklist_hitl.py", "test_housekeeping.py")
+SLOW_FILES = ("test_up.py", "test_ui.py", "test_cli_dags_test.py", "test_up_single.py",
+              "test_dr_backup_site.py", "test_checklist_hitl.py", "test_housekeeping.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -2,8 +2,8 @@
 DevTools protocol (the `websockets` package Airflow's API server already installs), against
 `make up`'s own launcher (dev/up.py: airflow standalone + the local stack) on free ports.
 
-Shared by tests/integration/test_console_ui.py and test_trigger_forms_ui.py: import the fixtures
-(`chromium`, `airflow_up`) into the test module to use them."""
+Used by tests/integration/test_ui.py (import the fixtures `chromium` and `airflow_up` into a test module
+to use them); `stack_env` also by test_dr_backup_site.py."""
 
 import itertools
 import json
@@ -112,20 +112,20 @@ def chromium():
     return find_or_install_chromium()
 
 
-@pytest.fixture
-def airflow_up(tmp_path):
-    """`make up`'s launcher (as test_up.py runs it) without its smoke run: the console needs no DAG run.
-    Stopped with one SIGINT, as a user would, with a short grace: the runs the forms started are not
-    waited for (test_up.py tests the stop with the default grace)."""
-    port = free_port()
+@pytest.fixture(scope="module")
+def airflow_up(tmp_path_factory):
+    """`make up`'s launcher (as test_up.py runs it) without its smoke run, one for the module's tests (its
+    start takes ~45 s of two busy cores). Stopped with one SIGINT, as a user would, with a short grace: the
+    runs the forms started are not waited for (test_up.py tests the stop with the default grace)."""
+    port, state = free_port(), tmp_path_factory.mktemp("up") / "state"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dev.up", "--state-dir", str(tmp_path / "state"), "--port", str(port), "--free-ports",
+        [sys.executable, "-m", "dev.up", "--state-dir", str(state), "--port", str(port), "--free-ports",
          "--no-smoke", "--stop-grace", "5"],
         cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         read_until(proc, "== running;", timeout=300)
-        yield port, tmp_path / "state"
+        yield port, state
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)

@@ -2,7 +2,6 @@
 own, for the end-to-end tests of test_up.py, test_up_single.py and test_dr_backup_site.py (each file can then run beside the
 other under pytest-xdist). Import it into a test module: `from tests.up_launcher import start_up`."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,12 +11,8 @@ import pytest
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port
+from dev.up import clean_env
 from tests.processes import alive
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without Airflow or suite settings: `up` makes its own."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GRAVITYPM_OPS"))}
 
 
 def stop_with_sigint(proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -36,8 +36,8 @@ UNATTENDED = [
 ]
 NEEDS_A_PERSON = {
     "gravitypm_db_restore": "a dry run by default, which needs a verified db backup (a verification run "
-                            "takes ~2 min here); its untouched form is tested in test_trigger_forms_ui.py",
-    "gravitypm_fs_restore": "a dry run by default, as the DB restore; tested in test_trigger_forms_ui.py",
+                            "takes ~2 min here); its untouched form is tested in test_ui.py",
+    "gravitypm_fs_restore": "a dry run by default, as the DB restore; tested in test_ui.py",
     "gravitypm_weekly_maintenance": "human checklist items (HITL prompts wait for an answer)",
     "gravitypm_monthly_maintenance": "human checklist items (HITL prompts wait for an answer)",
     "gravitypm_quarterly_maintenance": "human checklist items, and it triggers the DR drill and waits",

@@ -1,13 +1,20 @@
-"""Every DAG's trigger form, in the real Airflow UI, can be submitted as it opens (issue 14, item 15).
+"""The UI in a real browser: headless Chromium (Debian `chromium`) driven over the Chrome DevTools
+protocol against `make up`'s own launcher (tests/ui_browser.py), one stack for both tests of this file
+(its start is most of their time). The console test runs first: it checks exact rows of the data it
+seeds, and the forms test then adds runs and a backup of its own.
 
-Headless Chromium against `make up`'s launcher (tests/ui_browser.py): log in, open each DAG's page,
-press "Trigger", and press the form's own "Trigger" without touching a field. The form must not
-block it (a required value left empty turns its section red and disables the button) and the run
-must exist afterwards (REST). The restore DAGs open as a dry run: their runs stop nothing and
-restore nothing; the file restore (given a verified `fs` backup) succeeds and reports its plan. (A
-verified `db` backup would take ~2 minutes of trial restore here, so the DB dry run is only checked
-for changing nothing.)"""
+1. The ops console: log in through Airflow's login form, open the Checklists and Backups pages inside
+   the UI, filter with the page's form and download the CSV export.
+2. Every DAG's trigger form can be submitted as it opens (issue 14, item 15): open each DAG's page,
+   press "Trigger", and press the form's own "Trigger" without touching a field. The form must not
+   block it (a required value left empty turns its section red and disables the button) and the run
+   must exist afterwards (REST). The restore DAGs open as a dry run: their runs stop nothing and
+   restore nothing; the file restore (given a verified `fs` backup) succeeds and reports its plan. (A
+   verified `db` backup would take ~2 minutes of trial restore here, so the DB dry run is only checked
+   for changing nothing.)"""
 
+import csv
+import io
 import json
 import tempfile
 import time
@@ -19,9 +26,83 @@ from pathlib import Path
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO
 from tests import ui_browser
+from tests.console_seed import seed
 from tests.ui_browser import Browser, log_in, stack_env
 
 chromium, airflow_up = ui_browser.chromium, ui_browser.airflow_up  # the shared fixtures
+
+# JS that reaches into the console page shown in the UI's iframe (same origin).
+FRAME = "document.querySelector('iframe') && document.querySelector('iframe').contentDocument"
+ROWS = f"Array.from(({FRAME}).querySelectorAll('tr[data-outcome]')).map(r => r.dataset.outcome)"
+
+
+def test_console_pages_render_filter_and_export_inside_the_airflow_ui(airflow_up, chromium, monkeypatch, tmp_path):
+    port, state = airflow_up
+    with ExitStack() as closing:
+        started = time.monotonic()
+
+        # Real data in `make up`'s vault: backups through the vault API, records through AuditLog, status.json
+        # by the verification task — with the same connection and Variable the API server has.
+        from gravitypm_ops.config import load_config
+        from gravitypm_ops.vault.store import Vault
+        from gravitypm_ops.verification import tasks as verification_tasks
+
+        for name, value in stack_env(state).items():
+            monkeypatch.setenv(name, value)
+        seeded = seed(Vault.from_config(load_config()))
+        verification_tasks.write_status()
+
+        browser = Browser(chromium, Path(tempfile.mkdtemp(dir=tmp_path)), closing)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            # Log in through Airflow's own form; it sends us on to the Checklists page inside the UI.
+            log_in(browser, base, state, "/plugin/gravitypm-checklists")
+            assert browser.wait_for(f"{FRAME} && ({FRAME}).querySelectorAll('section.checklist').length === 2")
+            frame_src = browser.evaluate("document.querySelector('iframe').getAttribute('src')")
+            assert frame_src.endswith("gravitypm/checklists")
+            # evening_checklist, then weekly_maintenance's two periods, item by item
+            assert browser.evaluate(ROWS) == ["passed", "passed", "warning", "passed", "failed", "missed"]
+            text = browser.evaluate(f"({FRAME}).body.innerText")
+            assert text.count("chain verified") == 2 and "review_access_logs: evidence <ok>" in text
+
+            # Filter with the page's own form: failed items only, any date.
+            browser.evaluate(f"""(() => {{ const d = {FRAME};
+                d.querySelector('input[name=since]').value = '';
+                d.querySelector('select[name=outcome]').value = 'failed';
+                d.querySelector('form.filters button[type=submit]').click(); }})()""")
+            browser.wait_for(f"({FRAME}).location.search.includes('outcome=failed')")
+            assert browser.wait_for(f"JSON.stringify({ROWS}) === '[\"failed\"]'")
+            # The page's CSP (no script, inline styles only) still lets its styles apply.
+            badge = f"getComputedStyle(({FRAME}).querySelector('tr[data-outcome] .badge')).backgroundColor"
+            assert browser.evaluate(badge) == "rgb(254, 215, 215)"  # .failed
+
+            # Export: the CSV link carries the same filters and downloads a file.
+            browser.evaluate(f"({FRAME}).getElementById('csv-export').click()")
+            deadline = time.monotonic() + 30
+            while not [p for p in browser.downloads.glob("*.csv")] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            files = list(browser.downloads.glob("*.csv"))
+            assert len(files) == 1 and files[0].name.startswith("gravitypm-checklists_failed"), files
+            rows = list(csv.DictReader(io.StringIO(files[0].read_text())))
+            assert [(r["checklist"], r["item"], r["outcome"]) for r in rows] == [
+                ("weekly_maintenance", "check_backup_integrity", "failed")]
+            assert rows[0]["hash"] == seeded.weekly[1]["hash"]
+
+            # Backups, reached through the UI's Browse menu: per kind, newest backup and a chart of every size.
+            browser.evaluate("[...document.querySelectorAll('button')].find(b => /Browse/.test(b.innerText)).click()")
+            menu_item = "[...document.querySelectorAll('a, [role=menuitem]')].find(e => e.innerText.trim() === '{}')"
+            assert browser.wait_for(f"!!{menu_item.format('Checklists')} && !!{menu_item.format('Backups')}")
+            browser.evaluate(f"{menu_item.format('Backups')}.click()")
+            browser.wait_for("location.pathname === '/plugin/gravitypm-backups'")
+            assert browser.wait_for(f"{FRAME} && ({FRAME}).querySelectorAll('section.kind').length === 4")
+            db = browser.evaluate(f"({FRAME}).querySelector('section[data-kind=db]').innerText")
+            assert f"Newest: {seeded.failed_db_id}" in db and "failed: trial_restore" in db
+            assert browser.evaluate(f"({FRAME}).querySelectorAll('section[data-kind=db] svg circle').length") == 3
+            print(f"seeded and driven the browser in {time.monotonic() - started:.1f}s")
+        except BaseException:
+            print(f"screenshot: {browser.screenshot(tmp_path / 'console.png')}")
+            raise
+
 
 RESTORE_DAGS = ("gravitypm_db_restore", "gravitypm_fs_restore")
 # Tasks that change something; a dry run as the form opens must never run them.
