@@ -115,12 +115,14 @@ def chromium():
 @pytest.fixture(scope="module")
 def airflow_up(tmp_path_factory):
     """`make up`'s launcher (as test_up.py runs it) without its smoke run, one for the module's tests (its
-    start takes ~45 s of two busy cores). Stopped with one SIGINT, as a user would, with a short grace: the
-    runs the forms started are not waited for (test_up.py tests the stop with the default grace)."""
+    start is most of their time). Single-box (`--single`): the pages and forms are the same in both
+    topologies (test_up.py and test_up_single.py test those), and it starts and stops ~15 s sooner without
+    the Edge worker. Stopped with one SIGINT, as a user would, with a short grace: the runs the forms
+    started are not waited for (test_up.py tests the stop with the default grace)."""
     port, state = free_port(), tmp_path_factory.mktemp("up") / "state"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dev.up", "--state-dir", str(state), "--port", str(port), "--free-ports",
-         "--no-smoke", "--stop-grace", "5"],
+         "--no-smoke", "--stop-grace", "5", "--single"],
         cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
