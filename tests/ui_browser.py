@@ -20,8 +20,8 @@ import pytest
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO, free_port, spawn, stop_process
+from dev.up import clean_env
 from tests.processes import find_or_install, read_until
-from tests.up_launcher import clean_env
 
 
 def find_or_install_chromium() -> str:

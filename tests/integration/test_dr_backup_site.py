@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import REPO
-from dev.up import HOST_AGENT_NAME, dr_hosts_dir
+from dev.up import HOST_AGENT_NAME, clean_env, dr_hosts_dir
 from tests import up_launcher
 from tests.processes import cmdline, read_until
 from tests.ui_browser import stack_env
@@ -103,7 +103,7 @@ def start_agent(state: Path, name: str) -> subprocess.Popen:
     """`python -m dev.up agent --name NAME` against the running `up`: the new host's Edge worker."""
     return subprocess.Popen(
         [sys.executable, "-m", "dev.up", "agent", "--state-dir", str(state), "--name", name],
-        cwd=REPO, env=up_launcher.clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
 

@@ -14,7 +14,7 @@ import urllib.request
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import BIN
-from dev.up import HOST_AGENT_NAME, read_env_file
+from dev.up import HOST_AGENT_NAME, clean_env, read_env_file
 from tests import up_launcher
 from tests.console_pages import parse_exposition
 from tests.processes import cmdline, descendants, postgres_pids, read_until
@@ -85,7 +85,7 @@ def the_metadata_db_is_the_stacks_postgres(output: str, state) -> None:
     """`make up`'s default metadata DB (docs/metadb.md): the stack's own Postgres, never a SQLite fallback; the
     `airflow` CLI with the settings `up` hands a shell reads it through a _CMD (no password in stack.env)."""
     assert "metadata DB:    Postgres 127.0.0.1:" in output, output
-    env = {**up_launcher.clean_env(), **read_env_file(state / "stack.env")}
+    env = {**clean_env(), **read_env_file(state / "stack.env")}
     conn = subprocess.run([str(BIN / "airflow"), "config", "get-value", "database", "sql_alchemy_conn"], env=env,
                           capture_output=True, text=True, check=True, timeout=120).stdout.strip()
     assert conn.startswith("postgresql+psycopg2://airflow:") and "@127.0.0.1:" in conn
