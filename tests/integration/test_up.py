@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 from dev.airflow_api import AirflowAPI
 from dev.stack import BIN
@@ -68,7 +69,11 @@ def the_stopped_agent_is_reported(api: AirflowAPI, proc, state) -> None:
     # run saw its preflight still in state None), and the wait is counted from when it was scheduled.
     wait_for("preflight scheduled or queued", lambda: api.task_states(FS_BACKUP, backup_run).get(
         "preflight") in ("scheduled", "queued"), timeout=120)
-    time.sleep(65)  # host_agent_timeout_minutes: 1
+    # host_agent_timeout_minutes is 1, counted from when the task started waiting (the earlier of its
+    # scheduled and queued times, host_agents.waiting_since): only the rest of that minute is waited here.
+    preflight = api.get(f"/api/v2/dags/{FS_BACKUP}/dagRuns/{backup_run}/taskInstances/preflight")
+    waiting_since = min(datetime.fromisoformat(preflight[k]) for k in ("scheduled_when", "queued_when") if preflight[k])
+    time.sleep(max(0.0, (waiting_since + timedelta(seconds=65) - datetime.now(UTC)).total_seconds()))
     watch_run = api.trigger(WATCH)  # its */5 schedule may beat us to it: either run does the same
     assert api.wait_for_run(WATCH, watch_run, timeout=300)["state"] == "success"
     preflight = api.get(f"/api/v2/dags/{FS_BACKUP}/dagRuns/{backup_run}/taskInstances/preflight")
