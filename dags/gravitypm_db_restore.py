@@ -197,8 +197,10 @@ def gravitypm_db_restore():
     approve >> safety >> stop_branch >> [stopped, restored]
     stopped >> restored >> start_branch >> started >> validated >> done
     restored >> validated  # validate only what was restored
-    [the_plan, safety, stop_branch, stopped, restored, start_branch, started, validated] >> (
-        fail_run_if_any_check_failed())
+    # Not the two branches: a branch skips each direct downstream task it does not choose, the watcher too if
+    # it has not run yet (a failed plan then ended as a green run when needs_start ran first). A failed branch
+    # still fails the run: the tasks after it are upstream_failed.
+    [the_plan, safety, stopped, restored, started, validated] >> fail_run_if_any_check_failed()
 
 
 gravitypm_db_restore()

@@ -66,3 +66,20 @@ def test_recovery_is_announced_by_the_task_that_alerted(dags):
             callbacks = task.on_success_callback
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
             assert any(isinstance(c, RecoveryAlert) for c in callbacks), f"{dag.dag_id}.{task.task_id}: no recovery"
+
+
+def test_no_task_that_skips_can_skip_a_watcher(dags):
+    """A branch, short-circuit or approval task skips the direct downstream tasks it does not choose (with
+    ignore_downstream_trigger_rules, everything downstream). A watcher there is skipped whenever that task
+    runs before it fires, and a run with a failed task ends green: a DB restore whose plan failed did, when
+    needs_start (all_done) ran first."""
+    from airflow.sdk.bases.skipmixin import SkipMixin
+
+    for dag in dags:
+        for task in dag.tasks:
+            if task.task_id not in WATCHERS:
+                continue
+            for upstream in task.get_flat_relatives(upstream=True):
+                direct = upstream.task_id in task.upstream_task_ids
+                if isinstance(upstream, SkipMixin) and (direct or getattr(upstream, "ignore_downstream_trigger_rules", False)):
+                    raise AssertionError(f"{dag.dag_id}: {upstream.task_id} can skip {task.task_id}")
