@@ -68,6 +68,20 @@ def test_recovery_is_announced_by_the_task_that_alerted(dags):
             assert any(isinstance(c, RecoveryAlert) for c in callbacks), f"{dag.dag_id}.{task.task_id}: no recovery"
 
 
+def test_a_failed_task_always_turns_the_run_red(dags):
+    """Airflow judges a run by its leaves: a leaf that runs all_done (a report, a summary) ends it green
+    even after a failure. Each such DAG has a watcher, and every task that is not a leaf is upstream of it."""
+    for dag in dags:
+        lenient = [t.task_id for t in dag.leaves if t.trigger_rule != "all_success" and t.task_id not in WATCHERS]
+        if not lenient:
+            continue
+        watchers = [t for t in dag.leaves if t.task_id in WATCHERS]
+        assert watchers, f"{dag.dag_id}: {lenient} can end a run with a failed task green, and no watcher"
+        watched = set().union(*({t.task_id for t in w.get_flat_relatives(upstream=True)} for w in watchers))
+        unwatched = sorted(set(dag.task_dict) - watched - {t.task_id for t in dag.leaves})
+        assert not unwatched, f"{dag.dag_id}: a failure of {unwatched} would not turn the run red"
+
+
 def test_no_task_that_skips_can_skip_a_watcher(dags):
     """A branch, short-circuit or approval task skips the direct downstream tasks it does not choose (with
     ignore_downstream_trigger_rules, everything downstream). A watcher there is skipped whenever that task
