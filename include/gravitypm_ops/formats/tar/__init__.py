@@ -25,7 +25,8 @@ Compression is a separate stage (`compressing_writer`): zstd (multi-threaded) or
 Reading, hashing and compressing overlap: the caller's thread walks, reads (``os.read``
 releases the GIL) and hashes (so does hashlib); a thread of ours feeds zstd, whose own worker
 threads compress on every core, and writes to the sink. On restore, decompression runs in a
-thread ahead of the tar parsing and file writing. Headers are built and parsed here rather
+thread ahead of the tar parsing and file writing, and a second process reads each written file
+back and checks its sha256 (`hash_check`: off the GIL, on the other core). Headers are built and parsed here rather
 than with `tarfile`, whose per-entry cost dominated trees of many small files.
 
 Memory is bounded by a few MiB of queued chunks plus zstd's buffers, whatever the number or

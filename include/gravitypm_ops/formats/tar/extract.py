@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 import zstandard
 
 from gravitypm_ops.formats.tar.common import CHUNK, CappedList, RestoreError, join_arcname
+from gravitypm_ops.formats.tar.hash_check import HashChecker
 from gravitypm_ops.formats.tar.read import (
     FILE_TYPES,
     MTIME_NS_LIMIT,
@@ -207,10 +207,13 @@ class _Stager:
         self.restored, self.refused, self.neutralised = CappedList(), CappedList(), CappedList()
         self.pending_data = False  # the current member's data still has to be skipped
         self.hashing = expected_sha256 is not None or index is not None
+        self.checker: HashChecker | None = None  # hashes the written files in a second process
         self.parent: tuple[str, int] | None = None  # (staging-relative dir, open fd) of the last file made
 
     def extract(self, tar_in) -> None:
         try:
+            if self.hashing:
+                self.checker = HashChecker()
             tar = TarReader(tar_in)
             while (member := tar.next()) is not None:
                 self.member(tar, member)
@@ -218,12 +221,16 @@ class _Stager:
                 self.index.finish()
             while tar_in.read(CHUNK):  # to the end: the layers below check their trailers at EOF
                 pass
+            if self.checker is not None:
+                self.checker.finish()  # every file's sha256 checked: only now may anything move
         except (EOFError, zstandard.ZstdError, gzip.BadGzipFile) as err:
             raise RestoreError(f"archive is corrupt or truncated: {err}") from None
         finally:
             if self.parent is not None:
                 os.close(self.parent[1])
                 self.parent = None
+            if self.checker is not None:
+                self.checker.close()
 
     def member(self, tar: TarReader, member: Member) -> None:
         is_file = member.type in FILE_TYPES
@@ -304,7 +311,8 @@ class _Stager:
             if self.parent is not None:
                 os.close(self.parent[1])
             self.parent = (parent, fd)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        # Readable too: the hash check reads the file back through this descriptor.
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             return os.open(name, flags, mode, dir_fd=self.parent[1])
         except FileExistsError:
@@ -312,45 +320,42 @@ class _Stager:
 
     # -- entry kinds --
     def file(self, tar: TarReader, member: Member, rel: str) -> None:
-        mode = member.mode & 0o777  # an O_WRONLY descriptor writes whatever mode the new file has
+        mode = member.mode & 0o777  # a descriptor opened at creation writes whatever mode the new file has
+        digest = self.expected_digest(rel) if self.hashing else None
         fd = self.create(rel, mode)
         self.pending_data = False
-        # Written and hashed here, not in a writer thread: each hand-over to a thread costs a
-        # GIL round trip, more than a small file's few syscalls (measured: 2x slower on many
-        # small files; and for big files a writer thread starved of the GIL by this parsing
-        # thread made the 1 GiB restore slower, issue 16 — decompression has its own thread).
+        # Written here, not in a writer thread: each hand-over to a thread costs a GIL round trip,
+        # more than a small file's few syscalls (measured: 2x slower on many small files, and
+        # slower on big ones, issue 16). Hashing is another process's: see HashChecker.
         try:
-            if self.hashing:
-                sha = hashlib.sha256()
-                for data in tar.data(member.size):
-                    sha.update(data)
-                    _write_all(fd, data)
-                self.verify(rel, sha.digest())
-            else:
-                for data in tar.data(member.size):
-                    _write_all(fd, data)
+            for data in tar.data(member.size):
+                _write_all(fd, data)
             if mode & self.umask:
                 os.fchmod(fd, mode)
             if self.as_root and (member.uid, member.gid) != self.ids:
                 os.fchown(fd, member.uid, member.gid)
             os.utime(fd, ns=(member.mtime_ns, member.mtime_ns))
-        finally:
+        except BaseException:
+            os.close(fd)
+            raise
+        if self.checker is not None:
+            self.checker.submit(fd, rel, digest, member.size)  # closes fd
+            self.counts["verified"] += 1  # or the restore fails in checker.finish(), before any move
+        else:
             os.close(fd)
         self.counts["files"] += 1
         self.counts["bytes"] += member.size
 
-    def verify(self, rel: str, digest: bytes) -> None:
-        """Check a staged file's sha256 against the index; RestoreError if it differs or is not listed."""
+    def expected_digest(self, rel: str) -> bytes:
+        """A file's sha256 (32 bytes) from the index; RestoreError if it is not listed."""
         if self.index is not None:
-            expected, actual = self.index.digest(rel), digest  # bytes
+            expected = self.index.digest(rel)
         else:
-            expected, actual = self.expected.get(rel), digest.hex()
+            expected = self.expected.get(rel)
+            expected = _digest(rel, expected) if expected is not None else None
         if expected is None:
             raise RestoreError(f"{rel!r} is in the archive but not in the index: refusing to restore unverified")
-        if actual != expected:
-            shown = expected.hex() if isinstance(expected, bytes) else str(expected)
-            raise RestoreError(f"{rel!r}: restored bytes have sha256 {digest.hex()[:16]}…, the index says {shown[:16]}…")
-        self.counts["verified"] += 1
+        return expected
 
     def directory(self, member, rel: str) -> None:
         self.make_dirs(rel)
