@@ -98,7 +98,7 @@ def test_a_worker_that_dies_fails_the_restore(tmp_path, monkeypatch):
 
 
 def test_a_restore_without_hashes_starts_no_worker(tmp_path, monkeypatch):
-    archive, records, report = many_files_backup(tmp_path)
+    archive, _, _ = many_files_backup(tmp_path)
 
     def no_checker():
         raise AssertionError("nothing to check: no worker is needed")

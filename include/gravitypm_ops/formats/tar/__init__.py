@@ -26,8 +26,9 @@ Reading, hashing and compressing overlap: the caller's thread walks, reads (``os
 releases the GIL) and hashes (so does hashlib); a thread of ours feeds zstd, whose own worker
 threads compress on every core, and writes to the sink. On restore, decompression runs in a
 thread ahead of the tar parsing and file writing, and a second process reads each written file
-back and checks its sha256 (`hash_check`: off the GIL, on the other core). Headers are built and parsed here rather
-than with `tarfile`, whose per-entry cost dominated trees of many small files.
+back and checks its sha256 (`hash_check`: off the GIL, on the other core). Headers are built
+and parsed here rather than with `tarfile`, whose per-entry cost dominated trees of many small
+files.
 
 Memory is bounded by a few MiB of queued chunks plus zstd's buffers, whatever the number or
 size of files: directories are read lazily, the index is written as it goes, no tar header is

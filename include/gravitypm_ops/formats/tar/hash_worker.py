@@ -5,7 +5,7 @@ shares nothing with the restoring interpreter but one socket.
 
 Protocol (a SOCK_SEQPACKET socket: one message is one batch):
 - in: up to MAX_FDS open files of the staging directory (SCM_RIGHTS) and, per file, its expected
-  SHA-256 (32 bytes, same order); an empty message means "no more";
+  SHA-256 (32 bytes, same order); the socket closing means "no more" (the restore ended or died);
 - out, per batch, in order: one byte 0, then the positions in the batch whose bytes on disk do
   not hash to what was expected (4 bytes each, big-endian); nothing more when all match (so an
   empty read means the worker is gone).
