@@ -53,7 +53,7 @@ NATIVE_BACKUP = (
     "wait $a && wait $b"
 )
 NATIVE_RESTORE = "set -o pipefail; zstd -q -dc {archive} | tar -xf - -C {target}"
-# For reference, not a goal: the native restore followed by the check ours does as it writes (every
+# For reference, not a goal: the native restore followed by the check ours does before anything moves (every
 # file's sha256 against the index the native backup wrote), i.e. the same work done with the tools.
 NATIVE_VERIFY = "cd {target} && sha256sum --quiet --strict -c {index}"
 
