@@ -97,6 +97,14 @@ def test_a_worker_that_dies_fails_the_restore(tmp_path, monkeypatch):
     assert open_files() == fds and children() == procs
 
 
+def test_a_worker_that_cannot_start_is_a_restore_error_and_nothing_is_restored(tmp_path, monkeypatch):
+    archive, records, report = many_files_backup(tmp_path)
+    monkeypatch.setattr(hash_check.sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(RestoreError, match="cannot start the hash check.*no-python"):
+        restore(archive, tmp_path / "target", index=records, content=report)
+    assert not (tmp_path / "target").exists()
+
+
 def test_a_restore_without_hashes_starts_no_worker(tmp_path, monkeypatch):
     archive, _, _ = many_files_backup(tmp_path)
 

@@ -42,6 +42,9 @@ class HashChecker:
                 [sys.executable, "-I", "-S", hash_worker.__file__, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True,
             )
+        except OSError as err:  # no interpreter to run it (a missing sys.executable, no processes left)
+            ours.close()
+            raise RestoreError(f"cannot start the hash check, nothing was restored: {err}") from None
         except BaseException:
             ours.close()
             raise
