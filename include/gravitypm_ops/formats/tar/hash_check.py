@@ -33,7 +33,7 @@ MAX_BATCHES = 4  # in flight: <= 256 open descriptors held by the socket, <= 16 
 
 
 class HashChecker:
-    """`submit(fd, rel, digest)` each staged file once written; `finish()` before committing."""
+    """`submit(fd, rel, digest, size)` each staged file once written; `finish()` before committing."""
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
