@@ -6,12 +6,15 @@ For each size a fresh MongoDB (mongoeco, seeded server-side: its inserts are slo
     to read every byte out of MongoDB), and
   - the backup: the same collection dumped, archived, gzip'd, hashed and uploaded to the vault
     (the code gravitypm_db_backup runs), committed with its manifest.
+  - diagnostic, not a goal: the same dump with no upload (gzip'd and hashed into a discarding
+    sink), to show what the S3 side adds (`dump_without_upload_over_scan`).
 Goals (issue 16): backup / scan <= 1.10 (best of REPEATS each, interleaved), and peak RSS flat
 across sizes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -29,6 +32,17 @@ SIZES = (60_000, 180_000)  # both past one 8 MiB upload part of gzip output
 # the 10 % the goal allows; best of 3 read 1.00-1.25 on unchanged code (2026-12-01/02).
 REPEATS = 5
 GOAL = 1.10  # backup wall / raw cursor scan
+
+
+class _HashingDiscard:
+    """A sink that only hashes (as the vault's upload does) and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return len(data)
 
 
 def measure(mongo_port: int, s3_port: int) -> dict:
@@ -54,16 +68,24 @@ def measure(mongo_port: int, s3_port: int) -> dict:
     def backup(i: int) -> dict:
         return backup_mongo.run_backup(cfg, vault, client, dag_id="bench", run_id=f"bench_{i}", run_after=datetime.now(UTC))
 
+    def dump_without_upload() -> None:
+        """Diagnostic, not a goal: the same dump, gzip'd and hashed as the vault hashes it, with no
+        upload, to show what the S3 side adds."""
+        backup_mongo.dump(client, cfg.mongo_databases, _HashingDiscard())
+
     bson_bytes = scan()  # warm-up (and the size)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scans, backups = [], []
-    for i in range(REPEATS):  # interleaved, so drift hits both alike
+    scans, backups, dumps = [], [], []
+    for i in range(REPEATS):  # interleaved, so drift hits all alike
         t = time.perf_counter()
         scan()
         scans.append(time.perf_counter() - t)
         t = time.perf_counter()
         manifest = backup(i)
         backups.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        dump_without_upload()
+        dumps.append(time.perf_counter() - t)
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "documents": manifest["content"]["documents"],
@@ -72,6 +94,7 @@ def measure(mongo_port: int, s3_port: int) -> dict:
         "scan_s": round(min(scans), 3),
         "backup_s": round(min(backups), 3),
         "backup_over_scan": round(min(backups) / min(scans), 2),
+        "dump_without_upload_over_scan": round(min(dumps) / min(scans), 2),  # diagnostic, not a goal
         "peak_rss_mib": round(rss_after / 1024, 1),
         "peak_rss_growth_during_backups_mib": round((rss_after - rss_before) / 1024, 1),
     }

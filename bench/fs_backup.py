@@ -18,7 +18,9 @@ interleaved, best of `repeats`:
 - restore, ours: load the index, then `extract_archive` of our archive into a fresh target with
   it and the backup's counts, as the fs restore and verification run it: staging, path checks,
   every member checked against its index entry (exact mtimes from it), every file's sha256
-  verified, the totals against the counts, moved into place.
+  verified, the totals against the counts, moved into place;
+- diagnostic, not a goal (``restore_without_file_sha256_ratio``): the same restore with only the
+  per-file SHA-256 check switched off, to show what that check costs against tar, which makes none.
 
 Throughput is tree bytes / wall time; a ratio is ours ÷ native (goals, issue #16: backup >= 1.1;
 restore >= 0.9 on the small-file-heavy small tree, >= 1.0 on the large one). Peak RSS is the child's ru_maxrss (the native tools run as its children and do
@@ -156,6 +158,7 @@ def _shell(command: str, cwd: Path | None = None) -> None:
 
 
 def measure(tree: Path, work: Path, repeats: int) -> dict:
+    from gravitypm_ops.formats.tar import extract as extract_module
     from gravitypm_ops.formats.tar.compression import Compression, compressing_writer, decompressing_reader
     from gravitypm_ops.formats.tar.extract import extract_archive
     from gravitypm_ops.formats.tar.index import read_index
@@ -174,12 +177,22 @@ def measure(tree: Path, work: Path, repeats: int) -> dict:
     def native_backup() -> None:  # from the tree's parent, so both archives hold the same paths
         _shell(NATIVE_BACKUP.format(root=tree.name, sink=native_archive, index=native_index), cwd=tree.parent)
 
-    def ours_restore() -> None:
+    def ours_restore(report: str = "restore") -> None:
         with open(ours_index, "rb") as f:
             index = list(read_index(decompressing_reader(f, zstd)))
         with open(ours_archive, "rb") as f:
-            reports["restore"] = extract_archive(decompressing_reader(f, zstd), str(work / "ours-restored"),
-                                                 index=index, content=reports["backup"])
+            reports[report] = extract_archive(decompressing_reader(f, zstd), str(work / "ours-restored"),
+                                              index=index, content=reports["backup"])
+
+    def ours_restore_without_file_sha256() -> None:
+        """Diagnostic, not a mode of the product: the same restore with the per-file SHA-256 check
+        switched off (every other check stays), to show what that check costs against tar."""
+        real = extract_module.HashChecker
+        extract_module.HashChecker = _NoFileHashes
+        try:
+            ours_restore("restore_without_file_sha256")
+        finally:
+            extract_module.HashChecker = real
 
     def native_restore() -> None:
         (work / "native-restored").mkdir()
@@ -194,19 +207,22 @@ def measure(tree: Path, work: Path, repeats: int) -> dict:
         os.sync()
 
     rss_start = _maxrss_mib()
-    times = {k: [] for k in ("native_backup", "ours_backup", "native_restore", "native_verify", "ours_restore")}
+    times = {k: [] for k in ("native_backup", "ours_backup", "native_restore", "native_verify", "ours_restore",
+                             "ours_restore_without_file_sha256")}
     cpu = {k: [] for k in times}
     for _ in range(repeats):  # interleaved, so drift hits both sides alike
         times["native_backup"].append(_timed(native_backup, cpu["native_backup"]))
         times["ours_backup"].append(_timed(ours_backup, cpu["ours_backup"]))
     rss_after_backup = _maxrss_mib()
-    for _ in range(repeats):
+    ours = [("ours_restore", ours_restore), ("ours_restore_without_file_sha256", ours_restore_without_file_sha256)]
+    for i in range(repeats):
         fresh("native-restored", "ours-restored")
         times["native_restore"].append(_timed(native_restore, cpu["native_restore"]))
         times["native_verify"].append(_timed(native_verify, cpu["native_verify"]))
-        fresh("native-restored", "ours-restored")
-        times["ours_restore"].append(_timed(ours_restore, cpu["ours_restore"]))
-    _check_same_tree(tree, work / "ours-restored")
+        for name, restore in ours if i % 2 == 0 else ours[::-1]:  # alternated: no side gains from its place
+            fresh("native-restored", "ours-restored")
+            times[name].append(_timed(restore, cpu[name]))
+            _check_same_tree(tree, work / "ours-restored")
     fresh("native-restored", "ours-restored")
     best = {k: min(v) for k, v in times.items()}
     mib = reports["backup"]["bytes"] / 2**20
@@ -224,10 +240,25 @@ def measure(tree: Path, work: Path, repeats: int) -> dict:
         "restore_ratio": round(best["native_restore"] / best["ours_restore"], 2),
         # not a goal: against the native restore plus `sha256sum -c` of its index (the same checks)
         "restore_verified_ratio": round((best["native_restore"] + best["native_verify"]) / best["ours_restore"], 2),
+        # diagnostic, not a goal: the same restore without its per-file SHA-256 check (what that check costs)
+        "restore_without_file_sha256_ratio": round(best["native_restore"] / best["ours_restore_without_file_sha256"], 2),
         "verified_files": reports["restore"]["verified"],
         "peak_rss_mib": {"interpreter_start": rss_start, "after_backups": rss_after_backup,
                          "after_restores": _maxrss_mib()},
     }
+
+
+class _NoFileHashes:
+    """Stands in for HashChecker in the diagnostic restore: closes each file unchecked."""
+
+    def submit(self, fd: int, rel: str, digest: bytes, size: int) -> None:
+        os.close(fd)
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _check_same_tree(tree: Path, restored: Path) -> None:
@@ -271,7 +302,8 @@ def bench_fs_backup(size_mb: int = 1024, small_size_mb: int = 256, repeats: int 
     rss_small, rss_large = small["peak_rss_mib"], large["peak_rss_mib"]
     trees = {f"{small_size_mb} MiB": small, f"{size_mb} MiB": large}
     ratios = {name: {"backup": r["backup_ratio"], "restore": r["restore_ratio"],
-                     "restore_verified": r["restore_verified_ratio"], "files": r["files"]}
+                     "restore_verified": r["restore_verified_ratio"],
+                     "restore_without_file_sha256": r["restore_without_file_sha256_ratio"], "files": r["files"]}
               for name, r in trees.items()}
     restore_goals = (GOALS["restore_small"], GOALS["restore_large"])
     return {
@@ -282,7 +314,9 @@ def bench_fs_backup(size_mb: int = 1024, small_size_mb: int = 256, repeats: int 
                      + NATIVE_VERIFY.format(target="TARGET", index="INDEX")},
         "goals": GOALS,
         "sizes": [small, large],
-        "ratios": ratios,  # per tree: ours ÷ native: backup, restore (goals) and restore_verified (reference)
+        # per tree, ours ÷ native: backup, restore (goals); restore_verified (reference) and
+        # restore_without_file_sha256 (diagnostic: our restore with that one check off)
+        "ratios": ratios,
         "meets_goals": {
             "backup": min(small["backup_ratio"], large["backup_ratio"]) >= GOALS["backup"],
             "restore": all(r["restore_ratio"] >= g for r, g in zip((small, large), restore_goals, strict=True)),
