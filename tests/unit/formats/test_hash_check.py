@@ -35,22 +35,57 @@ def many_files_backup(tmp_path: Path) -> tuple[Path, list[dict], dict]:
     return archive, index_records(index), report
 
 
-def open_files() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+class RecordedChecker(HashChecker):
+    """The restore's HashChecker, remembered so the test can see what it left behind."""
+
+    made: list[HashChecker] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made.append(self)
 
 
-def children() -> set[int]:
-    return {child.pid for child in psutil.Process().children(recursive=True)}
+def record_checkers(monkeypatch, checker: type[RecordedChecker] = RecordedChecker) -> list[HashChecker]:
+    made: list[HashChecker] = []
+    monkeypatch.setattr(checker, "made", made)
+    monkeypatch.setattr(extract, "HashChecker", checker)
+    return made
 
 
-def test_every_file_is_checked_and_a_wrong_one_anywhere_is_named_before_anything_moves(tmp_path):
+def assert_nothing_left(tmp_path: Path, checkers: list[HashChecker]) -> None:
+    """No descriptor into the test's files, every checker's socket closed and its worker reaped.
+
+    Only what a restore could leave is looked at: this xdist worker may also host the session's
+    stack, whose servers start and end processes and sockets of their own at any time."""
+    into_tmp = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path)):
+                into_tmp.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    assert into_tmp == []
+    assert checkers, "the restore started no hash check"
+    for checker in checkers:
+        assert checker._sock.fileno() == -1 and checker._worker.returncode is not None
+    workers = []
+    for child in psutil.Process().children():
+        try:
+            if hash_check.hash_worker.__file__ in child.cmdline():
+                workers.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    assert workers == []
+
+
+def test_every_file_is_checked_and_a_wrong_one_anywhere_is_named_before_anything_moves(tmp_path, monkeypatch):
     archive, records, report = many_files_backup(tmp_path)
     files = [r for r in records if r["type"] == "file"]
     target = tmp_path / "target"
     target.mkdir()
     (target / "mine.txt").write_text("mine")
     before = snapshot(target, skip_root_meta=False)
-    fds, procs = open_files(), children()
+    checkers = record_checkers(monkeypatch)
     # the first file, one in a batch sent while others were in flight, the last (a partial batch)
     for wrong in (files[0], files[len(files) // 2], files[-1]):
         tampered = [{**r, "sha256": hashlib.sha256(b"other").hexdigest()} if r is wrong else r for r in records]
@@ -61,7 +96,8 @@ def test_every_file_is_checked_and_a_wrong_one_anywhere_is_named_before_anything
         result = restore(archive, target, index=records, content=report)
     assert result["verified"] == result["files"] == MANY
     assert snapshot(target) == {**snapshot(tmp_path / "src"), "mine.txt": snapshot(target)["mine.txt"]}
-    assert open_files() == fds and children() == procs  # nothing left open or running
+    assert len(checkers) == 4  # one per restore
+    assert_nothing_left(tmp_path, checkers)
 
 
 def test_the_checker_hashes_what_is_on_disk(tmp_path):
@@ -82,19 +118,18 @@ def test_the_checker_hashes_what_is_on_disk(tmp_path):
 def test_a_worker_that_dies_fails_the_restore(tmp_path, monkeypatch):
     archive, records, report = many_files_backup(tmp_path)
 
-    class DyingChecker(HashChecker):
+    class DyingChecker(RecordedChecker):
         def submit(self, fd, rel, digest, size):
             if rel.endswith("f0300"):
                 self._worker.kill()
                 self._worker.wait()
             super().submit(fd, rel, digest, size)
 
-    monkeypatch.setattr(extract, "HashChecker", DyingChecker)
-    fds, procs = open_files(), children()
+    checkers = record_checkers(monkeypatch, DyingChecker)
     with time_limit(30), pytest.raises(RestoreError, match="the hash check stopped"):
         restore(archive, tmp_path / "target", index=records, content=report)
     assert not (tmp_path / "target").exists()
-    assert open_files() == fds and children() == procs
+    assert_nothing_left(tmp_path, checkers)
 
 
 def test_a_worker_that_cannot_start_is_a_restore_error_and_nothing_is_restored(tmp_path, monkeypatch):
