@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 import pytest
@@ -38,7 +39,7 @@ def many_files_backup(tmp_path: Path) -> tuple[Path, list[dict], dict]:
 class RecordedChecker(HashChecker):
     """The restore's HashChecker, remembered so the test can see what it left behind."""
 
-    made: list[HashChecker] = []
+    made: ClassVar[list[HashChecker]] = []
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,7 +47,7 @@ class RecordedChecker(HashChecker):
 
 
 def record_checkers(monkeypatch, checker: type[RecordedChecker] = RecordedChecker) -> list[HashChecker]:
-    made: list[HashChecker] = []
+    made: ClassVar[list[HashChecker]] = []
     monkeypatch.setattr(checker, "made", made)
     monkeypatch.setattr(extract, "HashChecker", checker)
     return made
